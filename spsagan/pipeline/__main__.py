@@ -12,7 +12,11 @@ def main(argv=None) -> int:
     parser.add_argument("--registry", default="workflow/stages.yaml")
     parser.add_argument("--dvc-yaml", default="dvc.yaml")
     args = parser.parse_args(argv)
-    registry = load_registry(args.registry)
+    try:
+        registry = load_registry(args.registry)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.command == "write-dvc":
         write_dvc_yaml(registry, args.dvc_yaml)
         print(f"wrote {args.dvc_yaml} from {args.registry}")

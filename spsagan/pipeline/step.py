@@ -1,0 +1,53 @@
+"""What every `steps/<stage>.py` shares: the `--params`/`--profile` flags and a clean failure.
+
+A step reads only its own params section. Snakemake passes it inline as JSON; by hand you may pass
+the path of params.yaml instead (`--params params.yaml`), and the active profile's section is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from spsagan.pipeline.params import ParamsError, section_from_arg
+
+SCHEMA = Path("workflow/schemas/params.schema.yaml")
+
+
+def stage_parser(doc: str | None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--params", default="params.yaml",
+                        help="the stage's params as JSON, or the path of params.yaml (default)")
+    parser.add_argument("--profile", default=None, help="profile label recorded in outputs (demo | paper)")
+    return parser
+
+
+def parse(parser: argparse.ArgumentParser, stage: str, argv=None) -> tuple[argparse.Namespace, dict]:
+    """Parse the command line and return (args, the stage's validated params section)."""
+    args = parser.parse_args(argv)
+    try:
+        cfg = section_from_arg(args.params, stage, SCHEMA)
+    except ParamsError as exc:
+        sys.exit(f"error: {exc}")
+    if args.profile is None:
+        args.profile = "custom" if args.params.lstrip().startswith("{") else _profile_of(args.params)
+    return args, cfg
+
+
+def _profile_of(params_path: str) -> str:
+    from spsagan.pipeline.params import load_yaml
+
+    return load_yaml(params_path)["profile"]
+
+
+def main_guard(fn) -> None:
+    """Run a step's main(); expected failures print one clear line and exit 1 (SPSAGAN_DEBUG=1: traceback)."""
+    import os
+
+    try:
+        fn()
+    except (ValueError, FileNotFoundError) as exc:
+        if os.environ.get("SPSAGAN_DEBUG"):
+            raise
+        sys.exit(f"error ({type(exc).__name__}): {exc}")
