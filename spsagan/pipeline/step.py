@@ -47,7 +47,11 @@ def main_guard(fn) -> None:
 
     try:
         fn()
-    except (ValueError, FileNotFoundError) as exc:
+    except Exception as exc:
+        # Errors the library raises on purpose carry a message meant for the user; others are bugs.
+        deliberate = type(exc).__module__.startswith("spsagan") or isinstance(exc, (ValueError, FileNotFoundError))
+        if not deliberate:
+            raise
         if os.environ.get("SPSAGAN_DEBUG"):
             raise
         sys.exit(f"error ({type(exc).__name__}): {exc}")
