@@ -1,0 +1,276 @@
+"""SFTGAN's OutdoorSceneSeg: the segmentation network behind the paper's 8 probability maps.
+
+Architecture (SFTGAN `pytorch_test/architectures.py`, rebuilt here from its layer list): a dilated
+ResNet-101-like trunk with output stride 8, an 8-class head, a grouped x8 transposed convolution and a
+softmax over channels. Every convolution of the trunk has no bias and is followed by BatchNorm.
+
+    stem      conv3x3 3->64 /2, conv3x3 64->64, conv3x3 64->128, maxpool 3x3 /2 (ceil mode)
+    conv2     Res131(128, 64, 256)   + 2 x Res131(256, 64, 256)
+    conv3     Res131(256, 128, 512, stride 2) + 3 x Res131(512, 128, 512)
+    conv4     Res131(512, 256, 1024, dilation 2) + 22 x Res131(1024, 256, 1024, dilation 2)
+    conv5     Res131(1024, 512, 2048, dilation 4) + 2 x Res131(2048, 512, 2048, dilation 4)
+    head      conv3x3 2048->512, Dropout(0.1), conv1x1 512->8 (with bias)
+    deconv    ConvTranspose2d(8, 8, kernel 16, stride 8, padding 4, groups 8, no bias)
+    softmax   over the 8 channels
+
+State-dict layout, so that `segmentation_OST_bic.pth` loads with `strict=True` (SFTGAN flattens every
+conv-BN-ReLU triple into one `nn.Sequential`, which fixes these indices):
+
+    feature.0.weight (64, 3, 3, 3)      feature.1.*  BatchNorm(64)
+    feature.3.weight (64, 64, 3, 3)     feature.4.*  BatchNorm(64)
+    feature.6.weight (128, 64, 3, 3)    feature.7.*  BatchNorm(128)
+    (feature.2/5/8 are ReLUs, feature.9 the max-pool: no parameters)
+    feature.10 ... feature.42           the 33 Res131 blocks in the order above, each with
+        res.0.weight (mid, in, 1, 1)    res.1.*  BatchNorm(mid)
+        res.3.weight (mid, mid, 3, 3)   res.4.*  BatchNorm(mid)
+        res.6.weight (out, mid, 1, 1)   res.7.*  BatchNorm(out)
+        proj.0.weight (out, in, 1, 1)   proj.1.* BatchNorm(out)   (only the first block of a stage)
+    feature.43.weight (512, 2048, 3, 3) feature.44.* BatchNorm(512)
+    feature.47.weight (8, 512, 1, 1)    feature.47.bias (8,)
+    deconv.weight (8, 1, 16, 16)
+
+where BatchNorm(c).* is `weight`, `bias`, `running_mean`, `running_var` (all (c,)) and, for files
+saved by PyTorch >= 0.4.1, `num_batches_tracked` (a scalar; PyTorch fills it in when absent).
+Parameters: 52,068,296 (BatchNorm affine parameters included, running statistics not).
+
+Input: the SFTGAN preprocessing of `preprocess` (BGR, 0..255 scale, minus the Caffe means), with H and
+W multiples of 8. Output: probabilities in the channel order of `spsagan.segmentation.classes.CLASSES`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from spsagan.image import imresize, modcrop
+from spsagan.segmentation.classes import CLASSES, NUM_CLASSES
+from spsagan.segmentation.storage import pad_map
+
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+PARAMETER_COUNT = 52_068_296
+WEIGHTS_FILE = "segmentation_OST_bic.pth"
+WEIGHTS_SOURCES = (
+    "SFTGAN project, folder 'pretrained_models' on Google Drive: "
+    "https://drive.google.com/drive/folders/16owosaM_ADAm2FmVI9eKmuYzULVeBy7t",
+    "or Baidu: https://pan.baidu.com/s/1stZurDwBouItgfrGsrMwdw",
+)
+
+# (in, mid, out, blocks, dilation, stride of the first block) for conv2 .. conv5
+STAGES = (
+    (128, 64, 256, 3, 1, 1),
+    (256, 128, 512, 4, 1, 2),
+    (512, 256, 1024, 23, 2, 1),
+    (1024, 512, 2048, 3, 4, 1),
+)
+
+
+def _conv_bn(in_ch: int, out_ch: int, kernel: int, stride: int = 1, dilation: int = 1, relu: bool = True):
+    """Conv (no bias, 'same' padding also when dilated) + BatchNorm (+ ReLU), as a flat list."""
+    padding = dilation * (kernel - 1) // 2
+    layers = [
+        nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=padding, dilation=dilation, bias=False),
+        nn.BatchNorm2d(out_ch),
+    ]
+    if relu:
+        layers.append(nn.ReLU(inplace=True))
+    return layers
+
+
+class Res131(nn.Module):
+    """Bottleneck block 1x1 -> 3x3 (stride, dilation) -> 1x1, with a projection when in != out.
+
+    x: (B, in, H, W) -> (B, out, H / stride, W / stride); output = ReLU(shortcut + residual).
+    """
+
+    def __init__(self, in_ch: int, mid_ch: int, out_ch: int, dilation: int = 1, stride: int = 1):
+        super().__init__()
+        self.res = nn.Sequential(
+            *_conv_bn(in_ch, mid_ch, 1),
+            *_conv_bn(mid_ch, mid_ch, 3, stride=stride, dilation=dilation),
+            *_conv_bn(mid_ch, out_ch, 1, relu=False),
+        )
+        self.proj = nn.Sequential(*_conv_bn(in_ch, out_ch, 1, stride=stride, relu=False)) if in_ch != out_ch else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x if self.proj is None else self.proj(x)
+        return torch.relu(shortcut + self.res(x))
+
+
+class OutdoorSceneSeg(nn.Module):
+    """SFTGAN's 8-class outdoor scene segmentation network (see the module docstring).
+
+    forward(x): x (B, 3, H, W) float32, preprocessed by `preprocess` (BGR minus Caffe means, about
+    -124..152), H and W multiples of 8 -> (B, 8, H, W) probabilities summing to 1 over channels.
+    """
+
+    def __init__(self):
+        super().__init__()
+        layers = [*_conv_bn(3, 64, 3, stride=2), *_conv_bn(64, 64, 3), *_conv_bn(64, 128, 3)]
+        layers.append(nn.MaxPool2d(3, stride=2, padding=0, ceil_mode=True))
+        for in_ch, mid_ch, out_ch, blocks, dilation, stride in STAGES:
+            layers.append(Res131(in_ch, mid_ch, out_ch, dilation, stride))
+            layers += [Res131(out_ch, mid_ch, out_ch, dilation) for _ in range(blocks - 1)]
+        layers += [*_conv_bn(2048, 512, 3), nn.Dropout(0.1), nn.Conv2d(512, NUM_CLASSES, 1)]
+        self.feature = nn.Sequential(*layers)
+        # A learned per-class x8 upsampler: output size = input size for H, W multiples of 8.
+        self.deconv = nn.ConvTranspose2d(NUM_CLASSES, NUM_CLASSES, 16, stride=8, padding=4, groups=NUM_CLASSES, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"OutdoorSceneSeg expects a (B, 3, H, W) batch, got shape {tuple(x.shape)}")
+        height, width = x.shape[-2:]
+        if height % 8 or width % 8 or height < 8 or width < 8:
+            raise ValueError(f"OutdoorSceneSeg needs H and W multiples of 8 (>= 8), got {height}x{width}; mod-crop first")
+        return torch.softmax(self.deconv(self.feature(x)), dim=1)
+
+
+def preprocess(hr: np.ndarray) -> torch.Tensor:
+    """SFTGAN's input for one HR image: uint8 (H, W, 3) RGB or (H, W) gray -> float32 (3, H8, W8).
+
+    Steps (SFTGAN `test_segmentation.py`): mod-8 crop (drop the last rows/columns); RGB -> BGR; scale to
+    [0, 1]; MATLAB bicubic x1/4 then x4 (float, no rounding or clipping); times 255; minus the Caffe
+    means (103.939, 116.779, 123.68) per BGR channel; no division by a std. H8, W8 = H, W rounded down
+    to multiples of 8. Gray images are replicated to 3 channels first (SFTGAN's code would break on them).
+    """
+    hr = np.asarray(hr)
+    if hr.dtype != np.uint8:
+        raise ValueError(f"preprocess expects a uint8 image, got {hr.dtype}")
+    if hr.ndim == 2:
+        hr = np.repeat(hr[:, :, None], 3, axis=2)
+    if hr.ndim != 3 or hr.shape[2] != 3:
+        raise ValueError(f"preprocess expects an (H, W, 3) RGB or (H, W) gray image, got shape {hr.shape}")
+    img = modcrop(hr, 8)
+    if img.shape[0] < 8 or img.shape[1] < 8:
+        raise ValueError(f"image of {hr.shape[0]}x{hr.shape[1]} pixels is too small for OutdoorSceneSeg (needs >= 8x8)")
+    bgr = img[:, :, ::-1].astype(np.float64) / 255.0
+    upsampled = imresize(imresize(bgr, 0.25), 4.0) * 255.0
+    upsampled -= np.asarray(CAFFE_MEAN_BGR)
+    return torch.from_numpy(np.ascontiguousarray(upsampled.transpose(2, 0, 1), dtype=np.float32))
+
+
+# --------------------------------------------------------------------------------------------------
+# Weights
+
+
+class WeightsError(RuntimeError):
+    """The OutdoorSceneSeg weights file is missing, unreadable or not the expected network."""
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _how_to_get(path: Path) -> str:
+    return (
+        f"Download {WEIGHTS_FILE} from the {WEIGHTS_SOURCES[0]} ({WEIGHTS_SOURCES[1]}) and place it at {path}. "
+        f"No checksum is published for this file: it is verified by loading it strictly into OutdoorSceneSeg "
+        f"and checking the parameter count ({PARAMETER_COUNT:,}). To pin your copy, run `sha256sum {path}` "
+        f"and put the digest in params (make_seg_maps weights_sha256)."
+    )
+
+
+def load_outdoor_scene_seg(path: str | os.PathLike, sha256: str | None = None) -> tuple[OutdoorSceneSeg, str]:
+    """Load `segmentation_OST_bic.pth` strictly; return (model in eval mode, the file's sha256).
+
+    Raises WeightsError saying which file, where to get it and how to verify it when the file is
+    missing, its sha256 differs from `sha256` (if given), it is not a state dict, or its keys/shapes
+    are not OutdoorSceneSeg's.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"OutdoorSceneSeg weights not found: {path}. {_how_to_get(path)}")
+    digest = file_sha256(path)
+    if sha256 is not None and digest != str(sha256).strip().lower():
+        raise WeightsError(
+            f"{path}: sha256 is {digest}, but params expect {sha256}. The file is not the copy you pinned "
+            f"(corrupt or a different download). {_how_to_get(path)}"
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle, zip and torch errors all mean "not a usable weights file"
+        raise WeightsError(f"{path}: not a readable PyTorch weights file ({exc}). {_how_to_get(path)}") from exc
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsError(f"{path}: expected a plain state dict of tensors (as SFTGAN saves it). {_how_to_get(path)}")
+    model = OutdoorSceneSeg()
+    _check_layout(path, state, model)
+    model.load_state_dict(state, strict=True)
+    count = sum(p.numel() for p in model.parameters())
+    if count != PARAMETER_COUNT:  # cannot differ after a strict load; kept as the documented check
+        raise WeightsError(f"{path}: {count:,} parameters, expected {PARAMETER_COUNT:,}. {_how_to_get(path)}")
+    return model.eval(), digest
+
+
+def _check_layout(path: Path, state: dict, model: OutdoorSceneSeg) -> None:
+    """Compare keys and shapes before load_state_dict, to name the first mismatches plainly."""
+    expected = model.state_dict()
+    optional = {k for k in expected if k.endswith("num_batches_tracked")}
+    missing = sorted(set(expected) - set(state) - optional, key=_key_order)
+    unexpected = sorted(set(state) - set(expected), key=_key_order)
+    wrong = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing keys (first: {', '.join(missing[:3])})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected keys (first: {', '.join(unexpected[:3])})")
+    if wrong:
+        k = wrong[0]
+        problems.append(f"{len(wrong)} shape mismatches (first: {k} is {tuple(state[k].shape)}, "
+                        f"expected {tuple(expected[k].shape)})")
+    if problems:
+        raise WeightsError(f"{path}: not OutdoorSceneSeg weights: {'; '.join(problems)}. {_how_to_get(path)}")
+
+
+def _key_order(key: str):
+    return [int(p) if p.isdigit() else p for p in key.split(".")]
+
+
+# --------------------------------------------------------------------------------------------------
+# Segmenter: HR images in, maps at HR size out
+
+
+class OutdoorSceneSegmenter:
+    """Runs OutdoorSceneSeg on HR images the SFTGAN way; the maps are semantic (channel order CLASSES).
+
+    segment(images): list of uint8 (H, W, 3) RGB (or (H, W) gray) HR images -> list of float32
+    (8, H, W) probabilities. Images of one size run as one batch. An image whose size is not a multiple
+    of 8 is segmented on its mod-8 crop, and the map is padded to (H, W) by edge replication.
+    """
+
+    name = "outdoor_scene_seg"
+    semantic = True
+    channel_names = CLASSES
+
+    def __init__(self, model: OutdoorSceneSeg, weights_sha256: str, device: str | torch.device = "cpu"):
+        self.model = model.eval()
+        self.weights_sha256 = weights_sha256
+        self.label = f"outdoor_scene_seg({WEIGHTS_FILE} sha256:{weights_sha256[:16]})"
+        self.device = torch.device(device)
+        self.model.to(self.device)
+
+    def to(self, device: str | torch.device) -> "OutdoorSceneSegmenter":
+        self.device = torch.device(device)
+        self.model.to(self.device)
+        return self
+
+    @torch.no_grad()
+    def segment(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        if not images:
+            return []
+        if len({np.asarray(im).shape[:2] for im in images}) > 1:
+            return [m for im in images for m in self.segment([im])]
+        batch = torch.stack([preprocess(im) for im in images]).to(self.device)
+        probs = self.model(batch).float().cpu().numpy()
+        return [pad_map(p, *np.asarray(im).shape[:2]) for p, im in zip(probs, images)]
+
+    def meta(self) -> dict:
+        return {"segmenter": self.name, "segmenter_label": self.label, "semantic": True,
+                "weights_file": WEIGHTS_FILE, "weights_sha256": self.weights_sha256}

@@ -1,0 +1,219 @@
+"""Segment a whole dataset: one map file per HR image, and per training sub-image.
+
+`build_segmenter` checks everything it needs (for OutdoorSceneSeg: the weights file, strictly) before
+returning, so a stage that builds the segmenter first writes no map when the weights are missing or wrong.
+`segment_dataset` then writes, atomically and resumably:
+
+    <out_dir>/<name>.npz        the map of hr_dir/<name>.<ext>, at the image's size
+    <out_dir>/sub/<sub>.npz     for each row of index.csv: the full map cut at (top, left, size)
+
+A map file that exists and was made by the same segmenter (same label: weights digest or seed) for an
+image of the same size is skipped, so a killed run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from spsagan.image import read_image
+from spsagan.segmentation.classes import channel_names
+from spsagan.segmentation.outdoor_scene_seg import (
+    WEIGHTS_FILE, WEIGHTS_SOURCES, OutdoorSceneSegmenter, WeightsError, load_outdoor_scene_seg,
+)
+from spsagan.segmentation.standin import StandInSegmenter
+from spsagan.segmentation.storage import (
+    SegStorageError, check_probabilities, crop_map, load_quantized, quantize, read_seg_meta, save_quantized,
+)
+
+SEGMENTERS = ("outdoor_scene_seg", "standin")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+INDEX_COLUMNS = ("sub", "source", "top", "left", "size")
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """'auto' -> cuda when available, else cpu; anything else as torch understands it."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def build_segmenter(name: str, weights: str | os.PathLike | None = None, seed: int = 0,
+                    device: str | torch.device = "cpu", sha256: str | None = None):
+    """Make the segmenter named in params.
+
+    name: "outdoor_scene_seg" (needs `weights`, the path of segmentation_OST_bic.pth; verified by a
+    strict load, the parameter count and, when given, `sha256`) or "standin" (uses `seed`; `weights`
+    and `sha256` do not apply to it). device: "cpu", "cuda", "cuda:1", or "auto".
+    Raises WeightsError (missing/wrong weights file, with what to do) or ValueError (unknown name).
+    """
+    if name == "outdoor_scene_seg":
+        if weights is None:
+            raise WeightsError(f"segmenter outdoor_scene_seg needs the path of {WEIGHTS_FILE} (params: make_seg_maps "
+                               f"weights); download it from the {WEIGHTS_SOURCES[0]} ({WEIGHTS_SOURCES[1]})")
+        model, digest = load_outdoor_scene_seg(weights, sha256=sha256)
+        return OutdoorSceneSegmenter(model, digest, device=resolve_device(device))
+    if name == "standin":
+        return StandInSegmenter(seed=seed)
+    raise ValueError(f"unknown segmenter {name!r}; choose one of {', '.join(SEGMENTERS)}")
+
+
+def list_images(hr_dir: str | os.PathLike) -> dict[str, Path]:
+    """name (file stem) -> path of every image directly in hr_dir, sorted by name."""
+    hr_dir = Path(hr_dir)
+    if not hr_dir.is_dir():
+        raise FileNotFoundError(f"{hr_dir}: HR image folder not found; run the make_lr stage first")
+    images: dict[str, Path] = {}
+    for path in sorted(hr_dir.iterdir()):
+        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+            if path.stem in images:
+                raise ValueError(f"{hr_dir}: two images named {path.stem} ({images[path.stem].name}, {path.name}); "
+                                 "map files are named by stem, rename one")
+            images[path.stem] = path
+    if not images:
+        raise FileNotFoundError(f"{hr_dir}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
+    return images
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    try:
+        with Image.open(path) as im:
+            return im.height, im.width
+    except OSError as exc:
+        raise ValueError(f"{path}: unreadable image ({exc}); re-run the stage that made it") from exc
+
+
+def read_index(index_csv: str | os.PathLike, sizes: dict[str, tuple[int, int]]) -> pd.DataFrame:
+    """Read and check index.csv (sub, source, top, left, size in HR pixels of the source image).
+
+    `source` may be given with or without the image's file suffix. Rows must name a known source,
+    use multiples of 4 for top/left/size (so the LR crop is exact) and stay inside the image.
+    """
+    index_csv = Path(index_csv)
+    try:
+        table = pd.read_csv(index_csv, dtype={"sub": str, "source": str})
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{index_csv}: unreadable sub-image index ({exc}); re-run the make_lr stage") from exc
+    missing = [c for c in INDEX_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"{index_csv}: missing columns {', '.join(missing)} (expected {', '.join(INDEX_COLUMNS)})")
+    table["source"] = [Path(s).stem if Path(s).suffix.lower() in IMAGE_SUFFIXES else s for s in table["source"]]
+    if table["sub"].duplicated().any():
+        raise ValueError(f"{index_csv}: sub-image {table.loc[table['sub'].duplicated(), 'sub'].iloc[0]} listed twice")
+    for row_number, row in enumerate(table.itertuples(index=False), start=2):
+        where = f"{index_csv} line {row_number} (sub {row.sub})"
+        if row.source not in sizes:
+            raise ValueError(f"{where}: source {row.source!r} is not an image in the HR folder")
+        top, left, size = (int(v) if float(v).is_integer() else -1 for v in (row.top, row.left, row.size))
+        if min(top, left) < 0 or size < 4 or top % 4 or left % 4 or size % 4:
+            raise ValueError(f"{where}: top, left, size must be integers, multiples of 4, size >= 4")
+        height, width = sizes[row.source]
+        if top + size > height or left + size > width:
+            raise ValueError(f"{where}: crop {top},{left}+{size} leaves the {height}x{width} image")
+    return table.astype({"top": int, "left": int, "size": int})
+
+
+def _is_done(path: Path, label: str, expect: dict) -> bool:
+    """A map exists, is readable, and was made by this segmenter for this geometry."""
+    if not path.is_file():
+        return False
+    try:
+        meta = read_seg_meta(path)
+    except SegStorageError:
+        return False
+    return meta.get("segmenter_label") == label and all(meta.get(k) == v for k, v in expect.items())
+
+
+def segment_dataset(segmenter, hr_dir: str | os.PathLike, out_dir: str | os.PathLike,
+                    index_csv: str | os.PathLike | None = None, batch_size: int = 1,
+                    device: str | torch.device | None = None, progress: bool = True) -> dict:
+    """Write the map of every image in hr_dir (and of every sub-image in index_csv) under out_dir.
+
+    segmenter: from `build_segmenter`. batch_size: images per forward pass (only images of one size
+    share a batch). device: moves the segmenter there first (None: leave it). Returns a summary:
+    counts computed/skipped, bytes written in total, bytes per megapixel, seconds, segmenter label.
+    """
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+    started = time.perf_counter()
+    if device is not None:
+        segmenter.to(resolve_device(device))
+    out_dir = Path(out_dir)
+    images = list_images(hr_dir)
+    sizes = {name: _image_size(path) for name, path in images.items()}
+    subs = read_index(index_csv, sizes) if index_csv is not None else pd.DataFrame(columns=INDEX_COLUMNS)
+    subs_of = {name: group for name, group in subs.groupby("source")}
+    base_meta = {**segmenter.meta(), "classes": list(channel_names(segmenter.semantic))}
+
+    def full_path(name):
+        return out_dir / f"{name}.npz"
+
+    def sub_tasks(name):
+        """Sub-image rows of `name` whose map is not done yet."""
+        rows = subs_of.get(name)
+        if rows is None:
+            return []
+        return [r for r in rows.itertuples(index=False)
+                if not _is_done(out_dir / "sub" / f"{r.sub}.npz", segmenter.label,
+                                {"source": name, "top": r.top, "left": r.left, "size": r.size})]
+
+    def write_subs(name, q, rows):
+        for r in rows:
+            meta = {**base_meta, "source": name, "sub": r.sub, "top": r.top, "left": r.left, "size": r.size}
+            save_quantized(out_dir / "sub" / f"{r.sub}.npz", crop_map(q, r.top, r.left, r.size, r.size), meta)
+
+    todo = [n for n in images if not _is_done(full_path(n), segmenter.label,
+                                             {"source": n, "height": sizes[n][0], "width": sizes[n][1]})]
+    pending = set(todo)
+    skipped = [n for n in images if n not in pending]
+    sub_counts = {"sub_computed": 0, "sub_skipped": len(subs)}
+    # Same-size images next to each other, so they can share a batch.
+    todo.sort(key=lambda n: (sizes[n], n))
+    bar = tqdm(total=len(images), desc=f"segment {Path(hr_dir).name} ({segmenter.name})", unit="img",
+               disable=not progress, initial=len(skipped))
+    for start in range(0, len(todo), int(batch_size)):
+        names = todo[start : start + int(batch_size)]
+        maps = segmenter.segment([read_image(images[n], gray="rgb") for n in names])
+        for name, probs in zip(names, maps):
+            what = f"{segmenter.label} map of {images[name]}"
+            probs = check_probabilities(probs, what=what)
+            if probs.shape[1:] != sizes[name]:
+                raise ValueError(f"{what}: shape {probs.shape}, expected (8, {sizes[name][0]}, {sizes[name][1]})")
+            q = quantize(probs)
+            save_quantized(full_path(name), q, {**base_meta, "source": name})
+            rows = sub_tasks(name)
+            write_subs(name, q, rows)
+            sub_counts["sub_computed"] += len(rows)
+            bar.update(1)
+    bar.close()
+    for name in skipped:  # full map done earlier; finish sub-images a killed run left out
+        rows = sub_tasks(name)
+        if rows:
+            write_subs(name, load_quantized(full_path(name)), rows)
+            sub_counts["sub_computed"] += len(rows)
+    sub_counts["sub_skipped"] = len(subs) - sub_counts["sub_computed"]
+
+    full_bytes = sum(full_path(n).stat().st_size for n in images)
+    megapixels = sum(h * w for h, w in sizes.values()) / 1e6
+    sub_bytes = sum((out_dir / "sub" / f"{s}.npz").stat().st_size for s in subs["sub"])
+    return {
+        "segmenter": segmenter.name,
+        "segmenter_label": segmenter.label,
+        "semantic": bool(segmenter.semantic),
+        "images": len(images),
+        "computed": len(todo),
+        "skipped": len(skipped),
+        "sub_images": len(subs),
+        **sub_counts,
+        "megapixels": round(megapixels, 4),
+        "map_bytes": int(full_bytes),
+        "sub_map_bytes": int(sub_bytes),
+        "bytes_per_megapixel": round(full_bytes / megapixels) if megapixels else None,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
