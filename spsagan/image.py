@@ -34,7 +34,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 from spsagan.atomic import atomic_path
@@ -153,8 +152,10 @@ def rgb_to_y(img: np.ndarray) -> np.ndarray:
 # Tensors
 
 
-def to_tensor(img: np.ndarray) -> torch.Tensor:
+def to_tensor(img: np.ndarray) -> "torch.Tensor":
     """uint8 `(H, W, 3)` (or 2-D gray, replicated to 3 channels) -> float32 `(3, H, W)` in [0, 1]."""
+    import torch  # imported here: resizing and reading images need no torch
+
     img = np.asarray(img)
     if img.dtype != np.uint8:
         raise ValueError(f"to_tensor expects a uint8 image, got {img.dtype}")
@@ -165,11 +166,13 @@ def to_tensor(img: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float().div_(255.0)
 
 
-def to_uint8(tensor: torch.Tensor) -> np.ndarray:
+def to_uint8(tensor: "torch.Tensor") -> np.ndarray:
     """float `(3, H, W)` (or `(1, 3, H, W)`) in [0, 1] -> uint8 `(H, W, 3)`.
 
     Values are clipped to [0, 1] and rounded half up, as MATLAB's im2uint8 does.
     """
+    import torch
+
     if tensor.ndim == 4 and tensor.shape[0] == 1:
         tensor = tensor[0]
     if tensor.ndim != 3 or tensor.shape[0] != 3:

@@ -63,18 +63,18 @@ def _key_path(error) -> str:
     return ".".join(str(p) for p in error.absolute_path) or "<top level>"
 
 
-def _explain(error) -> str:
+def _explain(error, prefix: str = "") -> str:
     """One line naming the key and what to do, for a jsonschema ValidationError."""
-    where = _key_path(error)
+    where = ".".join(p for p in (prefix, _key_path(error) if error.absolute_path else "") if p) or "<top level>"
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         extra = sorted(set(error.instance) - set(allowed))
         keys = ", ".join(f"{where}.{k}" if where != "<top level>" else k for k in extra)
         return f"unknown key {keys}; allowed here: {', '.join(allowed)}"
     if error.validator == "required":
-        missing = [k for k in error.validator_value if k not in error.instance]
-        keys = ", ".join(f"{where}.{k}" if where != "<top level>" else k for k in missing)
-        return f"missing key {keys}"
+        # jsonschema reports one error per missing property; its message quotes the name.
+        missing = error.message.split("'")[1] if "'" in error.message else "?"
+        return f"missing key {missing if where == '<top level>' else f'{where}.{missing}'}"
     if error.validator == "type":
         return (f"{where}: expected {error.validator_value}, got {type(error.instance).__name__} "
                 f"{error.instance!r} (write floats like 1.0e-4, not 1e-4: YAML reads that as text)")
@@ -88,7 +88,7 @@ def validate(params: Any, stage_schemas: dict, source: str = "params.yaml") -> N
     validator = jsonschema.Draft202012Validator(full_schema(stage_schemas))
     errors = sorted(validator.iter_errors(params), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
-        lines = "\n".join(f"  - {_explain(e)}" for e in errors)
+        lines = "\n".join(f"  - {line}" for line in dict.fromkeys(_explain(e) for e in errors))
         raise ParamsError(f"{source} does not match its schema:\n{lines}")
 
 
@@ -132,5 +132,5 @@ def validate_stage(section: Any, stage: str, schemas: dict) -> None:
     body.setdefault("required", sorted(body.get("properties", {})))
     errors = list(jsonschema.Draft202012Validator(body).iter_errors(section))
     if errors:
-        lines = "\n".join(f"  - {stage}.{_explain(e)}" for e in errors)
+        lines = "\n".join(f"  - {line}" for line in dict.fromkeys(_explain(e, stage) for e in errors))
         raise ParamsError(f"params for stage {stage} do not match the schema:\n{lines}")

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from spsagan.pipeline.params import ParamsError, section_from_arg
+from spsagan.pipeline.params import section_from_arg
 
 SCHEMA = Path("workflow/schemas/params.schema.yaml")
 
@@ -26,10 +26,7 @@ def stage_parser(doc: str | None) -> argparse.ArgumentParser:
 def parse(parser: argparse.ArgumentParser, stage: str, argv=None) -> tuple[argparse.Namespace, dict]:
     """Parse the command line and return (args, the stage's validated params section)."""
     args = parser.parse_args(argv)
-    try:
-        cfg = section_from_arg(args.params, stage, SCHEMA)
-    except ParamsError as exc:
-        sys.exit(f"error: {exc}")
+    cfg = section_from_arg(args.params, stage, SCHEMA)  # ParamsError: reported by main_guard
     if args.profile is None:
         args.profile = "custom" if args.params.lstrip().startswith("{") else _profile_of(args.params)
     return args, cfg
