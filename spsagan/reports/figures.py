@@ -1,0 +1,272 @@
+"""The paper's figures as PNGs (matplotlib's Agg renderer, seaborn styling; no pyplot global state).
+
+- `crop_grid`: the same regions cut from every method's output (paper Fig. 11).
+- `attention_figure`: image, segmentation argmax, beta_fea, beta_seg and beta of one query pixel
+  (paper Fig. 6).
+- `inference_time_chart`: RRDB vs RRSB inference time, reproduced beside the paper's.
+- `training_curves`: losses and metrics logged by dvclive (`<live_dir>/plots/metrics/**.tsv`).
+
+Every figure's title names the profile and the stand-ins. Each function writes its PNG atomically
+and returns its path.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch, Rectangle
+
+from spsagan.atomic import atomic_path
+from spsagan.reports.paper import INFERENCE_TIME
+from spsagan.segmentation.classes import COLORS
+
+DPI = 120
+
+
+def _provenance_line(profile: str, standins: list[str]) -> str:
+    return f"profile: {profile}; stand-ins: {'; '.join(standins) if standins else 'none'}"
+
+
+def _save(fig: Figure, out_path: str | os.PathLike) -> Path:
+    out_path = Path(out_path)
+    if out_path.suffix.lower() != ".png":
+        raise ValueError(f"{out_path}: figures are written as PNG; use a .png file name")
+    with atomic_path(out_path) as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
+    return out_path
+
+
+def _suptitle(fig: Figure, title: str, profile: str, standins: list[str]) -> None:
+    fig.suptitle(f"{title}\n{_provenance_line(profile, standins)}", fontsize=10)
+
+
+def _show(ax, img: np.ndarray) -> None:
+    """Draw a uint8 RGB or gray image pixel for pixel (no smoothing), without axis ticks."""
+    ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+# --------------------------------------------------------------------------------------------------
+# Fig. 11: crops
+
+
+def _region(region) -> tuple[int, int, int, int]:
+    if len(region) == 3:
+        top, left, size = region
+        return int(top), int(left), int(size), int(size)
+    if len(region) == 4:
+        return tuple(int(v) for v in region)
+    raise ValueError(f"a region is (top, left, size) or (top, left, height, width), got {region!r}")
+
+
+def crop_grid(images: dict[str, np.ndarray], regions: list, out_path: str | os.PathLike, title: str,
+              profile: str, standins: list[str], overview: str | None = None) -> Path:
+    """One row per region: the full `overview` image with the region boxed, then each method's crop.
+
+    images: method -> uint8 `(H, W, 3)` or `(H, W)`, all the same size (HR pixel grid).
+    regions: (top, left, size) or (top, left, height, width) in HR pixels, inside the image.
+    overview: which image to show whole (default: "HR" if present, else the first).
+    """
+    if not images:
+        raise ValueError("crop_grid needs at least one image")
+    shapes = {name: np.asarray(img).shape[:2] for name, img in images.items()}
+    if len(set(shapes.values())) != 1:
+        raise ValueError(f"crop_grid images differ in size: {shapes}")
+    height, width = next(iter(shapes.values()))
+    boxes = [_region(r) for r in regions]
+    if not boxes:
+        raise ValueError("crop_grid needs at least one region")
+    for top, left, h, w in boxes:
+        if top < 0 or left < 0 or h < 1 or w < 1 or top + h > height or left + w > width:
+            raise ValueError(f"region (top={top}, left={left}, {h}x{w}) is outside the {height}x{width} image")
+    overview = overview or ("HR" if "HR" in images else next(iter(images)))
+    names = list(images)
+    palette = sns.color_palette("colorblind", len(boxes))
+    fig = Figure(figsize=(2.2 * (len(names) + 1), 2.3 * len(boxes) + 0.9), layout="constrained")
+    axes = fig.subplots(len(boxes), len(names) + 1, squeeze=False)
+    for r, (top, left, h, w) in enumerate(boxes):
+        ax = axes[r][0]
+        _show(ax, np.asarray(images[overview]))
+        ax.add_patch(Rectangle((left - 0.5, top - 0.5), w, h, fill=False, edgecolor=palette[r], linewidth=2))
+        ax.set_ylabel(f"region {r + 1}\n(top {top}, left {left},\n{h}x{w} px)", fontsize=8)
+        if r == 0:
+            ax.set_title(f"{overview} (whole)", fontsize=9)
+        for c, name in enumerate(names, start=1):
+            ax = axes[r][c]
+            _show(ax, np.asarray(images[name])[top:top + h, left:left + w])
+            for spine in ax.spines.values():
+                spine.set_edgecolor(palette[r])
+                spine.set_linewidth(2)
+            if r == 0:
+                ax.set_title(name, fontsize=9)
+    fig.legend(handles=[Patch(edgecolor=palette[r], fill=False, label=f"region {r + 1}") for r in range(len(boxes))],
+               loc="outside lower center", ncol=len(boxes), fontsize=8, frameon=False)
+    _suptitle(fig, title, profile, standins)
+    return _save(fig, out_path)
+
+
+# --------------------------------------------------------------------------------------------------
+# Fig. 6: attention maps
+
+
+def attention_figure(image: np.ndarray, seg: np.ndarray, beta_fea: np.ndarray, beta_seg: np.ndarray,
+                     beta: np.ndarray, query: tuple[int, int], out_path: str | os.PathLike, title: str,
+                     profile: str, standins: list[str], class_names: tuple[str, ...] | None = None) -> Path:
+    """Five panels for one query pixel j: image, segmentation argmax, beta_fea, beta_seg, beta.
+
+    image: uint8 `(H, W, 3)` or `(H, W)` (HR or LR grid). seg: `(8, H', W')` probabilities or an
+    `(H', W')` label map (any grid). beta_*: `(h, w)` attention rows of the query over the LR grid
+    (each sums to 1). query: (row, col) on the LR grid; it is marked on every panel, scaled to
+    each panel's grid. class_names: names of the 8 channels (stand-in maps: "cluster k").
+    """
+    maps = [np.asarray(b, dtype=np.float64) for b in (beta_fea, beta_seg, beta)]
+    if any(m.ndim != 2 or m.shape != maps[0].shape for m in maps):
+        raise ValueError(f"beta maps must be 2-D (h, w) of one shape, got {[m.shape for m in maps]}")
+    h, w = maps[0].shape
+    row, col = query
+    if not (0 <= row < h and 0 <= col < w):
+        raise ValueError(f"query {query} is outside the {h}x{w} LR grid")
+    seg = np.asarray(seg)
+    labels = seg.argmax(axis=0) if seg.ndim == 3 else seg.astype(np.int64)
+    num_classes = seg.shape[0] if seg.ndim == 3 else len(COLORS)
+    names = class_names or tuple(f"class {k}" for k in range(num_classes))
+    colors = np.array(COLORS[:num_classes], dtype=np.uint8) if num_classes <= len(COLORS) else \
+        (np.array(sns.color_palette("tab20", num_classes)) * 255).astype(np.uint8)
+    if labels.min() < 0 or labels.max() >= num_classes:
+        raise ValueError(f"segmentation labels must lie in 0..{num_classes - 1}")
+
+    def mark(ax, grid_shape):  # the query pixel's centre on this panel's grid
+        ax.plot((col + 0.5) * grid_shape[1] / w - 0.5, (row + 0.5) * grid_shape[0] / h - 0.5, marker="+",
+                color="red", markersize=12, markeredgewidth=2)
+
+    fig = Figure(figsize=(18, 4.6), layout="constrained")
+    axes = fig.subplots(1, 5)
+    image = np.asarray(image)
+    _show(axes[0], image)
+    axes[0].set_title("image", fontsize=9)
+    mark(axes[0], image.shape[:2])
+    _show(axes[1], colors[labels])
+    axes[1].set_title("segmentation prior (argmax)", fontsize=9)
+    mark(axes[1], labels.shape)
+    present = sorted(set(np.unique(labels).tolist()))
+    axes[1].legend(handles=[Patch(color=colors[k] / 255.0, label=names[k]) for k in present], fontsize=7,
+                   loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=4, frameon=False)
+    for ax, m, label in zip(axes[2:], maps, ("beta_fea (eq. 2)", "beta_seg (eq. 4)", "beta (eq. 6)")):
+        im = ax.imshow(m, cmap="magma", interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"{label}, query ({row}, {col})", fontsize=9)
+        mark(ax, m.shape)
+        fig.colorbar(im, ax=ax, shrink=0.8).set_label("attention weight", fontsize=8)
+    _suptitle(fig, f"{title} (each beta row sums to 1 over the {h}x{w} LR pixels; + marks the query)", profile,
+              standins)
+    return _save(fig, out_path)
+
+
+# --------------------------------------------------------------------------------------------------
+# RRDB vs RRSB inference time
+
+
+def inference_time_chart(timings: pd.DataFrame, out_path: str | os.PathLike, title: str, profile: str,
+                         standins: list[str], include_paper: bool = True) -> Path:
+    """Bar chart of median inference time per image, one panel per source (reproduced, paper).
+
+    timings: columns network (e.g. "RRDB", "RRSB"), median_s, device, dtype. Each panel has its own
+    y axis (a demo network on a CPU and the paper's GTX 1080Ti differ by orders of magnitude) and
+    states the speed-up RRDB / RRSB when both bars are present.
+    """
+    missing = [c for c in ("network", "median_s", "device", "dtype") if c not in timings.columns]
+    if missing:
+        raise ValueError(f"timings frame lacks column(s) {', '.join(missing)}")
+    panels = []
+    for (device, dtype), sub in timings.groupby(["device", "dtype"], sort=False):
+        panels.append((f"reproduced ({device}, {dtype})", sub[["network", "median_s"]]))
+    if include_paper:
+        paper = pd.DataFrame(INFERENCE_TIME)
+        panels.append((f"paper ({paper['device'].iloc[0]})", paper[["network", "median_s"]]))
+    networks = list(dict.fromkeys([n for _, sub in panels for n in sub["network"]]))
+    palette = dict(zip(networks, sns.color_palette("colorblind", len(networks))))
+    fig = Figure(figsize=(4.6 * len(panels), 4.6), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (label, sub) in zip(axes, panels):
+        sns.barplot(data=sub, x="network", y="median_s", hue="network", palette=palette, ax=ax, legend=False)
+        for patch, value in zip(ax.patches, sub["median_s"]):
+            ax.annotate(f"{value:.4g} s", (patch.get_x() + patch.get_width() / 2, patch.get_height()),
+                        ha="center", va="bottom", fontsize=8)
+        speed = dict(zip(sub["network"], sub["median_s"]))
+        if "RRDB" in speed and "RRSB" in speed and speed["RRSB"] > 0:
+            label += f"\nspeed-up RRDB/RRSB: {speed['RRDB'] / speed['RRSB']:.2f}x"
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("generator body")
+        ax.set_ylabel("median inference time per image (s)")
+    fig.legend(handles=[Patch(color=palette[n], label=n) for n in networks], loc="outside lower center",
+               ncol=len(networks), fontsize=8, frameon=False)
+    _suptitle(fig, title, profile, standins)
+    return _save(fig, out_path)
+
+
+# --------------------------------------------------------------------------------------------------
+# Training curves
+
+
+def read_live_metrics(live_dir: str | os.PathLike) -> pd.DataFrame:
+    """All dvclive step metrics under `<live_dir>/plots/metrics/` as a long frame: metric, step, value.
+
+    The metric name is the TSV's path below `plots/metrics` without `.tsv` (e.g. `train/l_g_pix`).
+    """
+    root = Path(live_dir) / "plots" / "metrics"
+    files = sorted(root.rglob("*.tsv")) if root.is_dir() else []
+    if not files:
+        raise ValueError(f"{root}: no dvclive metric files (*.tsv); run the training stage first")
+    frames = []
+    for path in files:
+        df = pd.read_csv(path, sep="\t")
+        if "step" not in df.columns or len(df.columns) < 2:
+            raise ValueError(f"{path}: expected dvclive columns 'step' and the metric, got {list(df.columns)}")
+        value = [c for c in df.columns if c not in ("step", "timestamp")][-1]
+        frames.append(pd.DataFrame({"metric": path.relative_to(root).with_suffix("").as_posix(),
+                                    "step": df["step"], "value": df[value].astype(float)}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def training_curves(live_dirs: dict[str, str | os.PathLike], out_path: str | os.PathLike, title: str,
+                    profile: str, standins: list[str], metrics: list[str] | None = None) -> Path:
+    """One panel per metric, one line per run: value against training iteration.
+
+    live_dirs: run label (e.g. "pretrain_psnr", "train_gan/spsagan") -> dvclive directory.
+    metrics: which metric names to plot (default all found, in name order).
+    """
+    frames = [read_live_metrics(d).assign(run=label) for label, d in live_dirs.items()]
+    if not frames:
+        raise ValueError("training_curves needs at least one dvclive directory")
+    data = pd.concat(frames, ignore_index=True)
+    names = metrics or sorted(data["metric"].unique())
+    unknown = [m for m in names if m not in set(data["metric"])]
+    if unknown:
+        logged = ", ".join(sorted(data["metric"].unique()))
+        raise ValueError(f"metrics not logged: {', '.join(unknown)}; logged: {logged}")
+    cols = min(3, len(names))
+    rows = -(-len(names) // cols)
+    fig = Figure(figsize=(4.5 * cols, 3.3 * rows + 1.0), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    runs = list(live_dirs)
+    palette = dict(zip(runs, sns.color_palette("colorblind", len(runs))))
+    for ax, name in zip(axes, names):
+        sub = data[data["metric"] == name]
+        sns.lineplot(data=sub, x="step", y="value", hue="run", hue_order=[r for r in runs if r in set(sub["run"])],
+                     palette=palette, ax=ax, legend=False)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("iteration")
+        ax.set_ylabel(name.rsplit("/", 1)[-1])
+    for ax in axes[len(names):]:
+        ax.set_visible(False)
+    fig.legend(handles=[Patch(color=palette[r], label=r) for r in runs], loc="outside lower center",
+               ncol=min(4, len(runs)), fontsize=8, frameon=False)
+    _suptitle(fig, title, profile, standins)
+    return _save(fig, out_path)

@@ -1,0 +1,215 @@
+"""Upscale your own images x4 with a trained checkpoint: `spsagan-upscale CKPT IMG... -o OUT`.
+
+The checkpoint rebuilds its generator alone (`spsagan.models.presets.load_generator`). For an SPSA
+generator the segmentation prior is computed as in training: the segmenter recorded in the
+checkpoint (`ckpt["segmenter"]`) runs on the MATLAB-bicubic x4 upsample of the input, giving
+(8, 4h, 4w) probabilities. The attention runs in query-row chunks whose maps fit
+`max_attention_bytes`, so any image size fits in bounded memory (time grows with N^2, N = h*w).
+
+Input rules (`spsagan.image.read_image`): RGB as is; gray stays gray (the network sees it
+replicated to RGB and the output is the channel mean); an alpha channel is dropped; palette and
+16-bit images are converted to 8-bit RGB/gray. Every input is read once before any work starts,
+so an unreadable file stops the run with its name before anything is written. Each output is
+written atomically as `<out_dir>/<stem><suffix>.png`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from spsagan.evaluation import list_images, sr_with_model
+from spsagan.image import ImageError, imresize, read_image, write_image
+from spsagan.models.attention import DEFAULT_MAX_BYTES
+from spsagan.models.presets import load_generator
+
+
+class UpscaleError(ValueError):
+    """Inputs, checkpoint or outputs are unusable; the message names the files and what to do."""
+
+
+def _expand(inputs: list[str | os.PathLike]) -> list[Path]:
+    """Files as given; folders replaced by the image files directly inside them (sorted)."""
+    files, missing = [], []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = list(list_images(path).values())
+            if not found:
+                raise UpscaleError(f"{path}: folder holds no image files")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            missing.append(str(path))
+    if missing:
+        raise UpscaleError(f"no such file or folder: {', '.join(missing)}")
+    if not files:
+        raise UpscaleError("no input images given")
+    return files
+
+
+def _outputs(files: list[Path], out_dir: Path, suffix: str) -> list[Path]:
+    outs = [out_dir / f"{f.stem}{suffix}.png" for f in files]
+    seen: dict[Path, Path] = {}
+    clashes = []
+    for f, out in zip(files, outs):
+        if out in seen:
+            clashes.append(f"{seen[out]} and {f} -> {out.name}")
+        seen.setdefault(out, f)
+        if out.resolve() == f.resolve():
+            clashes.append(f"{f} would be overwritten by its own output")
+    if clashes:
+        raise UpscaleError("output names clash: " + "; ".join(clashes) + "; rename the inputs or change the suffix")
+    return outs
+
+
+def _check_readable(files: list[Path]) -> None:
+    bad = []
+    for f in files:
+        try:
+            read_image(f, gray="keep")
+        except ImageError as exc:
+            bad.append(str(exc))
+    if bad:
+        raise UpscaleError(f"{len(bad)} unreadable input(s), nothing written:\n  " + "\n  ".join(bad))
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def set_attention_budget(model: torch.nn.Module, max_bytes: int) -> None:
+    """Bound the attention maps alive at once (bytes) in every attention layer of `model`."""
+    if int(max_bytes) < 1:
+        raise UpscaleError(f"max_attention_bytes must be positive, got {max_bytes}")
+    for module in model.modules():
+        if hasattr(module, "max_bytes"):
+            module.max_bytes = int(max_bytes)
+
+
+def parse_segmenter_label(label: str) -> tuple[str, dict]:
+    """Split a recorded segmenter label into (build_segmenter name, details).
+
+    Labels are what the segmenters call themselves: `standin(colour-texture-kmeans-v1 seed=0)` ->
+    ("standin", {"seed": 0}); `outdoor_scene_seg(segmentation_OST_bic.pth sha256:0123...)` ->
+    ("outdoor_scene_seg", {"sha256_prefix": "0123..."}). A bare name is accepted too.
+    """
+    head = re.split(r"[(\s]", label.strip(), maxsplit=1)[0]
+    name = {"outdoorsceneseg": "outdoor_scene_seg"}.get(head.lower().replace("_", ""), head)
+    details: dict = {}
+    if m := re.search(r"seed=(\d+)", label):
+        details["seed"] = int(m.group(1))
+    if m := re.search(r"sha256:([0-9a-f]+)", label):
+        details["sha256_prefix"] = m.group(1)
+    return name, details
+
+
+def load_segmenter(ckpt: dict, checkpoint: Path, weights, seed: int | None, device: torch.device):
+    """The segmenter recorded in the checkpoint, built as in training (`.segment([hr]) -> [(8, H, W)]`).
+
+    seed: None uses the seed recorded in the label (stand-in); weights: the OutdoorSceneSeg file,
+    checked against the digest prefix recorded in the label.
+    """
+    from spsagan.segmentation.run import build_segmenter
+
+    label = ckpt.get("segmenter")
+    if not label:
+        raise UpscaleError(f"{checkpoint}: the generator has an SPSA layer but the checkpoint records no "
+                           "segmenter ('segmenter' key); it cannot compute the segmentation prior")
+    name, details = parse_segmenter_label(str(label))
+    seed = details.get("seed", 0) if seed is None else seed
+    segmenter = build_segmenter(name, weights=weights, seed=seed, device=device)
+    recorded = details.get("sha256_prefix")
+    actual = getattr(segmenter, "weights_sha256", None)
+    if recorded and actual and not actual.startswith(recorded):
+        raise UpscaleError(f"{weights}: these segmenter weights (sha256 {actual[:16]}...) are not the ones the "
+                           f"checkpoint was trained with ({label}); pass the same file")
+    return segmenter
+
+
+def upscale(checkpoint: str | os.PathLike, inputs: list[str | os.PathLike], out_dir: str | os.PathLike,
+            device: str | torch.device | None = None, max_attention_bytes: int = DEFAULT_MAX_BYTES,
+            segmenter_weights: str | os.PathLike | None = None, segmenter_seed: int | None = None,
+            suffix: str = "_x4", progress: bool = True) -> list[Path]:
+    """Super-resolve image files x4 with a checkpoint; returns the written PNG paths, in input order.
+
+    inputs: image files and/or folders of images. out_dir: created if missing.
+    device: None picks CUDA when available, else the CPU.
+    max_attention_bytes: budget for the attention maps of one query-row chunk.
+    segmenter_weights: the OutdoorSceneSeg weights file, when the checkpoint was trained with it.
+    segmenter_seed: the stand-in's clustering seed; None takes the one recorded in the checkpoint.
+    """
+    checkpoint = Path(checkpoint)
+    files = _expand(inputs)
+    outs = _outputs(files, Path(out_dir), suffix)
+    _check_readable(files)
+    device = torch.device(device) if device is not None else default_device()
+    try:
+        model, ckpt = load_generator(checkpoint, map_location="cpu")
+    except (FileNotFoundError, ValueError) as exc:
+        raise UpscaleError(str(exc)) from exc
+    model.to(device)
+    set_attention_budget(model, max_attention_bytes)
+    needs_seg = model.arch.get("attention") == "spsa"
+    segmenter = load_segmenter(ckpt, checkpoint, segmenter_weights, segmenter_seed, device) if needs_seg else None
+
+    written = []
+    for path, out in tqdm(list(zip(files, outs)), desc="upscale x4", unit="image", disable=not progress):
+        lq = read_image(path, gray="keep")
+        seg = None
+        if segmenter is not None:
+            rgb = lq if lq.ndim == 3 else np.repeat(lq[:, :, None], 3, axis=2)
+            seg = segmenter.segment([imresize(rgb, 4)])[0]
+        sr = sr_with_model(model, lq, seg=seg)
+        write_image(out, sr)
+        written.append(out)
+    return written
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spsagan-upscale",
+        description="Super-resolve images x4 with a trained spsagan checkpoint (ESRGAN, +FA, +SPSA or SPSAGAN).")
+    parser.add_argument("checkpoint", help="checkpoint file written by the training stage (.pth)")
+    parser.add_argument("inputs", nargs="+", help="image files or folders of images")
+    parser.add_argument("-o", "--output", required=True, help="output folder (created if missing)")
+    parser.add_argument("--device", default=None, help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda if "
+                                                       "available, else cpu)")
+    parser.add_argument("--max-attention-mb", type=float, default=DEFAULT_MAX_BYTES / 2**20,
+                        help="memory budget of the attention maps in MiB (default %(default)g)")
+    parser.add_argument("--segmenter-weights", default=None,
+                        help="weights of the segmenter recorded in the checkpoint (OutdoorSceneSeg: "
+                             "segmentation_OST_bic.pth)")
+    parser.add_argument("--segmenter-seed", type=int, default=None,
+                        help="seed of the stand-in segmenter (default: the one recorded in the checkpoint)")
+    parser.add_argument("--suffix", default="_x4", help="appended to each output's file stem (default %(default)s)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console script entry point; returns the exit status (0 ok, 1 error)."""
+    args = build_parser().parse_args(argv)
+    try:
+        written = upscale(args.checkpoint, args.inputs, args.output, device=args.device,
+                          max_attention_bytes=int(args.max_attention_mb * 2**20),
+                          segmenter_weights=args.segmenter_weights, segmenter_seed=args.segmenter_seed,
+                          suffix=args.suffix, progress=not args.quiet)
+    except (UpscaleError, ImageError, FileNotFoundError, ValueError, RuntimeError) as exc:
+        print(f"spsagan-upscale: error: {exc}", file=sys.stderr)
+        return 1
+    for path in written:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""spsagan-upscale on tiny random checkpoints: RGB, gray and RGBA inputs, SPSA prior, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from spsagan import upscale as up
+from spsagan.evaluation import sr_with_model
+from spsagan.image import imresize, read_image
+from spsagan.models.presets import load_generator, preset_arch, build_generator
+from spsagan.segmentation.standin import StandInSegmenter
+from spsagan.training.checkpoint import save_model
+
+torch.set_num_threads(1)
+
+
+def _checkpoint(path: Path, preset: str, segmenter: str | None = None) -> Path:
+    torch.manual_seed(0)
+    model = build_generator(preset_arch(preset, num_feat=8, num_block=1, num_grow_ch=4))
+    with torch.no_grad():
+        model.conv_last.bias.fill_(0.5)  # outputs mid-grey rather than clamped at 0
+        if model.attention is not None:
+            model.attention.gamma.fill_(20.0)  # make the attention visible in uint8 outputs
+    save_model(path, model, preset=preset, step=1, params={"note": "test"}, segmenter=segmenter)
+    return path
+
+
+@pytest.fixture()
+def images(tmp_path: Path) -> dict[str, Path]:
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    yy, xx = np.mgrid[0:10, 0:12]
+    rgb = np.stack([(xx * 20 + 10 * c) % 256 for c in range(3)], axis=2) + rng.integers(0, 30, (10, 12, 3))
+    rgb = np.clip(rgb, 0, 255).astype(np.uint8)
+    paths = {"rgb": folder / "rgb.png", "gray": folder / "gray.png", "rgba": folder / "rgba.png"}
+    Image.fromarray(rgb).save(paths["rgb"])
+    Image.fromarray(rgb[:, :, 1]).save(paths["gray"])
+    alpha = rng.integers(0, 256, (10, 12, 1)).astype(np.uint8)
+    Image.fromarray(np.concatenate([rgb, alpha], axis=2), mode="RGBA").save(paths["rgba"])
+    return paths
+
+
+def test_upscale_rgb_gray_rgba(tmp_path, images):
+    ckpt = _checkpoint(tmp_path / "esrgan.pth", "esrgan")
+    out_dir = tmp_path / "out"
+    written = up.upscale(ckpt, [images["rgb"], images["gray"], images["rgba"]], out_dir, device="cpu",
+                         progress=False)
+    assert written == [out_dir / "rgb_x4.png", out_dir / "gray_x4.png", out_dir / "rgba_x4.png"]
+    model, _ = load_generator(ckpt)
+    rgb_lq = read_image(images["rgb"])
+    sr_rgb = read_image(written[0])
+    assert sr_rgb.shape == (40, 48, 3)
+    assert np.array_equal(sr_rgb, sr_with_model(model, rgb_lq))
+    sr_gray = read_image(written[1])
+    assert sr_gray.shape == (40, 48)  # gray stays gray
+    assert np.array_equal(sr_gray, sr_with_model(model, rgb_lq[:, :, 1]))
+    assert np.array_equal(read_image(written[2]), sr_rgb)  # alpha dropped, colour as stored
+
+
+def test_upscale_spsa_uses_the_recorded_segmenter(tmp_path, images, monkeypatch):
+    from spsagan.segmentation import run
+
+    built = []
+    real_build = run.build_segmenter
+    monkeypatch.setattr(run, "build_segmenter", lambda name, **kw: built.append((name, kw["seed"])) or
+                        real_build(name, **kw))
+    label = StandInSegmenter(seed=3).label
+    ckpt = _checkpoint(tmp_path / "spsa.pth", "+spsa", segmenter=label)
+    model, _ = load_generator(ckpt)
+    lq = read_image(images["rgb"])
+    seg = StandInSegmenter(seed=3).segment([imresize(lq, 4)])[0]
+    expected = sr_with_model(model, lq, seg=seg)
+    (out,) = up.upscale(ckpt, [images["rgb"]], tmp_path / "a", device="cpu", progress=False)
+    assert np.array_equal(read_image(out), expected)
+    assert built == [("standin", 3)]  # name and seed parsed from the checkpoint's label
+    # the prior matters: another segmentation changes the output
+    uniform = np.full_like(seg, 1 / 8)
+    assert not np.array_equal(sr_with_model(model, lq, seg=uniform), expected)
+    up.upscale(ckpt, [images["rgb"]], tmp_path / "b", device="cpu", segmenter_seed=4, progress=False)
+    assert built[-1] == ("standin", 4)  # an explicit seed overrides the recorded one
+    # a tiny attention budget forces query-row chunking; the result is the same up to float rounding
+    (chunked,) = up.upscale(ckpt, [images["rgb"]], tmp_path / "c", device="cpu", max_attention_bytes=4096,
+                            progress=False)
+    assert np.abs(read_image(chunked).astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_spsa_checkpoint_without_segmenter_is_an_error(tmp_path, images):
+    ckpt = _checkpoint(tmp_path / "spsa.pth", "+spsa", segmenter=None)
+    with pytest.raises(up.UpscaleError, match="records no segmenter"):
+        up.upscale(ckpt, [images["rgb"]], tmp_path / "out", device="cpu", progress=False)
+
+
+def test_parse_segmenter_label():
+    assert up.parse_segmenter_label(StandInSegmenter(seed=7).label) == ("standin", {"seed": 7})
+    assert up.parse_segmenter_label("outdoor_scene_seg(segmentation_OST_bic.pth sha256:00ff12)") == (
+        "outdoor_scene_seg", {"sha256_prefix": "00ff12"})
+    assert up.parse_segmenter_label("OutdoorSceneSeg")[0] == "outdoor_scene_seg"
+
+
+def test_unreadable_file_stops_before_writing(tmp_path, images):
+    ckpt = _checkpoint(tmp_path / "esrgan.pth", "esrgan")
+    broken = tmp_path / "in" / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    out_dir = tmp_path / "out"
+    with pytest.raises(up.UpscaleError, match="broken.png"):
+        up.upscale(ckpt, [images["rgb"], broken], out_dir, device="cpu", progress=False)
+    assert not out_dir.exists() or not any(out_dir.iterdir())
+    with pytest.raises(up.UpscaleError, match="missing.png"):
+        up.upscale(ckpt, [tmp_path / "missing.png"], out_dir, device="cpu", progress=False)
+
+
+def test_folder_input_and_name_clash(tmp_path, images):
+    ckpt = _checkpoint(tmp_path / "esrgan.pth", "esrgan")
+    written = up.upscale(ckpt, [images["rgb"].parent], tmp_path / "out", device="cpu", progress=False)
+    assert sorted(p.name for p in written) == ["gray_x4.png", "rgb_x4.png", "rgba_x4.png"]
+    twin = tmp_path / "twin"
+    twin.mkdir()
+    Image.open(images["rgb"]).save(twin / "rgb.png")
+    with pytest.raises(up.UpscaleError, match="clash"):
+        up.upscale(ckpt, [images["rgb"], twin / "rgb.png"], tmp_path / "out2", device="cpu", progress=False)
+
+
+def test_main_console_script(tmp_path, images, capsys):
+    ckpt = _checkpoint(tmp_path / "esrgan.pth", "esrgan")
+    out_dir = tmp_path / "cli"
+    assert up.main([str(ckpt), str(images["rgb"]), "-o", str(out_dir), "--device", "cpu", "-q"]) == 0
+    assert capsys.readouterr().out.strip() == str(out_dir / "rgb_x4.png")
+    assert (out_dir / "rgb_x4.png").is_file()
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"nope")
+    assert up.main([str(ckpt), str(broken), "-o", str(out_dir), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "spsagan-upscale: error" in err and "broken.jpg" in err
+    not_ckpt = tmp_path / "x.pth"
+    not_ckpt.write_bytes(b"garbage")
+    assert up.main([str(not_ckpt), str(images["rgb"]), "-o", str(out_dir), "-q"]) == 1
+    assert "x.pth" in capsys.readouterr().err
