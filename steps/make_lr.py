@@ -6,6 +6,7 @@ converted to RGB (gray replicated); test sets keep gray images gray, as the metr
 """
 
 import os
+import shutil
 from pathlib import Path
 
 from spsagan.atomic import atomic_dir, write_json
@@ -34,6 +35,8 @@ def main() -> None:
                 subimage_size=cfg["subimage_size"] if train else None,
                 subimage_step=cfg["subimage_step"] if train else None,
                 min_size=cfg["min_size"] if train else 0, workers=workers, progress=True)
+            if (args.src / name / "provenance.json").exists():  # where the images came from, for the reports
+                shutil.copy(args.src / name / "provenance.json", tmp / name / "provenance.json")
             print(f"make_lr: {name}: {summary[name]['images']} images, {summary[name]['subimages']} sub-images")
         write_json(tmp / "summary.json", {"profile": args.profile, "datasets": summary})
 

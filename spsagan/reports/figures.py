@@ -270,3 +270,35 @@ def training_curves(live_dirs: dict[str, str | os.PathLike], out_path: str | os.
                ncol=min(4, len(runs)), fontsize=8, frameon=False)
     _suptitle(fig, title, profile, standins)
     return _save(fig, out_path)
+
+
+def pruning_figure(ds: np.ndarray, keep, out_path: str | os.PathLike, title: str, profile: str,
+                   standins: list[str]) -> Path:
+    """Paper Fig. 5: the dense block's connections x_i -> conv_k, kept or pruned, with mean DS.
+
+    ds: (num_dense_blocks, 3, 3) DS(i, l) from `spsagan.pruning.measure_dissimilarity` ([d, l-2, i-1]).
+    keep: the shared mask (5 lists; entry k-1 = conv k's sources x_0..x_{k-1}).
+    """
+    mean = np.nanmean(np.asarray(ds, dtype=np.float64), axis=0)
+    fig = Figure(figsize=(7.5, 4.8), dpi=110)
+    ax = fig.add_subplot(1, 1, 1)
+    for k, sources in enumerate(keep, start=1):
+        for i, kept in enumerate(sources):
+            colour = "#1b7837" if kept else "#d6d6d6"
+            ax.scatter([k], [i], s=420, marker="s", color=colour, edgecolor="black", linewidth=0.6, zorder=2)
+            if 1 <= i and 2 <= k - 1 <= 4 and i <= k - 2:  # DS(i, l) with l = k - 1 exists
+                ax.text(k, i, f"{mean[k - 3, i - 1]:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if kept else "black", zorder=3)
+    ax.set_xticks(range(1, 6), [f"conv{k}" for k in range(1, 6)])
+    ax.set_yticks(range(0, 5), [f"x{i}" for i in range(0, 5)])
+    ax.set_xlim(0.4, 5.6)
+    ax.set_ylim(-0.6, 4.6)
+    ax.invert_yaxis()
+    ax.set_xlabel("convolution in the dense block (input of)")
+    ax.set_ylabel("source feature")
+    ax.grid(alpha=0.3, zorder=0)
+    handles = [Patch(color="#1b7837", label="kept"), Patch(color="#d6d6d6", label="pruned")]
+    ax.legend(handles=handles, loc="lower left", fontsize=8, title="numbers: mean DS(i, l = k - 1)",
+              title_fontsize=7)
+    _suptitle(fig, title, profile, standins)
+    return _save(fig, out_path)
