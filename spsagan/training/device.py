@@ -1,0 +1,100 @@
+"""Device choice, mixed precision, memory format and determinism for training.
+
+- `resolve_device`: CUDA when available, else CPU (or what the caller names).
+- `autocast`: bfloat16 autocast on CUDA devices that support it; a no-op elsewhere. bf16 keeps
+  float32's exponent range, so no loss scaling is needed. The SPSA layer computes its attention maps
+  in float32 itself (the two softmax maps underflow in half precision).
+- `channels_last`: NHWC memory format on CUDA, where cuDNN's tensor-core convolutions prefer it.
+- `determinism`: deterministic algorithms for bitwise-reproducible runs (the resume tests rely on it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+from typing import Iterator
+
+import numpy as np
+import torch
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """Return `device` as a `torch.device`; None picks "cuda" when available, else "cpu"."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device} was asked for, but torch sees no CUDA device; pass device='cpu'")
+    return device
+
+
+def autocast_dtype(device: torch.device, mixed_precision: bool = True) -> torch.dtype | None:
+    """The autocast dtype used for `device`: bfloat16 on bf16-capable CUDA, else None (float32)."""
+    if mixed_precision and device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return None
+
+
+def autocast(device: torch.device, mixed_precision: bool = True):
+    """Context manager: bf16 autocast where `autocast_dtype` says so, otherwise a no-op."""
+    dtype = autocast_dtype(device, mixed_precision)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def use_channels_last(device: torch.device, setting: bool | str = "auto") -> bool:
+    """Whether to train in channels_last: "auto" means on CUDA only (CPU convs gain nothing)."""
+    if setting == "auto":
+        return device.type == "cuda"
+    return bool(setting)
+
+
+def to_device(module: torch.nn.Module, device: torch.device, channels_last: bool) -> torch.nn.Module:
+    """Move `module` to `device`, converting 4-D weights to channels_last if asked."""
+    module = module.to(device)
+    if channels_last:
+        module = module.to(memory_format=torch.channels_last)
+    return module
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def determinism(enabled: bool) -> Iterator[None]:
+    """Within the block, use deterministic algorithms if `enabled`; restore the previous settings after.
+
+    Enabled: `torch.use_deterministic_algorithms(True)`, cuDNN deterministic and not benchmarking, and
+    `CUBLAS_WORKSPACE_CONFIG=:4096:8` (needed by deterministic cuBLAS; it only takes effect if set
+    before CUDA is first used in the process). Disabled: cuDNN benchmarking on (fastest kernels).
+    """
+    saved = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+             torch.backends.cudnn.benchmark)
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+    else:
+        torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(saved[0])
+        torch.backends.cudnn.deterministic = saved[1]
+        torch.backends.cudnn.benchmark = saved[2]
+
+
+def describe(device: torch.device, mixed_precision: bool = True) -> str:
+    """A short human label, e.g. "cuda:0 (NVIDIA H100, bf16 autocast)" or "cpu (2 threads, float32)"."""
+    dtype = autocast_dtype(device, mixed_precision)
+    precision = "bf16 autocast" if dtype is not None else "float32"
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)}, {precision})"
+    return f"{device} ({torch.get_num_threads()} threads, {precision})"

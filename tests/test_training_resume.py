@@ -1,0 +1,209 @@
+"""Interrupted training resumes to bitwise the same result as an uninterrupted run (CPU, deterministic).
+
+Tiny networks (num_feat 8, one block), 32x32 PSNR crops and 96x96 GAN crops (the discriminator's
+smallest input), a random VGG cut at conv1_2.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import numpy as np
+import pytest
+import torch
+
+from spsagan.image import imresize
+from spsagan.models.presets import load_generator
+from spsagan.training import Preempted, SubImageSet, TrainData, ValImage, train_gan, train_psnr
+from spsagan.training.gan import init_generator
+
+torch.set_num_threads(1)
+
+PSNR = dict(preset="esrgan", num_feat=8, num_block=1, num_grow_ch=4, iters=12, batch_size=2, crop_size=32,
+            lr=1.0e-3, lr_milestones=[6], val_every=6, ckpt_every=4, log_every=2, seed=5, deterministic=True,
+            progress=False)
+GAN = dict(preset="+spsa", iters=6, batch_size=2, crop_size=96, lr=1.0e-4, lr_attention=5.0e-4, lr_d=1.0e-4,
+           lr_milestones=[3], weight_perceptual=1.0, weight_gan=5.0e-3, weight_pixel=1.0e-2,
+           perceptual_layer="conv1_2", d_num_feat=4, val_every=3, ckpt_every=2, log_every=1, seed=6,
+           deterministic=True, progress=False)
+
+
+def textured(rng, size):
+    y, x = np.mgrid[0:size, 0:size]
+    base = np.stack([np.sin(x / (5 + c) + rng.random() * 6) * 60 + np.cos(y / (4 + c)) * 50 + 128 for c in range(3)], -1)
+    return np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+
+
+def soft_map(rng, size):
+    logits = rng.normal(size=(8, size, size))
+    e = np.exp(logits - logits.max(0))
+    return (e / e.sum(0)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    gts = [textured(rng, 128) for _ in range(3)]
+    train = SubImageSet.from_arrays("toy", gts, [imresize(g, 0.25) for g in gts], [soft_map(rng, 128) for _ in gts])
+    val_gt = textured(rng, 48)
+    val = [ValImage("val0", imresize(val_gt, 0.25), val_gt, soft_map(rng, 48))]
+    return TrainData([train], [1.0], val, segmenter="test-random")
+
+
+def run_psnr(data, root, cfg=PSNR, **kw):
+    return train_psnr(dict(cfg), data, root / "psnr" / "model.pt", root / "ckpt", root / "live", device="cpu", **kw)
+
+
+def weights(path):
+    return load_generator(path)[0].state_dict()
+
+
+def assert_same_weights(a, b):
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+
+
+def live_files(live):
+    return {p.relative_to(live).as_posix(): p.read_text() for p in sorted(live.rglob("*")) if p.is_file()}
+
+
+def send_sigterm_at(step):
+    def hook(done):
+        if done == step:
+            os.kill(os.getpid(), signal.SIGTERM)
+    return hook
+
+
+@pytest.fixture(scope="module")
+def reference(data, tmp_path_factory):
+    root = tmp_path_factory.mktemp("reference")
+    summary = run_psnr(data, root)
+    return root, summary
+
+
+def test_uninterrupted_run_writes_the_contract_checkpoint(reference):
+    root, summary = reference
+    model, ckpt = load_generator(root / "psnr" / "model.pt")
+    assert set(ckpt) == {"arch", "params_g", "preset", "step", "segmenter", "params", "git_rev"}
+    assert ckpt["preset"] == "esrgan" and ckpt["step"] == 12 and ckpt["segmenter"] is None
+    assert ckpt["arch"]["attention"] is None and ckpt["params"]["lr"] == 1.0e-3
+    assert summary["resumed_from"] is None and summary["iterations_run"] == 12
+    assert {"train/l1", "lr/g", "val/psnr", "val/psnr_bicubic"} <= set(summary["metrics"])
+    assert summary["metrics"]["lr/g"] == 0.5e-3  # halved at the milestone
+    rows = (root / "live" / "plots" / "metrics" / "train" / "l1.tsv").read_text().split()
+    assert rows[:2] == ["step", "l1"] and rows[2::2] == ["2", "4", "6", "8", "10", "12"]
+
+
+def test_sigterm_saves_then_rerun_resumes_to_identical_weights(data, reference, tmp_path):
+    ref_root, _ = reference
+    # any step must do; odd steps fall inside a log_every window, the case that needs the saved partial sums
+    step = int(np.random.default_rng().choice([1, 3, 5, 7, 9, 11]))
+    previous = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Preempted) as info:
+        run_psnr(data, tmp_path, on_step=send_sigterm_at(step))
+    assert info.value.step == step and info.value.exit_code != 0
+    assert signal.getsignal(signal.SIGTERM) is previous  # handler restored
+    assert not (tmp_path / "psnr" / "model.pt").exists()  # no final output before the end
+    summary = run_psnr(data, tmp_path)
+    assert summary["resumed_from"] == step
+    assert_same_weights(ref_root / "psnr" / "model.pt", tmp_path / "psnr" / "model.pt")
+    assert live_files(tmp_path / "live") == live_files(ref_root / "live")  # plots rebuilt from the history
+
+
+def test_crash_resumes_from_the_newest_valid_checkpoint(data, reference, tmp_path):
+    ref_root, _ = reference
+
+    def crash(done):
+        if done == 10:
+            raise RuntimeError("simulated crash")
+
+    with pytest.raises(RuntimeError, match="simulated"):
+        run_psnr(data, tmp_path, on_step=crash)
+    (ckpt_dir,) = (tmp_path / "ckpt").glob("pretrain_psnr-psnr/*")
+    files = sorted(p.name for p in ckpt_dir.iterdir())
+    assert files == ["step_00000004.pt", "step_00000008.pt"]  # every 4, the last 2 kept
+    newest = ckpt_dir / "step_00000008.pt"
+    newest.write_bytes(newest.read_bytes()[:1000])  # truncated, as by a full disk
+    with pytest.warns(RuntimeWarning, match="step_00000008"):
+        summary = run_psnr(data, tmp_path)
+    assert summary["resumed_from"] == 4
+    assert_same_weights(ref_root / "psnr" / "model.pt", tmp_path / "psnr" / "model.pt")
+
+
+def test_checkpoints_of_another_cfg_are_not_used(data, reference, tmp_path):
+    ref_root, _ = reference
+    run_psnr(data, tmp_path)  # complete: its final checkpoint sits in ckpt/
+    changed = run_psnr(data, tmp_path, cfg={**PSNR, "lr": 2.0e-3})
+    assert changed["resumed_from"] is None and changed["iterations_run"] == 12
+    w_ref, w_new = weights(ref_root / "psnr" / "model.pt"), weights(tmp_path / "psnr" / "model.pt")
+    assert not all(torch.equal(w_ref[k], w_new[k]) for k in w_ref)
+    # a runtime-only key (progress bar, checkpoint period, workers) keeps the key: instant resume
+    same = run_psnr(data, tmp_path, cfg={**PSNR, "progress": True, "ckpt_every": 3})
+    assert same["resumed_from"] == 12 and same["iterations_run"] == 0
+    assert_same_weights(ref_root / "psnr" / "model.pt", tmp_path / "psnr" / "model.pt")
+
+
+def test_bad_cfg_is_named(data, tmp_path):
+    with pytest.raises(KeyError, match="batchsize"):
+        run_psnr(data, tmp_path, cfg={**PSNR, "batchsize": 2})
+    with pytest.raises(KeyError, match="seed"):
+        run_psnr(data, tmp_path, cfg={k: v for k, v in PSNR.items() if k != "seed"})
+    with pytest.raises(ValueError, match="lr"):
+        run_psnr(data, tmp_path, cfg={**PSNR, "lr": "1e-3"})
+    with pytest.raises(ValueError, match="keep"):
+        run_psnr(data, tmp_path, cfg={**PSNR, "preset": "spsagan"})  # RRSB without a mask
+
+
+def run_gan(data, root, init, **kw):
+    return train_gan(dict(GAN), init, data, root / "gan" / "model.pt", root / "ckpt", root / "live_gan",
+                     device="cpu", **kw)
+
+
+def test_gan_resumes_to_identical_weights(data, reference, tmp_path):
+    init = reference[0] / "psnr" / "model.pt"
+    full = run_gan(data, tmp_path / "full", init)
+    assert full["metrics"]["attention/gamma"] != 0  # the attention layer trained
+    ckpt = load_generator(tmp_path / "full" / "gan" / "model.pt")[1]
+    assert ckpt["preset"] == "+spsa" and ckpt["segmenter"] == "test-random"
+    assert ckpt["params"]["perceptual_extractor"] == "vgg19-random-seed6"
+    alpha = ckpt["params_g"]["attention.alpha"]
+    assert ckpt["params_g"]["attention.alpha_initialised"] and alpha != 1.0  # data-dependent init ran
+
+    step = 3
+    with pytest.raises(Preempted):
+        run_gan(data, tmp_path / "cut", init, on_step=send_sigterm_at(step))
+    resumed = run_gan(data, tmp_path / "cut", init)
+    assert resumed["resumed_from"] == step
+    assert_same_weights(tmp_path / "full" / "gan" / "model.pt", tmp_path / "cut" / "gan" / "model.pt")
+    # the discriminator and optimiser states continue exactly too (final resume checkpoints)
+    (a,) = (tmp_path / "full" / "ckpt").glob("train_gan-gan/*/step_00000006.pt")
+    (b,) = (tmp_path / "cut" / "ckpt").glob("train_gan-gan/*/step_00000006.pt")
+    sa, sb = torch.load(a, weights_only=True), torch.load(b, weights_only=True)
+    for k, v in sa["models"]["d"].items():
+        assert torch.equal(v, sb["models"]["d"][k]), k
+    assert sa["history"] == sb["history"]
+
+
+def test_gan_init_checks_the_preset(reference):
+    init = reference[0] / "psnr" / "model.pt"
+    with pytest.raises(ValueError, match="spsagan"):
+        init_generator("spsagan", init)  # RRSB preset from an unpruned RRDB
+    model = init_generator("+fa", init)
+    pretrained = load_generator(init)[0].state_dict()
+    for k, v in pretrained.items():
+        assert torch.equal(model.state_dict()[k], v)
+
+
+def test_step_schedule_matches_torch_multisteplr():
+    """The stateless schedule (what a resumed run recomputes) equals torch's MultiStepLR stepped per iteration."""
+    from spsagan.training.schedule import lr_factor
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=2.0e-4)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[5, 12], gamma=0.5)
+    for step in range(20):
+        assert opt.param_groups[0]["lr"] == pytest.approx(2.0e-4 * lr_factor(step, [5, 12], 0.5), rel=1e-12)
+        opt.step()
+        sched.step()
