@@ -1,0 +1,104 @@
+"""The paper's generator variants (Fig. 11 ablation), building from `arch` dicts, and checkpoints.
+
+A checkpoint (written by training) is a dict saved with `torch.save`:
+{"arch": model.arch, "params_g": state_dict, "preset": name, "step": int,
+ "segmenter": str | None, "params": dict, "git_rev": str | None}; it loads with weights_only=True.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from spsagan.models.rrdb import RRDBNet
+
+# Fig. 11 variants: `pruned` means the generator is an RRSB (needs a connection mask).
+PRESETS = {
+    "esrgan": {"attention": None, "pruned": False},
+    "+fa": {"attention": "fa", "pruned": False},
+    "+spsa": {"attention": "spsa", "pruned": False},
+    "spsagan": {"attention": "spsa", "pruned": True},
+}
+
+ARCH_KEYS = tuple(inspect.signature(RRDBNet.__init__).parameters)[1:]
+
+
+def _preset(name: str) -> dict:
+    if name not in PRESETS:
+        raise KeyError(f"unknown generator preset {name!r}; valid presets: {sorted(PRESETS)}")
+    return PRESETS[name]
+
+
+def needs_seg(preset_name: str) -> bool:
+    """Whether the preset's generator takes segmentation maps (it has an SPSA layer)."""
+    return _preset(preset_name)["attention"] == "spsa"
+
+
+def preset_arch(
+    preset_name: str, num_feat: int = 64, num_block: int = 23, num_grow_ch: int = 32, keep=None
+) -> dict:
+    """The `arch` dict of a preset at a given size; `keep` is required iff the preset is pruned."""
+    preset = _preset(preset_name)
+    if preset["pruned"] and keep is None:
+        raise ValueError(
+            f"preset {preset_name!r} is an RRSB: give its connection mask `keep` "
+            "(the output of the prune stage)"
+        )
+    if not preset["pruned"] and keep is not None:
+        raise ValueError(f"preset {preset_name!r} is an unpruned RRDB: `keep` must be None")
+    arch = dict(
+        num_in_ch=3,
+        num_out_ch=3,
+        num_feat=num_feat,
+        num_block=num_block,
+        num_grow_ch=num_grow_ch,
+        keep=keep,
+        attention=preset["attention"],
+    )
+    return build_generator(arch).arch  # validates and normalises
+
+
+def build_generator(arch: dict) -> RRDBNet:
+    """Build the generator an `arch` dict (from `model.arch` or a checkpoint) describes."""
+    if not isinstance(arch, dict):
+        raise TypeError(f"arch must be a dict of RRDBNet arguments, got {type(arch).__name__}")
+    unknown = sorted(set(arch) - set(ARCH_KEYS))
+    missing = sorted(set(ARCH_KEYS) - set(arch))
+    if unknown or missing:
+        raise ValueError(
+            f"arch keys do not match RRDBNet: unknown {unknown}, missing {missing}; "
+            f"expected exactly {list(ARCH_KEYS)}"
+        )
+    return RRDBNet(**arch)
+
+
+def attention_parameters(model: RRDBNet) -> list[nn.Parameter]:
+    """Parameters of the attention layer (SPSA: f/g/h, transform, alpha, gamma; or FA), the group
+    trained with the larger learning rate (5e-4). Empty for a generator without attention."""
+    return [] if model.attention is None else list(model.attention.parameters())
+
+
+def load_generator(path, map_location="cpu") -> tuple[RRDBNet, dict]:
+    """Rebuild the generator of a checkpoint file: returns (model in eval mode, checkpoint dict)."""
+    path = Path(path)
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: checkpoint not found") from None
+    except Exception as err:
+        raise ValueError(f"{path}: cannot read as a torch checkpoint ({err})") from err
+    if not isinstance(ckpt, dict) or "arch" not in ckpt or "params_g" not in ckpt:
+        keys = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ValueError(
+            f"{path}: not an spsagan checkpoint (needs 'arch' and 'params_g', has {keys}); "
+            "a BasicSR/ESRGAN file loads with RRDBNet().load_state_dict(ckpt['params'])"
+        )
+    try:
+        model = build_generator(ckpt["arch"])
+        model.load_state_dict(ckpt["params_g"], strict=True)
+    except (ValueError, TypeError, RuntimeError) as err:
+        raise ValueError(f"{path}: checkpoint does not rebuild its generator: {err}") from err
+    return model.eval(), ckpt
