@@ -50,7 +50,8 @@ def main() -> None:
         summary = train_psnr(train_cfg, data, args.out / "model.pt", args.ckpt_root, args.out / "live",
                              instance=args.out.name)
     except Preempted as exc:
-        raise SystemExit(f"pretrain_psnr: {exc}; rerun to resume") from None
+        print(f"pretrain_psnr: {exc}; rerun to resume")
+        raise SystemExit(exc.exit_code) from None
     print(f"pretrain_psnr: {args.out.name}: {summary}")
 
 

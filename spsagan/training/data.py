@@ -114,14 +114,15 @@ class SubImageSet:
 
     @classmethod
     def from_dir(cls, name: str, make_lr_dir: str | os.PathLike, seg_dir: str | os.PathLike | None = None,
-                 cache_mb: float = 2048) -> "SubImageSet":
+                 cache_mb: float = 2048, sources: Sequence[str] | None = None) -> "SubImageSet":
         """Open `make_lr_dir/sub/{HR,LR_x4,index.csv}` and, if given, maps in `seg_dir/sub/<sub>.npz`.
 
         Pass `seg_dir=None` for models without the prior: no map is then ever read.
+        sources: only the sub-images of these source images (None: all).
         """
         sub = Path(make_lr_dir) / "sub"
         index = sub / "index.csv"
-        names = read_index(index)
+        names = read_index(index, sources)
         for d in ("HR", "LR_x4"):
             missing = [n for n in names if not (sub / d / f"{n}.png").is_file()]
             if missing:
@@ -154,17 +155,22 @@ class SubImageSet:
         return cls(name, names, load, fingerprint, has_seg=seg_sub is not None, cache_mb=cache_mb)
 
 
-def read_index(path: Path) -> list[str]:
-    """Sub-image names from an index.csv (columns sub,source,top,left,size), in file order."""
+def read_index(path: Path, sources: Sequence[str] | None = None) -> list[str]:
+    """Sub-image names from an index.csv (columns sub,source,top,left,size), in file order.
+
+    sources: keep only sub-images cut from these source images (e.g. a multi-category selection).
+    """
     if not path.is_file():
         raise DataError(f"{path}: no sub-image index; run the make_lr stage for this training set")
     with open(path, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         if reader.fieldnames is None or any(c not in reader.fieldnames for c in INDEX_COLUMNS):
             raise DataError(f"{path}: expected columns {','.join(INDEX_COLUMNS)}, got {reader.fieldnames}")
-        names = [row["sub"] for row in reader]
+        names = [row["sub"] for row in reader if sources is None or row["source"] in sources]
     if len(set(names)) != len(names):
         raise DataError(f"{path}: duplicate sub-image names")
+    if not names:
+        raise DataError(f"{path}: no sub-image left (sources: {sorted(sources) if sources else 'all'})")
     return names
 
 
@@ -434,10 +440,12 @@ def load_val_images(hr_dir: str | os.PathLike, lq_dir: str | os.PathLike, seg_di
 
 
 def open_train_data(make_lr_root: str | os.PathLike, mix: dict[str, float], seg_root: str | os.PathLike | None = None,
-                    val: Sequence[ValImage] = (), cache_mb: float = 2048) -> TrainData:
+                    val: Sequence[ValImage] = (), cache_mb: float = 2048,
+                    sources: dict[str, Sequence[str]] | None = None) -> TrainData:
     """Open the pipeline's training sets: `mix` maps a set name under `make_lr_root` to its ratio.
 
     seg_root: `results/make_seg_maps` for models with the prior, None otherwise (no map is read).
+    sources: set name -> source images to keep (e.g. DIV2K's multi-category selection); others: all.
     The segmenter label recorded in model checkpoints comes from the first map's metadata.
     """
     if not mix:
@@ -445,7 +453,8 @@ def open_train_data(make_lr_root: str | os.PathLike, mix: dict[str, float], seg_
     sets, segmenter = [], None
     for name in mix:
         seg_dir = Path(seg_root) / name if seg_root is not None else None
-        sets.append(SubImageSet.from_dir(name, Path(make_lr_root) / name, seg_dir, cache_mb=cache_mb))
+        keep = (sources or {}).get(name)
+        sets.append(SubImageSet.from_dir(name, Path(make_lr_root) / name, seg_dir, cache_mb=cache_mb, sources=keep))
     if seg_root is not None:
         from spsagan.segmentation.storage import read_seg_meta
 
