@@ -201,6 +201,10 @@ def _as_reference_layout(sr: np.ndarray, gt: np.ndarray, name: str) -> np.ndarra
 def _niqe(sr: np.ndarray, crop_border: int, name: str) -> float:
     try:
         return float(metrics.niqe(sr, crop_border=crop_border))
+    except np.linalg.LinAlgError:
+        # Degenerate statistics (e.g. a flat output of an untrained network): NIQE is undefined,
+        # as in MATLAB, which returns NaN; the set mean then reads "n/a" rather than a partial mean.
+        return math.nan
     except ValueError as exc:
         raise EvaluationError(f"{name}: NIQE failed ({exc}); evaluate with niqe=False for images this small") from exc
 

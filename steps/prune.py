@@ -15,6 +15,7 @@ from spsagan.atomic import atomic_dir, atomic_path, write_json
 from spsagan.models.presets import load_generator
 from spsagan.pipeline.step import main_guard, parse, stage_parser
 from spsagan.pruning import arch_parameter_count, decide_mask, measure_dissimilarity, pruned_connections
+from spsagan.reports import data_standins
 from spsagan.reports.figures import pruning_figure
 from spsagan.training.data import open_train_data
 
@@ -48,7 +49,7 @@ def main() -> None:
         write_json(tmp / "summary.json", summary)
         shared = keep if cfg["scope"] == "shared" else keep[0]
         pruning_figure(ds, shared, tmp / "pruning.png", "RRSB connection pattern (kept / pruned)",
-                       args.profile, [])
+                       args.profile, data_standins(args.data, cfg["train_sets"]))
     print(f"prune: pruned {summary['pruned']}; parameters {summary['params_rrdb']:,} -> {summary['params_rrsb']:,}")
 
 

@@ -17,6 +17,7 @@ from spsagan.atomic import atomic_dir
 from spsagan.image import read_image, to_tensor
 from spsagan.models.presets import load_generator
 from spsagan.pipeline.step import main_guard, parse, stage_parser
+from spsagan.reports import data_standins
 from spsagan.reports.ablation import render_ablation
 from spsagan.reports.figures import attention_figure, crop_grid, inference_time_chart, training_curves
 from spsagan.reports.table1 import render_table1
@@ -30,10 +31,7 @@ LIVE_DIRS = {"pretrain_psnr/rrdb": "pretrain_psnr/rrdb/live", "pretrain_psnr/rrs
 
 def stand_ins(results: Path, summary: dict) -> list[str]:
     """What the numbers depend on that is not the paper's setting, read from the results files."""
-    notes = []
-    provenance = sorted((results / "make_lr").glob("*/provenance.json"))
-    if any(json.loads(p.read_text()).get("stand_in") for p in provenance):
-        notes.append("data: scikit-image's bundled photos instead of DIV2K/Flickr2K/OST and the benchmark sets")
+    notes = data_standins(results / "make_lr", sorted(p.name for p in (results / "make_lr").iterdir()))
     seg = json.loads((results / "make_seg_maps" / "summary.json").read_text())
     if not seg.get("semantic", True):
         notes.append(f"segmentation prior: {seg['segmenter']} ({STANDIN_NOTE})")

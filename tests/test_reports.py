@@ -128,7 +128,7 @@ def test_table1_markdown_layout_and_cells(tmp_path):
     assert cell[("BSD100", "SSIM ↑", "SPSAGAN")].startswith(f"{spsagan['ssim']:.4f} r / 0.6344 p")
     assert cell[("BSD100", "PI ↓", "SPSAGAN")] == "n/a r / 2.365 p"
     assert cell[("BSD100", "PI ↓", "SRGAN")] == "2.565 p"
-    assert cell[("BSD100", "PSNR (dB) ↑", "HR")] == "∞ p"
+    assert cell[("BSD100", "PSNR (dB) ↑", "HR")] == ""  # not reported: never filled in
     assert cell[("OST300", "SSIM ↑", "SFTGAN")] == "0.6340 p"
     assert cell[("OST300", "PSNR (dB) ↑", "SFTGAN")] == ""
     fa = results[(results["method"] == "+fa") & (results["dataset"] == "demo_test")].iloc[0]
@@ -149,7 +149,7 @@ def test_table1_tex_is_well_formed(tmp_path):
     assert len(rows) == 1 + 3 * 4  # header + 3 datasets x 4 metrics
     for line in rows:
         assert len(re.findall(r"(?<!\\)&", line)) == len(spec) - 1, line
-    assert "$\\Delta$" in text and "\\textsuperscript{r}" in text and "$\\infty$" in text
+    assert "$\\Delta$" in text and "\\textsuperscript{r}" in text
 
 
 def test_table1_rejects_bad_results(tmp_path):
@@ -333,3 +333,13 @@ def test_training_curves_from_dvclive(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="not logged: nope"):
         figures.training_curves({"gan": tmp_path / "gan"}, tmp_path / "c.png", "t", PROFILE, STANDINS,
                                 metrics=["nope"])
+
+
+def test_ablation_with_a_single_test_image_says_why_there_is_no_interval():
+    from spsagan.reports.ablation import ablation_comparisons
+
+    per_image = pd.DataFrame([{"method": m, "dataset": "one", "name": "img", "psnr": 20.0 + i, "ssim": 0.5,
+                               "niqe": 5.0, "pi": float("nan")} for i, m in enumerate(["esrgan", "spsagan"])])
+    table = ablation_comparisons(per_image, seed=0)
+    psnr = table[table["metric"] == "psnr"].iloc[0]
+    assert math.isnan(psnr["mean_diff"]) and "at least 2 images" in psnr["note"]

@@ -19,3 +19,15 @@ def provenance(profile: str, standins: list[str]) -> str:
     else:
         text += "Stand-ins: none."
     return text
+
+
+def data_standins(make_lr_root, datasets) -> list[str]:
+    """The data stand-in note when any dataset came from the offline demo source (its provenance.json)."""
+    import json
+    from pathlib import Path
+
+    for name in datasets:
+        path = Path(make_lr_root) / name / "provenance.json"
+        if path.exists() and json.loads(path.read_text()).get("stand_in"):
+            return ["data: scikit-image's bundled photos instead of DIV2K/Flickr2K/OST and the benchmark sets"]
+    return []

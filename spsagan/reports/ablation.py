@@ -65,6 +65,8 @@ def ablation_comparisons(per_image: pd.DataFrame, seed: int, baseline: str = "sp
                        "better": better, "note": ""}
                 if sub[metric].isna().any():
                     row["note"] = f"{metric} not available for every image"
+                elif row["n"] < 2:
+                    row["note"] = "a confidence interval needs at least 2 images"
                 else:
                     res = compare_methods(sub, baseline, other, metric, seed=seed, dataset=dataset,
                                           n_resamples=n_resamples, confidence=confidence)

@@ -35,7 +35,7 @@ _ROWS = [
     ("SAN", "BSD100", NAN, 0.7436, NAN, TABLE1, "PSNR and PI lost in extraction"),
     ("SRGAN", "BSD100", 25.16, 0.6688, 2.565, TABLE1, ""),
     ("SPSAGAN", "BSD100", 25.16, 0.6344, 2.365, TABLE1, "best PI on BSD100 per the paper's text"),
-    ("HR", "BSD100", math.inf, 1.0, 2.310, TABLE1, ""),
+    ("HR", "BSD100", NAN, NAN, 2.310, TABLE1, ""),
     (None, "BSD100", 25.33, 0.6510, 2.396, TABLE1, _UNPLACED),
     (None, "BSD100", 27.76, 0.7432, 2.510, TABLE1, _UNPLACED + "; underlined; 27.76/0.7432 is the BSD100 score of "
      "the PSNR-oriented RRDB (DIV2K) in the ESRGAN paper, so it may pair a PSNR-model score with a GAN PI"),
@@ -49,7 +49,7 @@ _ROWS = [
      "below HR's 2.500"),
     ("ESRGAN", "OST300", NAN, 0.6500, NAN, TABLE1, "PSNR and PI lost in extraction"),
     ("SPSAGAN", "OST300", NAN, 0.6242, NAN, TABLE1, "PSNR and PI lost in extraction"),
-    ("HR", "OST300", math.inf, 1.0, 2.500, TABLE1, ""),
+    ("HR", "OST300", NAN, NAN, 2.500, TABLE1, ""),
     ("Bicubic", "Set5", 28.42, 0.8104, NAN, ESRGAN_SUPP, ""),
     ("Bicubic", "Set14", 26.00, 0.7027, NAN, ESRGAN_SUPP, ""),
     ("Bicubic", "Urban100", 23.14, 0.6577, NAN, ESRGAN_SUPP, ""),
