@@ -25,10 +25,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from spsagan import metrics
+from spsagan import image, metrics
 from spsagan.image import imresize, read_image, to_tensor
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 RESULT_COLUMNS = ["name", "psnr", "ssim", "niqe", "ma", "pi", "pi_reason"]
 NRQM_FILE = "NRQM_model.mat"
 REASON_NO_PYIQA = "pyiqa not installed"
@@ -44,19 +43,11 @@ class EvaluationError(ValueError):
 
 
 def list_images(folder: str | os.PathLike) -> dict[str, Path]:
-    """Image files directly inside `folder`, keyed by file stem (sorted by stem)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise EvaluationError(f"{folder}: no such folder of images; check the path or run the stage that creates it")
-    found: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if not (path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES) or path.name.startswith("."):
-            continue
-        if path.stem in found:
-            raise EvaluationError(f"{folder}: two images share the name {path.stem!r} "
-                                  f"({found[path.stem].name}, {path.name}); keep one")
-        found[path.stem] = path
-    return dict(sorted(found.items()))
+    """`spsagan.image.list_images`, its errors raised as EvaluationError."""
+    try:
+        return image.list_images(folder)
+    except (FileNotFoundError, image.ImageError) as exc:
+        raise EvaluationError(str(exc)) from exc
 
 
 def match_names(sr_names: list[str], hr_names: list[str]) -> dict[str, str]:
@@ -253,8 +244,6 @@ def read_sr_folder(sr_dir: str | os.PathLike, hr_dir: str | os.PathLike) -> dict
     """Read every image in `sr_dir`, keyed by the name of its HR image in `hr_dir` (see match_names)."""
     sr_files = list_images(sr_dir)
     hr_files = list_images(hr_dir)
-    if not sr_files:
-        raise EvaluationError(f"{sr_dir}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
     mapping = match_names(list(sr_files), list(hr_files))
     return {mapping[sr]: read_image(path, gray="keep") for sr, path in sr_files.items()}
 

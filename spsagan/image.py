@@ -278,3 +278,30 @@ def write_image(path: str | os.PathLike, img: np.ndarray) -> None:
         raise ValueError(f"{path}: write_image expects uint8 (H, W) or (H, W, 3), got {img.dtype} {img.shape}")
     with atomic_path(path) as tmp:
         Image.fromarray(np.ascontiguousarray(img)).save(tmp, format="PNG")
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+def list_images(folder: str | os.PathLike, hint: str = "check the path or run the stage that creates it"
+                ) -> dict[str, Path]:
+    """Image files directly inside `folder` (hidden files skipped), keyed by file stem, sorted by stem.
+
+    Raises FileNotFoundError when the folder is missing or holds no image (the message ends with
+    `hint`), and ImageError when two files share a stem (outputs are named by stem).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder of images; {hint}")
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if not (path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES) or path.name.startswith("."):
+            continue
+        if path.stem in found:
+            raise ImageError(f"{folder}: two images share the name {path.stem!r} "
+                             f"({found[path.stem].name}, {path.name}); keep one file per image name")
+        found[path.stem] = path
+    if not found:
+        raise FileNotFoundError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) found; {hint}")
+    return found
+

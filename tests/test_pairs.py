@@ -183,13 +183,13 @@ def test_empty_or_clashing_folders(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no images"):
         make_pairs(tmp_path / "empty", tmp_path / "out")
-    with pytest.raises(FileNotFoundError, match="no such HR folder"):
+    with pytest.raises(FileNotFoundError, match="no such folder of images; run the download_data stage"):
         make_pairs(tmp_path / "missing", tmp_path / "out")
     clash = tmp_path / "clash"
     clash.mkdir()
     Image.fromarray(_smooth(8, 8)).save(clash / "a.png")
     Image.fromarray(_smooth(8, 8)).save(clash / "a.bmp")
-    with pytest.raises(ValueError, match=r"share the names \['a'\]"):
+    with pytest.raises(ValueError, match=r"share the name 'a'"):
         make_pairs(clash, tmp_path / "out")
 
 

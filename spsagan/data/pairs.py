@@ -34,8 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from spsagan.atomic import atomic_dir
-from spsagan.data.extract import IMAGE_SUFFIXES
-from spsagan.image import imresize, modcrop, read_image, write_image
+from spsagan.image import imresize, list_images, modcrop, read_image, write_image
 
 INDEX_COLUMNS = ("sub", "source", "top", "left", "size")
 
@@ -61,22 +60,6 @@ def plan_subimages(height: int, width: int, size: int, step: int) -> list[tuple[
             for left in subimage_positions(width, side, step)]
 
 
-def list_images(hr_dir: str | os.PathLike) -> list[Path]:
-    """Sorted image files directly in `hr_dir`; an error if there are none or two share a name."""
-    hr_dir = Path(hr_dir)
-    if not hr_dir.is_dir():
-        raise FileNotFoundError(f"{hr_dir}: no such HR folder; run the download_data stage first")
-    files = sorted(p for p in hr_dir.iterdir()
-                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
-    if not files:
-        raise FileNotFoundError(f"{hr_dir}: no images ({', '.join(IMAGE_SUFFIXES)}) found; run download_data first")
-    stems = [p.stem for p in files]
-    clashes = sorted({s for s in stems if stems.count(s) > 1})
-    if clashes:
-        raise ValueError(f"{hr_dir}: several files share the names {clashes}; keep one file per image name")
-    return files
-
-
 def make_pairs(hr_dir: str | os.PathLike, out_dir: str | os.PathLike, *, scale: int = 4, gray: str = "keep",
                subimage_size: int | None = None, subimage_step: int | None = None, min_size: int = 0,
                too_small: str = "error", workers: int = 1, progress: bool = False) -> dict:
@@ -94,7 +77,7 @@ def make_pairs(hr_dir: str | os.PathLike, out_dir: str | os.PathLike, *, scale: 
     _check_args(scale, gray, subimage_size, subimage_step, min_side, too_small, workers)
     if subimage_size is not None and subimage_step is None:
         subimage_step = max(scale, subimage_size // 2 // scale * scale)
-    files = list_images(hr_dir)
+    files = list(list_images(hr_dir, hint="run the download_data stage first").values())
     small = _too_small(files, scale, min_side)
     if small and too_small == "error":
         listed = "; ".join(f"{p} ({h}x{w} after mod-crop)" for p, h, w in small[:10])

@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from spsagan.image import read_image
+from spsagan.image import IMAGE_SUFFIXES, list_images, read_image
 from spsagan.segmentation.classes import channel_names
 from spsagan.segmentation.outdoor_scene_seg import (
     WEIGHTS_FILE, WEIGHTS_SOURCES, OutdoorSceneSegmenter, WeightsError, load_outdoor_scene_seg,
@@ -33,7 +33,6 @@ from spsagan.segmentation.storage import (
 )
 
 SEGMENTERS = ("outdoor_scene_seg", "standin")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 INDEX_COLUMNS = ("sub", "source", "top", "left", "size")
 
 
@@ -62,23 +61,6 @@ def build_segmenter(name: str, weights: str | os.PathLike | None = None, seed: i
     if name == "standin":
         return StandInSegmenter(seed=seed)
     raise ValueError(f"unknown segmenter {name!r}; choose one of {', '.join(SEGMENTERS)}")
-
-
-def list_images(hr_dir: str | os.PathLike) -> dict[str, Path]:
-    """name (file stem) -> path of every image directly in hr_dir, sorted by name."""
-    hr_dir = Path(hr_dir)
-    if not hr_dir.is_dir():
-        raise FileNotFoundError(f"{hr_dir}: HR image folder not found; run the make_lr stage first")
-    images: dict[str, Path] = {}
-    for path in sorted(hr_dir.iterdir()):
-        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
-            if path.stem in images:
-                raise ValueError(f"{hr_dir}: two images named {path.stem} ({images[path.stem].name}, {path.name}); "
-                                 "map files are named by stem, rename one")
-            images[path.stem] = path
-    if not images:
-        raise FileNotFoundError(f"{hr_dir}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
-    return images
 
 
 def _image_size(path: Path) -> tuple[int, int]:
@@ -145,7 +127,7 @@ def segment_dataset(segmenter, hr_dir: str | os.PathLike, out_dir: str | os.Path
     if device is not None:
         segmenter.to(resolve_device(device))
     out_dir = Path(out_dir)
-    images = list_images(hr_dir)
+    images = list_images(hr_dir, hint="run the make_lr stage first")
     sizes = {name: _image_size(path) for name, path in images.items()}
     subs = read_index(index_csv, sizes) if index_csv is not None else pd.DataFrame(columns=INDEX_COLUMNS)
     subs_of = {name: group for name, group in subs.groupby("source")}
