@@ -62,6 +62,21 @@ def pipeline(tmp_path_factory):
     params = yaml.safe_load((repo / "params.yaml").read_text())
     for stage, values in TINY.items():
         params[stage]["demo"].update(values)
+    # Outside methods: a BasicSR-format RRDBNet file and a folder of SR images made elsewhere.
+    import torch
+
+    from spsagan.models.rrdb import RRDBNet
+
+    torch.manual_seed(0)
+    outside = RRDBNet(num_feat=8, num_block=1, num_grow_ch=8)
+    torch.save({"params": outside.state_dict()}, repo / "outside_rrdb.pth")
+    from spsagan.data.demo import demo_image
+    from spsagan.image import imresize, modcrop, write_image
+
+    hr = modcrop(demo_image("chelsea"), 4)
+    write_image(repo / "outside_sr" / "demo_test" / "chelsea_x4.png", imresize(imresize(hr, 0.25), 4))
+    params["evaluate"]["demo"]["outside_checkpoints"] = {"published_rrdb": "outside_rrdb.pth"}
+    params["evaluate"]["demo"]["outside_folders"] = {"elsewhere": "outside_sr"}
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
     run(["git", "init", "-q"], repo)
@@ -83,7 +98,8 @@ def test_dvc_repro_runs_every_stage_through_snakemake(pipeline):
                  "figures/fig6_attention.png", "figures/fig5_pruning.png", "figures/inference_time.png",
                  "figures/training_curves.png"):
         assert (repo / "reports" / name).stat().st_size > 0, name
-    assert "demo" in (repo / "reports" / "table1.md").read_text()
+    table = (repo / "reports" / "table1.md").read_text()
+    assert "demo" in table and "published_rrdb" in table and "elsewhere" in table
     assert "not semantic categories" in (repo / "reports" / "table1.md").read_text()
 
 
@@ -127,3 +143,23 @@ def test_changed_gan_learning_rate_reruns_only_train_gan_and_downstream(pipeline
     assert jobs == {"train_gan", "evaluate", "render_reports"}
     stale = set(json.loads(run([str(BIN / "dvc"), "status", "--json"], repo).strip().splitlines()[-1]))
     assert stale == {"train_gan@esrgan", "train_gan@fa", "train_gan@spsa", "train_gan@spsagan"}
+
+
+@pytest.mark.slow
+def test_outside_folder_scores_like_the_same_images_made_here(pipeline):
+    repo, _, _ = pipeline
+    summary = json.loads((repo / "results" / "evaluate" / "summary.json").read_text())
+    # The outside folder holds bicubic x4 made with the same imresize: identical scores.
+    assert summary["methods"]["elsewhere"]["demo_test"] == summary["methods"]["bicubic"]["demo_test"]
+
+
+@pytest.mark.slow
+def test_pruned_model_matches_the_mask_of_the_prune_stage(pipeline):
+    repo, _, _ = pipeline
+    from spsagan.models.presets import load_generator
+
+    prune = json.loads((repo / "results" / "prune" / "summary.json").read_text())
+    mask = json.loads((repo / "results" / "prune" / "mask.json").read_text())
+    model, ckpt = load_generator(repo / "results" / "pretrain_psnr" / "rrsb" / "model.pt")
+    assert ckpt["arch"]["keep"] == mask
+    assert sum(p.numel() for p in model.parameters()) == prune["params_rrsb"]
