@@ -31,3 +31,4 @@ def test_dvc_analytics_off_and_snakemake_marker_ignored():
     config = (ROOT / ".dvc" / "config").read_text()
     assert re.search(r"analytics\s*=\s*false", config)
     assert ".snakemake_timestamp" in (ROOT / ".dvcignore").read_text()
+
