@@ -55,14 +55,21 @@ def concat_row_chunks(
     if rows >= num_queries:
         return fn(0, num_queries, *tensors)
     recording = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
-    outs = []
+    if recording:
+        chunks = [checkpoint(fn, j0, min(j0 + rows, num_queries), *tensors, use_reentrant=False)
+                  for j0 in range(0, num_queries, rows)]
+        return torch.cat(chunks, dim=-1)
+    # Inference: write each chunk into one preallocated output, so no small long-lived tensors sit
+    # between the large per-chunk temporaries (which made the C heap fragment and grow without bound).
+    out = None
     for j0 in range(0, num_queries, rows):
         j1 = min(j0 + rows, num_queries)
-        if recording:
-            outs.append(checkpoint(fn, j0, j1, *tensors, use_reentrant=False))
-        else:
-            outs.append(fn(j0, j1, *tensors))
-    return torch.cat(outs, dim=-1)
+        chunk = fn(j0, j1, *tensors)
+        if out is None:
+            out = chunk.new_empty((*chunk.shape[:-1], num_queries))
+        out[..., j0:j1] = chunk
+        del chunk
+    return out
 
 
 @contextlib.contextmanager

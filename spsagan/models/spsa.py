@@ -46,8 +46,9 @@ def combine_attention(
     # w s + (1 - w) f = f + w (s - f) = f + (s - f) |s - f| / (s + f): fewer N-wide passes.
     diff = beta_seg - beta_fea
     if inplace:
-        total = beta_seg.add_(beta_fea)
-        total.masked_fill_(total == 0, 1.0)
+        # Where total is 0, diff is 0 too, so clamping (instead of a masked fill, which needs an
+        # N-wide bool temporary) gives w * diff = 0 there, as eq. 5 requires.
+        total = beta_seg.add_(beta_fea).clamp_(min=torch.finfo(beta_seg.dtype).tiny)
         beta = diff.mul_(diff.abs()).div_(total).add_(beta_fea)
     else:
         total = beta_seg + beta_fea
