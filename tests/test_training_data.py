@@ -214,6 +214,14 @@ def test_open_from_disk_with_maps(tmp_path):
     np.testing.assert_array_equal(seg.numpy(), dequantize(batch["seg"].numpy()))
 
 
+def test_selection_keeps_only_sub_images_of_selected_sources(tmp_path):
+    write_training_set(tmp_path, n=3, with_maps=False)
+    data = tdata.open_train_data(tmp_path / "make_lr", {"toy": 1.0}, sources={"toy": ["img0", "img2"]})
+    assert data.sets[0].names == ["img0_s001", "img2_s001"]
+    with pytest.raises(tdata.DataError, match="no sub-image left"):
+        tdata.open_train_data(tmp_path / "make_lr", {"toy": 1.0}, sources={"toy": ["other"]})
+
+
 def test_map_alignment_on_disk(tmp_path):
     write_training_set(tmp_path, n=1, size=32)
     s = SubImageSet.from_dir("toy", tmp_path / "make_lr" / "toy", tmp_path / "make_seg_maps" / "toy")
