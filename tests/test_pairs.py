@@ -2,7 +2,6 @@
 Set5/Set14 LR files, image-mode rules, sub-images and index.csv, small images, atomic output."""
 
 import csv
-import math
 from pathlib import Path
 
 import cv2
@@ -26,54 +25,7 @@ torch.set_num_threads(1)
 BENCH = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
 
 
-# --------------------------------------------------------------------------------------------------
-# An independent, literal per-element MATLAB imresize (bicubic, uint8), for tiny images
-
-
-def _cubic(x):
-    x = abs(x)
-    if x <= 1:
-        return 1.5 * x**3 - 2.5 * x**2 + 1
-    if x <= 2:
-        return -0.5 * x**3 + 2.5 * x**2 - 4 * x + 2
-    return 0.0
-
-
-def _resize_1d(values, out_len, s):
-    n = len(values)
-    width = 4 / s if s < 1 else 4
-    out = []
-    for x in range(1, out_len + 1):
-        u = x / s + 0.5 * (1 - 1 / s)
-        left = math.floor(u - width / 2)
-        taps = [left + p for p in range(math.ceil(width) + 2)]
-        w = [s * _cubic(s * (u - j)) if s < 1 else _cubic(u - j) for j in taps]
-        total = sum(w)
-        acc = 0.0
-        for j, wj in zip(taps, w):
-            k = 1 - j if j < 1 else (2 * n + 1 - j if j > n else j)  # symmetric: edge sample repeated
-            acc += wj / total * values[k - 1]
-        out.append(math.floor(min(max(acc, 0.0), 255.0) + 0.5))  # uint8: round half away from zero
-    return out
-
-
-def reference_imresize(img, s):
-    img = img.astype(np.float64)
-    squeeze = img.ndim == 2
-    if squeeze:
-        img = img[:, :, None]
-    h, w, c = img.shape
-    oh, ow = math.ceil(h * s), math.ceil(w * s)
-    mid = np.zeros((oh, w, c))
-    for ch in range(c):
-        for col in range(w):
-            mid[:, col, ch] = _resize_1d(list(img[:, col, ch]), oh, s)  # height first
-    out = np.zeros((oh, ow, c))
-    for ch in range(c):
-        for row in range(oh):
-            out[row, :, ch] = _resize_1d(list(mid[row, :, ch]), ow, s)
-    out = out.astype(np.uint8)
-    return out[:, :, 0] if squeeze else out
+from matlab_reference import ref_imresize as reference_imresize  # noqa: E402  (tests/ is on sys.path)
 
 
 def _read(path):
