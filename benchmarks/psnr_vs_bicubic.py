@@ -28,8 +28,8 @@ def main() -> None:
     model, ckpt = load_generator(args.checkpoint)
     if needs_seg(ckpt.get("preset", "esrgan")):
         raise SystemExit("this script evaluates generators without the segmentation prior (PSNR models, esrgan, +fa)")
-    print(f"| set | images | bicubic PSNR / SSIM | model PSNR / SSIM | margin (dB) |")
-    print(f"|---|--:|--:|--:|--:|")
+    print("| set | images | bicubic PSNR / SSIM | model PSNR / SSIM | margin (dB) |")
+    print("|---|--:|--:|--:|--:|")
     for hr_dir in args.hr_dirs:
         rows = []
         for path in sorted(hr_dir.glob("*.png")):

@@ -32,11 +32,15 @@ import math
 import os
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
 from spsagan.atomic import atomic_path
+
+if TYPE_CHECKING:  # torch is imported only where tensors are made: reading and resizing need none
+    import torch
 
 
 class ImageError(ValueError):
@@ -152,7 +156,7 @@ def rgb_to_y(img: np.ndarray) -> np.ndarray:
 # Tensors
 
 
-def to_tensor(img: np.ndarray) -> "torch.Tensor":
+def to_tensor(img: np.ndarray) -> torch.Tensor:
     """uint8 `(H, W, 3)` (or 2-D gray, replicated to 3 channels) -> float32 `(3, H, W)` in [0, 1]."""
     import torch  # imported here: resizing and reading images need no torch
 
@@ -166,7 +170,7 @@ def to_tensor(img: np.ndarray) -> "torch.Tensor":
     return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float().div_(255.0)
 
 
-def to_uint8(tensor: "torch.Tensor") -> np.ndarray:
+def to_uint8(tensor: torch.Tensor) -> np.ndarray:
     """float `(3, H, W)` (or `(1, 3, H, W)`) in [0, 1] -> uint8 `(H, W, 3)`.
 
     Values are clipped to [0, 1] and rounded half up, as MATLAB's im2uint8 does.
