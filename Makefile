@@ -38,4 +38,4 @@ test: setup
 	$(BIN)/python -m pytest
 
 clean-results:
-	rm -rf results/*/ reports/*.md reports/*.csv reports/*.tex reports/*.png reports/*.html .snakemake
+	rm -rf results/*/ reports/table1.* reports/ablation.* reports/figures reports/report.html .snakemake
