@@ -10,9 +10,9 @@ preempted run continues where it stopped when rerun.
 from pathlib import Path
 
 from spsagan.pipeline.step import main_guard, parse, stage_parser
-from spsagan.training.checkpoint import Preempted
 from spsagan.training.data import load_val_images, open_train_data
 from spsagan.training.psnr import train_psnr
+from spsagan.training.schedule import step_milestones
 
 
 def subimage_counts(root: Path, sets: list[str]) -> dict[str, float]:
@@ -24,10 +24,6 @@ def subimage_counts(root: Path, sets: list[str]) -> dict[str, float]:
             raise FileNotFoundError(f"{index} does not exist: add {name!r} to make_lr.train_sets")
         counts[name] = float(sum(1 for _ in index.open()) - 1)
     return counts
-
-
-def milestones(iters: int, step: int) -> list[int]:
-    return list(range(step, iters, step))
 
 
 def main() -> None:
@@ -44,14 +40,10 @@ def main() -> None:
         "preset": args.preset, "keep": str(args.mask) if args.mask else None,
         **{k: cfg[k] for k in ("num_feat", "num_block", "num_grow_ch", "iters", "batch_size", "crop_size", "lr",
                                "lr_gamma", "val_every", "ckpt_every", "log_every", "seed", "deterministic")},
-        "lr_milestones": milestones(cfg["iters"], cfg["lr_step"]),
+        "lr_milestones": step_milestones(cfg["iters"], cfg["lr_step"]),
     }
-    try:
-        summary = train_psnr(train_cfg, data, args.out / "model.pt", args.ckpt_root, args.out / "live",
-                             instance=args.out.name)
-    except Preempted as exc:
-        print(f"pretrain_psnr: {exc}; rerun to resume")
-        raise SystemExit(exc.exit_code) from None
+    summary = train_psnr(train_cfg, data, args.out / "model.pt", args.ckpt_root, args.out / "live",
+                         instance=args.out.name)
     print(f"pretrain_psnr: {args.out.name}: {summary}")
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from spsagan.models.presets import needs_seg
 from spsagan.pipeline.step import main_guard, parse, stage_parser
-from spsagan.training.checkpoint import Preempted
 from spsagan.training.data import load_val_images, open_train_data
 from spsagan.training.gan import train_gan
+from spsagan.training.schedule import step_milestones
 
 SHARED_KEYS = ("iters", "batch_size", "crop_size", "lr_attention", "lr_d", "lr_gamma", "perceptual_layer",
                "d_num_feat", "val_every", "ckpt_every", "log_every", "seed", "deterministic")
@@ -51,16 +51,12 @@ def main() -> None:
                            sources=selected_sources(args.seg, cfg["selected_only"]))
     train_cfg = {
         "preset": args.preset, **{k: cfg[k] for k in SHARED_KEYS},
-        "lr": cfg["lr_g"], "lr_milestones": list(range(cfg["lr_step"], cfg["iters"], cfg["lr_step"])),
+        "lr": cfg["lr_g"], "lr_milestones": step_milestones(cfg["iters"], cfg["lr_step"]),
         "weight_perceptual": cfg["w_perceptual"], "weight_gan": cfg["w_gan"], "weight_pixel": cfg["w_pixel"],
         "perceptual_weights": cfg["perceptual_weights"] or None,
     }
-    try:
-        summary = train_gan(train_cfg, args.init, data, args.out / "model.pt", args.ckpt_root, args.out / "live",
-                            instance=args.out.name)
-    except Preempted as exc:
-        print(f"train_gan: {exc}; rerun to resume")
-        raise SystemExit(exc.exit_code) from None
+    summary = train_gan(train_cfg, args.init, data, args.out / "model.pt", args.ckpt_root, args.out / "live",
+                        instance=args.out.name)
     print(f"train_gan: {args.out.name}: {summary}")
 
 

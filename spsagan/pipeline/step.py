@@ -39,16 +39,22 @@ def _profile_of(params_path: str) -> str:
 
 
 def main_guard(fn) -> None:
-    """Run a step's main(); expected failures print one clear line and exit 1 (SPSAGAN_DEBUG=1: traceback)."""
+    """Run a step's main(); expected failures print one clear line and exit 1 (SPSAGAN_DEBUG=1: traceback).
+
+    An exception with an integer `exit_code` (training's `Preempted`) exits with that code instead.
+    """
     import os
 
     try:
         fn()
     except Exception as exc:
+        code = getattr(exc, "exit_code", None)
+        if isinstance(code, int):
+            # Stopped on purpose with its state saved (training preempted): a rerun resumes.
+            print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+            sys.exit(code)
         # Errors the library raises on purpose carry a message meant for the user; others are bugs.
         deliberate = type(exc).__module__.startswith("spsagan") or isinstance(exc, (ValueError, FileNotFoundError))
-        if not deliberate:
-            raise
-        if os.environ.get("SPSAGAN_DEBUG"):
+        if not deliberate or os.environ.get("SPSAGAN_DEBUG"):
             raise
         sys.exit(f"error ({type(exc).__name__}): {exc}")

@@ -57,6 +57,11 @@ def _positive_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 
+def step_milestones(iters: int, every: int) -> list[int]:
+    """Milestones of a step schedule: every `every` iterations, before `iters` (e.g. halve every 200k)."""
+    return list(range(every, iters, every))
+
+
 def lr_factor(step: int, milestones, gamma: float) -> float:
     """Multiplier of the base learning rate for iteration `step` (0-based): gamma ** #milestones <= step.
 
