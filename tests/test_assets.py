@@ -220,6 +220,80 @@ def test_failed_extraction_keeps_previous_output(tmp_path):
     assert _tree(tmp_path / "out") == before
 
 
+def _refuse_extraction(monkeypatch):
+    """Make every zip/tar extraction call fail: the test proves the archive was rejected before it."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("extraction started before the archive was rejected")
+
+    for name in ("extract", "extractall", "_extract_member"):
+        monkeypatch.setattr(zipfile.ZipFile, name, refuse)
+    for name in ("extract", "extractall", "_extract_member", "_extract_one"):
+        monkeypatch.setattr(tarfile.TarFile, name, refuse, raising=False)
+
+
+def test_default_limits_fit_real_datasets():
+    from spsagan.data import extract
+
+    assert extract.MAX_MEMBERS >= 20_000  # OST: 10,324 images in 7 folders
+    assert extract.MAX_TOTAL_BYTES >= 32 * 2**30  # Flickr2K.tar: about 20 GB
+    assert extract.MAX_COMPRESSION_RATIO >= 10  # PNG/JPEG archives compress about 1:1
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar"])
+def test_too_many_members_rejected_before_extraction(tmp_path, monkeypatch, kind):
+    entries = {f"many/{i:03d}.png": b"x" for i in range(30)}
+    archive = _zip(tmp_path / "many.zip", entries) if kind == "zip" else _tar(tmp_path / "many.tar", entries)
+    _refuse_extraction(monkeypatch)
+    count = "30 entries" if kind == "zip" else "at least 11 entries"
+    with pytest.raises(ArchiveError, match=rf"many.{kind}: {count}, over the limit of 10 "):
+        safe_extract(archive, tmp_path / "out", max_members=10)
+    assert _tree(tmp_path) == [archive.name]  # no destination, no temporary folder
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar"])
+def test_too_large_rejected_before_extraction(tmp_path, monkeypatch, kind):
+    entries = {"big/a.png": b"a" * 3000, "big/b.png": b"b" * 3000}
+    archive = _zip(tmp_path / "big.zip", entries) if kind == "zip" else _tar(tmp_path / "big.tar", entries)
+    _refuse_extraction(monkeypatch)
+    with pytest.raises(ArchiveError, match=rf"big.{kind}: (at least )?6,000 bytes uncompressed, over the limit of "
+                                           r"5,000 bytes"):
+        safe_extract(archive, tmp_path / "out", max_total_bytes=5000)
+    assert _tree(tmp_path) == [archive.name]
+
+
+def test_zip_bomb_ratio_rejected_before_extraction(tmp_path, monkeypatch):
+    archive = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf, zf.open("zeros.png", "w") as f:
+        for _ in range(65):
+            f.write(bytes(2**20))  # 65 MiB of zeros deflate to about 65 KB
+    _refuse_extraction(monkeypatch)
+    with pytest.raises(ArchiveError, match=r"bomb.zip: 68,157,440 bytes uncompressed from .* compression ratio"):
+        safe_extract(archive, tmp_path / "out")
+    assert _tree(tmp_path) == ["bomb.zip"]
+
+
+LINK_CHAINS = {
+    # d/b resolves to the root; d/b/../.. is "." on paper but two levels above d on disk
+    "through_parent_link": ({"d/b": (tarfile.SYMTYPE, ".."), "d/a": (tarfile.SYMTYPE, "b/../..")}, "d/a"),
+    # b is the root itself; b/b/.. is "b" on paper but the root's parent on disk
+    "through_self_link": ({"b": (tarfile.SYMTYPE, "."), "c": (tarfile.SYMTYPE, "b/b/..")}, "c"),
+    # an entry written inside a link: d/l is the root, so d/l/m -> .. is the root's parent
+    "entry_inside_link": ({"d/l": (tarfile.SYMTYPE, ".."), "d/l/m": (tarfile.SYMTYPE, "..")}, "d/l/m"),
+    # a hard link whose target path goes through a symlink
+    "hardlink_through_link": ({"d/b": (tarfile.SYMTYPE, ".."), "h": (tarfile.LNKTYPE, "d/b/../../secret")}, "h"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LINK_CHAINS))
+def test_symlink_chains_rejected_by_our_check(tmp_path, monkeypatch, case):
+    entries, culprit = LINK_CHAINS[case]
+    archive = _tar(tmp_path / "chain.tar", {"ok.png": b"1", **entries})
+    _refuse_extraction(monkeypatch)  # Python's own data filter never gets a chance
+    with pytest.raises(ArchiveError, match=rf"chain.tar: unsafe (link|entry) '{culprit}'.*(through|inside) link"):
+        safe_extract(archive, tmp_path / "out")
+    assert _tree(tmp_path) == ["chain.tar"]
+
+
 def test_flatten_converts_and_names(tmp_path):
     src = tmp_path / "src"
     (src / "a").mkdir(parents=True)

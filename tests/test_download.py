@@ -1,6 +1,7 @@
 """Downloads against a local HTTP server with Range support: resume, checksum, dropped connections, mirrors,
 manual assets, and the download_data dataset builder. No internet."""
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -25,6 +26,7 @@ from spsagan.data.download import (
     prepare_dataset,
     verify_file,
 )
+from spsagan.data.extract import ArchiveError
 
 PAYLOAD = os.urandom(300_000)
 SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
@@ -322,3 +324,67 @@ def test_prepare_dataset_manual_without_copy(tmp_path):
 def test_prepare_dataset_unknown_name(tmp_path):
     with pytest.raises(KeyError, match="downloadable datasets: .*Set14"):
         prepare_dataset("Set15", tmp_path)
+
+
+def _unchecked(monkeypatch, asset):
+    """Register `asset` without checksum or size (as OST): only extraction can reject a bad copy."""
+    plain = dataclasses.replace(asset, checksum=None, size=None)
+    monkeypatch.setitem(registry.ASSETS, "tiny", plain)
+    return plain
+
+
+def test_cached_archive_rejected_by_content_is_quarantined_and_fetched_again(tiny_registry, tmp_path, monkeypatch,
+                                                                          server):
+    _unchecked(monkeypatch, tiny_registry)
+    archives = tmp_path / "archives"
+    archives.mkdir()
+    with zipfile.ZipFile(archives / "tiny.zip", "w") as zf:  # a cached copy with an unsafe entry
+        zf.writestr("Tiny_HR/0000.png", _png_bytes(8, 12))
+        zf.writestr("../evil.png", b"x")
+    with pytest.raises(ArchiveError) as err:
+        prepare_dataset("Tiny", tmp_path / "dl", archive_dir=archives, progress=False)
+    rejected = archives / "tiny.zip.rejected"
+    assert "unsafe entry '../evil.png'" in str(err.value) and str(rejected) in str(err.value)
+    assert not (archives / "tiny.zip").exists() and rejected.exists()
+    assert server.requests == []
+    out = prepare_dataset("Tiny", tmp_path / "dl", archive_dir=archives, progress=False)  # downloads it afresh
+    assert server.requests == [("/tiny.zip", None)] and len(list((out / "HR").iterdir())) == 3
+
+
+def test_local_archive_rejected_by_content_is_left_in_place(tiny_registry, tmp_path, monkeypatch):
+    _unchecked(monkeypatch, tiny_registry)
+    mine = tmp_path / "mine.zip"
+    with zipfile.ZipFile(mine, "w") as zf:
+        zf.writestr("../evil.png", b"x")
+    with pytest.raises(ArchiveError, match="unsafe entry"):
+        prepare_dataset("Tiny", tmp_path / "dl", local=mine, archive_dir=tmp_path / "archives", progress=False)
+    assert mine.exists()  # the user's own file is never moved
+
+
+def test_truncated_png_in_local_folder_stops_the_import(tmp_path, monkeypatch):
+    monkeypatch.setitem(registry.DATASETS, "Tiny", DatasetSource("OST_train", "whatever", 3, "tiny"))
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"{i}.png").write_bytes(_png_bytes(64, 64, seed=i))
+    broken = folder / "1.png"
+    broken.write_bytes(broken.read_bytes()[:-300])  # header intact, pixel data cut off
+    root = tmp_path / "dl"
+    with pytest.raises(ValueError) as err:
+        prepare_dataset("Tiny", root, local=folder)
+    message = str(err.value)
+    assert message.startswith(f"{broken}:") and str(root) not in message  # the original, not the copy
+    assert not root.exists() or os.listdir(root) == []  # no dataset folder, no temporary folder
+
+
+def test_truncated_png_in_unchecked_local_archive_names_the_entry(tiny_registry, tmp_path, monkeypatch):
+    _unchecked(monkeypatch, tiny_registry)
+    mine = tmp_path / "mine.zip"
+    with zipfile.ZipFile(mine, "w") as zf:
+        for i in range(3):
+            data = _png_bytes(64, 64, seed=i)
+            zf.writestr(f"Tiny_HR/{i:04d}.png", data[:-300] if i == 2 else data)
+    root = tmp_path / "dl"
+    with pytest.raises(ValueError, match=rf"0002.png in {re.escape(str(mine))}"):
+        prepare_dataset("Tiny", root, local=mine, archive_dir=tmp_path / "archives", progress=False)
+    assert not root.exists() or os.listdir(root) == []

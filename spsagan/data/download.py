@@ -10,6 +10,10 @@ copy in the archive folder, a mirror (`mirror=`: a local folder or an http(s) ba
 same file name), the asset's own URL. Manual assets (Google Drive) without a local copy raise
 `ManualDownloadRequired` with one message saying which file, from where, where to put it and how it
 is checked.
+
+`prepare_dataset` extracts the archive with `safe_extract`. When the copy cached in the archive folder
+is rejected by its content (unsafe entry, over a size limit, corrupt), it is renamed `<name>.rejected`
+so the next run fetches it again instead of failing on it again; the user's own files are never moved.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from typing import Iterator
 
 from spsagan.atomic import atomic_dir, write_json
 from spsagan.data.assets import Asset, Checksum, get_asset, get_dataset
-from spsagan.data.extract import flatten_images, safe_extract
+from spsagan.data.extract import ArchiveError, flatten_images, safe_extract
 
 _CHUNK = 1 << 20
 _USER_AGENT = "spsagan-download/1"
@@ -274,7 +278,8 @@ def prepare_dataset(name: str, root: str | os.PathLike, *, source: str = "downlo
     source="download": the registry's dataset `name` (spsagan.data.assets.DATASETS). Its archive is
     fetched into `archive_dir` (default `<root>/_archives`; shared by datasets from one archive) and
     verified; `local` may be the archive file or an already extracted folder holding the images.
-    The image count must match the registry. The dataset folder is replaced atomically.
+    Images from a folder, or from an archive without a published checksum, are decoded in full as they
+    are imported. The image count must match the registry. The dataset folder is replaced atomically.
     """
     from spsagan.data.demo import write_demo_dataset
 
@@ -293,13 +298,17 @@ def prepare_dataset(name: str, root: str | os.PathLike, *, source: str = "downlo
                   "checksum": asset.checksum.describe() if asset.checksum else None, "member": spec.member}
     with atomic_dir(root / name) as tmp:
         if local is not None and Path(local).is_dir():
-            found = flatten_images(local, tmp / "HR", move=False)
+            # nothing vouches for a user's folder: decode every image now, naming the user's file on failure
+            found = flatten_images(local, tmp / "HR", move=False, verify=True)
             provenance.update(archive=None, local_folder=str(Path(local).resolve()), sha256=None)
         else:
             archive, sha256 = fetch_asset(asset, archive_dir, local=local, mirror=mirror, progress=progress,
                                           retries=retries)
-            folder = safe_extract(archive, tmp / "_extract", member=spec.member)
-            found = flatten_images(folder, tmp / "HR", move=True)
+            cached = local is None and archive == archive_dir / asset.filename  # ours, not the user's file
+            folder = _extract(archive, tmp / "_extract", spec.member, quarantine=cached)
+            # a published checksum vouches for the images; without one (OST), decode them all
+            origin = f"{archive} (folder {folder.relative_to(tmp / '_extract').as_posix()})"
+            found = flatten_images(folder, tmp / "HR", move=True, verify=asset.checksum is None, origin=origin)
             shutil.rmtree(tmp / "_extract")
             provenance.update(archive=archive.name, sha256=sha256)
         if spec.count is not None and len(found) != spec.count:
@@ -309,3 +318,32 @@ def prepare_dataset(name: str, root: str | os.PathLike, *, source: str = "downlo
         provenance["images"] = len(found)
         write_json(tmp / "provenance.json", provenance)
     return root / name
+
+
+def _extract(archive: Path, dest: Path, member: str, quarantine: bool) -> Path:
+    """safe_extract; with quarantine=True an archive it rejects is renamed `<name>.rejected`.
+
+    Used for the copy cached in the archive folder: left in place, the next run would verify it
+    (an archive without checksum always verifies) and fail on it again instead of fetching a new one.
+    The user's own files (`local`, a mirror folder) are never moved.
+    """
+    before = _identity(archive)
+    try:
+        return safe_extract(archive, dest, member=member)
+    except ArchiveError as exc:
+        if not (quarantine and exc.bad_archive):
+            raise
+        rejected = archive.with_name(archive.name + ".rejected")
+        with _file_lock(archive.with_name(archive.name + ".lock")):
+            if _identity(archive) == before:  # not already replaced by a parallel job
+                os.replace(archive, rejected)
+        raise ArchiveError(f"{exc}\n  The archive was moved to {rejected} so that the next run fetches it "
+                           "again.") from exc
+
+
+def _identity(path: Path) -> tuple[int, ...] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
