@@ -14,14 +14,18 @@ Mask format: see `spsagan.models.rrdb` (5 lists; entry k-1 = conv k's sources x_
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from spsagan.config import ConfigError
 from spsagan.models.attention import qk_channels
-from spsagan.models.rrdb import RRDBNet, block_masks, full_mask
+from spsagan.models.rrdb import RRDBNet, block_masks, full_mask, is_per_block
 
 # (source i, conv k) of the candidate connections, in the order of the SPEC.
 CANDIDATES = ((1, 3), (1, 4), (2, 4), (1, 5), (2, 5), (3, 5))
@@ -202,3 +206,25 @@ def rrsb_from_rrdb(model: RRDBNet, keep) -> RRDBNet:
     new.load_state_dict(state, strict=True)
     ref = next(model.parameters())
     return new.to(device=ref.device, dtype=ref.dtype).train(model.training)
+
+
+def load_mask(path: str | os.PathLike):
+    """The connection mask in a JSON file written by the prune stage (a mask list, or {"keep": list}).
+
+    Checked against the mask format here (`spsagan.models.rrdb.block_masks`), so a wrong file stops
+    with one line naming it instead of failing inside the network.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--mask: {path} not found; run the prune stage first")
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise ConfigError(f"--mask: {path} is not valid JSON ({err}); rerun the prune stage") from err
+    keep = obj.get("keep") if isinstance(obj, dict) else obj
+    try:
+        # A per-block mask's length is checked against the network when it is built.
+        block_masks(keep, len(keep) // 3 if is_per_block(keep) and len(keep) % 3 == 0 else 1)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"--mask: {path} is not a connection mask ({err}); rerun the prune stage") from err
+    return keep

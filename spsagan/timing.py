@@ -13,20 +13,12 @@ from typing import Callable
 
 import torch
 
+from spsagan.device import device_label
 from spsagan.models.flops import count_flops
 
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def device_label(device: str | torch.device) -> str:
-    """A readable device name: "cpu", or e.g. "cuda:0 (NVIDIA H100 80GB HBM3)"."""
-    device = torch.device(device)
-    if device.type == "cuda" and torch.cuda.is_available():
-        index = device.index if device.index is not None else torch.cuda.current_device()
-        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
-    return str(device)
 
 
 def time_inference(fn: Callable[[], object], warmup: int = 2, repeats: int = 5, device: str | torch.device = "cpu",

@@ -1,10 +1,10 @@
 """evaluate: every method on every test set of the profile.
 
-Methods: bicubic, the PSNR models (`rrdb_psnr`, `rrsb_psnr`), the four GAN presets (`esrgan`,
-`+fa`, `+spsa`, `spsagan`), plus any outside checkpoints and SR folders named in params.
-Writes `<out>/sr/<method>/<dataset>/<image>.png`, `<out>/per_image.csv` (PSNR/SSIM on Y with the
-border shave, NIQE, Ma/PI where available) and `<out>/summary.json` (set means, parameters, FLOPs,
-inference time with device and dtype, the segmenter and data provenance: DVC's metrics file).
+Methods: bicubic, every model file given (`--models`, named by the `method` each checkpoint
+records: `rrdb_psnr`, `rrsb_psnr`, `esrgan`, `+fa`, `+spsa`, `spsagan`), plus any outside
+checkpoints and SR folders named in params. Writes `--sr <dir>/<method>/<dataset>/<image>.png`,
+`--per-image` (PSNR/SSIM on Y with the border shave, NIQE, Ma/PI where available) and `--summary`
+(set means, parameters, FLOPs, inference time with device and dtype, the segmenter: DVC's metrics).
 """
 
 import json
@@ -17,27 +17,26 @@ import torch
 from spsagan.atomic import atomic_dir, atomic_path, write_json
 from spsagan.evaluation import bicubic_sr, evaluate_pairs, read_sr_folder, sr_with_model, summarise
 from spsagan.image import read_image, to_tensor, write_image
-from spsagan.models.presets import load_generator, needs_seg
+from spsagan.device import device_label, resolve_device
+from spsagan.models.presets import load_generator, takes_seg
 from spsagan.models.rrdb import RRDBNet
-from spsagan.pipeline.step import main_guard, parse, stage_parser
+from spsagan.pipeline.step import labelled, main_guard, parse, stage_parser
 from spsagan.segmentation.storage import load_seg
-from spsagan.timing import device_label, model_cost, time_generator
-
-# Results folders -> method names in the reports (GAN instances use the paper's preset names).
-PSNR_MODELS = {"rrdb": "rrdb_psnr", "rrsb": "rrsb_psnr"}
-GAN_MODELS = {"esrgan": "esrgan", "fa": "+fa", "spsa": "+spsa", "spsagan": "spsagan"}
-TIMING_MAX_IMAGES = 10  # inference time: mean over at most this many images of timing_set
+from spsagan.timing import model_cost, time_generator
 
 
-def collect_models(roots: list[Path], outside: dict[str, str]) -> dict[str, tuple[torch.nn.Module, dict]]:
+def collect_models(files: list[Path], outside: dict[str, str]) -> dict[str, tuple[torch.nn.Module, dict]]:
+    """{method: (model, checkpoint dict)}: each pipeline model under the name its checkpoint records."""
     models = {}
-    for root in roots:
-        names = PSNR_MODELS if root.name == "pretrain_psnr" else GAN_MODELS
-        for folder, method in names.items():
-            if (root / folder / "model.pt").exists():
-                models[method] = load_generator(root / folder / "model.pt")
+    for path in files:
+        model, ckpt = load_generator(path)
+        method = ckpt.get("method") or ckpt["preset"]
+        if method in models:
+            raise ValueError(f"--models: {path} and another file are both method {method!r}")
+        models[method] = (model, ckpt)
     for method, path in outside.items():
-        models[method] = (load_outside_rrdb(Path(path)), {"preset": "esrgan", "source": str(path)})
+        model = load_outside_rrdb(Path(path))
+        models[method] = (model, {"preset": "esrgan", "method": method, "arch": model.arch, "source": str(path)})
     return models
 
 
@@ -61,17 +60,20 @@ def main() -> None:
     parser = stage_parser(__doc__)
     parser.add_argument("--data", required=True, type=Path, help="make_lr's output folder")
     parser.add_argument("--seg", required=True, type=Path, help="make_seg_maps' output folder")
-    parser.add_argument("--models", nargs="+", type=Path, required=True)
-    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--models", nargs="+", required=True, help="label=model.pt of every pipeline model")
+    parser.add_argument("--sr", required=True, type=Path, help="folder for the SR images")
+    parser.add_argument("--per-image", required=True, type=Path, help="per-image scores (CSV)")
+    parser.add_argument("--summary", required=True, type=Path, help="set means and costs (JSON)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     args, cfg = parse(parser, "evaluate")
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    models = collect_models(args.models, cfg["outside_checkpoints"])
-    rows, summary = [], {"profile": args.profile, "crop_border": cfg["crop_border"],
-                         "test_y_channel": cfg["test_y_channel"], "methods": {}, "costs": {}}
-    score = dict(crop_border=cfg["crop_border"], test_y_channel=cfg["test_y_channel"], niqe=cfg["niqe"], pi=cfg["pi"])
+    device = resolve_device(args.device)
+    models = collect_models(list(labelled(args.models, "--models").values()), cfg.outside_checkpoints)
+    rows, summary = [], {"profile": args.profile, "crop_border": cfg.crop_border,
+                         "test_y_channel": cfg.test_y_channel, "methods": {}, "costs": {}}
+    score = dict(crop_border=cfg.crop_border, test_y_channel=cfg.test_y_channel, niqe=cfg.niqe, pi=cfg.pi)
 
-    with atomic_dir(args.out / "sr") as sr_root:
-        for dataset in cfg["test_sets"]:
+    with atomic_dir(args.sr) as sr_root:
+        for dataset in cfg.test_sets:
             hr_dir, lq_dir = args.data / dataset / "HR", args.data / dataset / "LR_x4"
             if not hr_dir.is_dir():
                 raise FileNotFoundError(f"{hr_dir} does not exist: add {dataset!r} to make_lr.test_sets")
@@ -79,11 +81,11 @@ def main() -> None:
             lqs = {n: read_image(lq_dir / f"{n}.png", gray="keep") for n in names}
             outputs = {"bicubic": {n: bicubic_sr(lq) for n, lq in lqs.items()}}
             for method, (model, ckpt) in models.items():
-                seg_dir = args.seg / dataset if needs_seg(ckpt.get("preset", "esrgan")) else None
+                seg_dir = args.seg / dataset if takes_seg(ckpt["arch"]) else None
                 outputs[method] = {
                     n: sr_with_model(model, lq, seg=load_seg(seg_dir / f"{n}.npz") if seg_dir else None, device=device)
                     for n, lq in lqs.items()}
-            for method, folder in cfg["outside_folders"].items():
+            for method, folder in cfg.outside_folders.items():
                 outputs[method] = read_sr_folder(Path(folder) / dataset, hr_dir)
             for method, images in outputs.items():
                 for n, img in images.items():
@@ -93,8 +95,9 @@ def main() -> None:
                 summary["methods"].setdefault(method, {})[dataset] = summarise(frame)
                 print(f"evaluate: {dataset} {method}: PSNR {summary['methods'][method][dataset]['psnr']}")
 
-        timing_dir = args.data / cfg["timing_set"] / "LR_x4"
-        timing_names = sorted(p.stem for p in timing_dir.glob("*.png"))[:TIMING_MAX_IMAGES]
+        timing_dir = args.data / cfg.timing_set / "LR_x4"
+        timing_names = sorted(p.stem for p in timing_dir.glob("*.png"))
+        timing_names = timing_names[: None if cfg.timing_images == "all" else cfg.timing_images]
         if not timing_names:
             raise FileNotFoundError(f"{timing_dir}: no images (evaluate.timing_set)")
         for method, (model, ckpt) in models.items():
@@ -103,23 +106,25 @@ def main() -> None:
             for n in timing_names:
                 lq = to_tensor(read_image(timing_dir / f"{n}.png", gray="rgb"))[None]
                 seg = None
-                if needs_seg(ckpt.get("preset", "esrgan")):
-                    seg = torch.from_numpy(load_seg(args.seg / cfg["timing_set"] / f"{n}.npz"))[None]
-                t = time_generator(model, lq, seg, warmup=cfg["timing_warmup"], repeats=cfg["timing_repeats"])
+                if takes_seg(ckpt["arch"]):
+                    seg = torch.from_numpy(load_seg(args.seg / cfg.timing_set / f"{n}.npz"))[None]
+                t = time_generator(model, lq, seg, warmup=cfg.timing_warmup, repeats=cfg.timing_repeats)
                 times.append(t["median_s"])
                 cost = cost or {**model_cost(model, tuple(lq.shape)), "size": list(lq.shape[2:])}
             summary["costs"][method] = {**cost, "median_s": float(np.mean(times)), "images": len(times),
                                         "device": device_label(device), "dtype": "float32",
                                         "preset": ckpt.get("preset"), "segmenter": ckpt.get("segmenter"),
-                                        "perceptual": (ckpt.get("params") or {}).get("perceptual_extractor")}
+                                        "perceptual": (ckpt.get("info") or {}).get("perceptual_extractor"),
+                                        "train_precision": (ckpt.get("info") or {}).get("precision")}
 
     per_image = pd.concat(rows, ignore_index=True)
     cols = ["method", "dataset", "name", "psnr", "ssim", "niqe", "ma", "pi", "pi_reason"]
-    with atomic_path(args.out / "per_image.csv") as tmp:
+    with atomic_path(args.per_image) as tmp:
         per_image[cols].to_csv(tmp, index=False, float_format="%.6f")
     seg_summary = args.seg / "summary.json"
     summary["segmenter"] = json.loads(seg_summary.read_text())["segmenter"] if seg_summary.exists() else None
-    write_json(args.out / "summary.json", summary)
+    write_json(args.summary, summary)
+
 
 
 if __name__ == "__main__":

@@ -5,13 +5,12 @@ training sets `<out>/<dataset>/sub/{HR,LR_x4}/*.png` with `sub/index.csv`. Train
 converted to RGB (gray replicated); test sets keep gray images gray, as the metric protocol needs.
 """
 
-import os
 import shutil
 from pathlib import Path
 
 from spsagan.atomic import atomic_dir, write_json
 from spsagan.data.pairs import make_pairs
-from spsagan.pipeline.step import main_guard, parse, stage_parser
+from spsagan.pipeline.step import main_guard, parse, stage_parser, threads
 
 
 def main() -> None:
@@ -19,22 +18,18 @@ def main() -> None:
     parser.add_argument("--src", required=True, type=Path, help="download_data's output folder")
     parser.add_argument("--out", required=True, type=Path)
     args, cfg = parse(parser, "make_lr")
-    overlap = set(cfg["train_sets"]) & set(cfg["test_sets"])
-    if overlap:
-        raise ValueError(f"make_lr: datasets {sorted(overlap)} are in both train_sets and test_sets")
-    workers = max(1, min(4, os.cpu_count() or 1))
     summary = {}
     with atomic_dir(args.out) as tmp:
-        for name in [*cfg["train_sets"], *cfg["test_sets"]]:
+        for name in [*cfg.train_sets, *cfg.test_sets]:
             hr_dir = args.src / name / "HR"
             if not hr_dir.is_dir():
                 raise FileNotFoundError(f"{hr_dir} does not exist: add {name!r} to download_data.datasets")
-            train = name in cfg["train_sets"]
+            train = name in cfg.train_sets
             summary[name] = make_pairs(
-                hr_dir, tmp / name, scale=cfg["scale"], gray="rgb" if train else "keep",
-                subimage_size=cfg["subimage_size"] if train else None,
-                subimage_step=cfg["subimage_step"] if train else None,
-                min_size=cfg["min_size"] if train else 0, workers=workers, progress=True)
+                hr_dir, tmp / name, scale=cfg.scale, gray="rgb" if train else "keep",
+                subimage_size=cfg.subimage_size if train else None,
+                subimage_step=cfg.subimage_step if train else None,
+                min_size=cfg.min_size if train else 0, workers=min(4, threads()), progress=True)
             if (args.src / name / "provenance.json").exists():  # where the images came from, for the reports
                 shutil.copy(args.src / name / "provenance.json", tmp / name / "provenance.json")
             print(f"make_lr: {name}: {summary[name]['images']} images, {summary[name]['subimages']} sub-images")

@@ -5,7 +5,7 @@ uint8-quantised) and, for training sets, `<out>/<dataset>/sub/<sub>.npz` aligned
 sub-images. Also the multi-category selection of `select_set` (`<out>/selection/<set>.csv` and
 `<set>_selected.txt`), a figure per test image (`<out>/figures/`) and `<out>/summary.json`.
 Every map file records which segmenter made it. Work is resumable per image: maps are computed
-into `results/ckpt/make_seg_maps/` and linked into the output when all are done.
+into the `--work` folder (kept across failures) and linked into the output when all are done.
 """
 
 import os
@@ -13,15 +13,13 @@ import shutil
 from pathlib import Path
 
 from spsagan.atomic import atomic_dir, write_json
+from spsagan.data.pairs import index_path
 from spsagan.image import read_image
 from spsagan.pipeline.step import main_guard, parse, stage_parser
 from spsagan.segmentation.figure import plot_segmentation
 from spsagan.segmentation.run import build_segmenter, segment_dataset
-from spsagan.segmentation.selection import fractions_from_maps, select_multi_category, write_selection
+from spsagan.segmentation.selection import fractions_from_maps, select_multi_category, selection_paths, write_selection
 from spsagan.segmentation.storage import load_seg
-
-FIGURES_PER_SET = 3
-
 
 def link_tree(src: Path, dst: Path) -> None:
     """Hard-link (copy where links are impossible) every file of src into dst."""
@@ -41,41 +39,37 @@ def main() -> None:
     parser = stage_parser(__doc__)
     parser.add_argument("--lr-root", required=True, type=Path, help="make_lr's output folder")
     parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--work", type=Path, default=Path("results/ckpt/make_seg_maps"))
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--work", required=True, type=Path, help="per-image maps, kept across failures")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     args, cfg = parse(parser, "make_seg_maps")
-    if cfg["select_set"] not in cfg["sets"]:
-        raise ValueError(f"make_seg_maps.select_set {cfg['select_set']!r} is not in make_seg_maps.sets")
     # Built first: a missing or wrong weights file stops here, before any map is written.
-    segmenter = build_segmenter(cfg["segmenter"], weights=cfg["weights"] or None, seed=cfg["seed"],
-                                device=args.device, sha256=cfg["weights_sha256"] or None)
+    segmenter = build_segmenter(cfg.segmenter, weights=cfg.weights or None, seed=cfg.seed,
+                                device=args.device, sha256=cfg.weights_sha256 or None)
     summary = {"profile": args.profile, "segmenter": segmenter.label, "semantic": segmenter.semantic, "sets": {}}
-    for name in cfg["sets"]:
+    for name in cfg.sets:
         hr_dir = args.lr_root / name / "HR"
         if not hr_dir.is_dir():
             raise FileNotFoundError(f"{hr_dir} does not exist: add {name!r} to make_lr's train_sets or test_sets")
-        index = args.lr_root / name / "sub" / "index.csv"
+        index = index_path(args.lr_root / name)
         summary["sets"][name] = segment_dataset(
             segmenter, hr_dir, args.work / name, index_csv=index if index.exists() else None,
-            batch_size=cfg["batch_size"])
+            batch_size=cfg.batch_size)
 
     with atomic_dir(args.out) as tmp:
-        for name in cfg["sets"]:
+        for name in cfg.sets:
             link_tree(args.work / name, tmp / name)
-        fractions, meta = fractions_from_maps(tmp / cfg["select_set"])
-        table = select_multi_category(fractions, cfg["min_categories"], cfg["min_fraction"],
-                                      semantic=segmenter.semantic)
-        selected = write_selection(table, tmp / "selection" / f"{cfg['select_set']}.csv",
-                                   tmp / "selection" / f"{cfg['select_set']}_selected.txt", segmenter.label)
-        summary["selection"] = {"set": cfg["select_set"], "selected": selected, "of": len(table)}
-        test_sets = [n for n in cfg["sets"] if not (args.lr_root / n / "sub").exists()]
+        fractions, meta = fractions_from_maps(tmp / cfg.select_set)
+        table = select_multi_category(fractions, cfg.min_categories, cfg.min_fraction, semantic=segmenter.semantic)
+        selected = write_selection(table, *selection_paths(tmp, cfg.select_set), segmenter.label)
+        summary["selection"] = {"set": cfg.select_set, "selected": selected, "of": len(table)}
+        test_sets = [n for n in cfg.sets if not index_path(args.lr_root / n).exists()]
         for name in test_sets:
-            for path in sorted((args.lr_root / name / "HR").glob("*.png"))[:FIGURES_PER_SET]:
+            for path in sorted((args.lr_root / name / "HR").glob("*.png"))[:cfg.figures_per_set]:
                 plot_segmentation(read_image(path, gray="rgb"), load_seg(tmp / name / f"{path.stem}.npz"),
                                   tmp / "figures" / f"{name}_{path.stem}.png",
                                   title=f"{name}/{path.stem}", segmenter_label=segmenter.label)
         write_json(tmp / "summary.json", summary)
-    print(f"make_seg_maps: {segmenter.label}; selected {len(selected)}/{len(table)} of {cfg['select_set']}")
+    print(f"make_seg_maps: {segmenter.label}; selected {len(selected)}/{len(table)} of {cfg.select_set}")
 
 
 if __name__ == "__main__":

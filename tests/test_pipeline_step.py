@@ -4,7 +4,8 @@ import pytest
 
 from spsagan.pipeline.step import main_guard
 from spsagan.training.checkpoint import Preempted
-from spsagan.training.schedule import step_milestones
+from spsagan.config import PretrainPSNRConfig
+from spsagan.pipeline.params import load_config
 
 
 def raising(exc):
@@ -28,6 +29,8 @@ def test_expected_error_becomes_one_line_and_a_bug_keeps_its_traceback(monkeypat
         main_guard(raising(KeyError("bug")))
 
 
-def test_step_milestones():
-    assert step_milestones(1_000_000, 200_000) == [200_000, 400_000, 600_000, 800_000]
-    assert step_milestones(100, 100_000) == []
+def test_lr_milestones_from_lr_step():
+    paper = load_config("pretrain_psnr", "paper")
+    assert isinstance(paper, PretrainPSNRConfig)
+    assert paper.lr_milestones() == [200_000, 400_000, 600_000, 800_000]
+    assert load_config("train_gan", "demo").lr_milestones() == []  # 100 iterations, step 100k

@@ -6,6 +6,8 @@ import csv
 
 import numpy as np
 import pytest
+
+from spsagan.data.pairs import INDEX_COLUMNS
 import torch
 
 from spsagan.image import imresize, write_image
@@ -193,7 +195,7 @@ def write_training_set(root, n=3, size=32, with_maps=True):
         rows.append({"sub": name, "source": f"img{k}", "top": 0, "left": 0, "size": size})
     (make_lr / "sub").mkdir(parents=True, exist_ok=True)
     with open(make_lr / "sub" / "index.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=tdata.INDEX_COLUMNS)
+        w = csv.DictWriter(fh, fieldnames=INDEX_COLUMNS)
         w.writeheader()
         w.writerows(rows)
     return make_lr, maps

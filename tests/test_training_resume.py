@@ -6,27 +6,30 @@ smallest input), a random VGG cut at conv1_2.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
+from spsagan.config import ConfigError
 from spsagan.image import imresize
+from spsagan.pipeline.params import load_config
 from spsagan.models.presets import load_generator
 from spsagan.training import Preempted, SubImageSet, TrainData, ValImage, train_gan, train_psnr
 from spsagan.training.gan import init_generator
 
 torch.set_num_threads(1)
 
-PSNR = dict(preset="esrgan", num_feat=8, num_block=1, num_grow_ch=4, iters=12, batch_size=2, crop_size=32,
-            lr=1.0e-3, lr_milestones=[6], val_every=6, ckpt_every=4, log_every=2, seed=5, deterministic=True,
-            progress=False)
-GAN = dict(preset="+spsa", iters=6, batch_size=2, crop_size=96, lr=1.0e-4, lr_attention=5.0e-4, lr_d=1.0e-4,
-           lr_milestones=[3], weight_perceptual=1.0, weight_gan=5.0e-3, weight_pixel=1.0e-2,
-           perceptual_layer="conv1_2", d_num_feat=4, val_every=3, ckpt_every=2, log_every=1, seed=6,
-           deterministic=True, progress=False)
+# The demo profile's configs, shrunk: the same typed configs the pipeline passes.
+PSNR = replace(load_config("pretrain_psnr", "demo"), num_feat=8, num_block=1, num_grow_ch=4, iters=12, batch_size=2,
+               crop_size=32, lr=1.0e-3, lr_step=6, val_every=6, ckpt_every=4, log_every=2, seed=5, deterministic=True)
+GAN = replace(load_config("train_gan", "demo"), iters=6, batch_size=2, crop_size=96, lr_g=1.0e-4, lr_step=3,
+              perceptual_layer="conv1_2", perceptual_weights="", d_num_feat=4, val_every=3, ckpt_every=2,
+              log_every=1, seed=6, deterministic=True)
 
 
 def textured(rng, size):
@@ -51,8 +54,9 @@ def data():
     return TrainData([train], [1.0], val, segmenter="test-random")
 
 
-def run_psnr(data, root, cfg=PSNR, **kw):
-    return train_psnr(dict(cfg), data, root / "psnr" / "model.pt", root / "ckpt", root / "live", device="cpu", **kw)
+def run_psnr(data, root, cfg=PSNR, preset="esrgan", **kw):
+    return train_psnr(cfg, preset, data, root / "psnr" / "model.pt", root / "ckpt", root / "live", device="cpu",
+                      progress=False, **kw)
 
 
 def weights(path):
@@ -87,9 +91,10 @@ def reference(data, tmp_path_factory):
 def test_uninterrupted_run_writes_the_contract_checkpoint(reference):
     root, summary = reference
     model, ckpt = load_generator(root / "psnr" / "model.pt")
-    assert set(ckpt) == {"arch", "params_g", "preset", "step", "segmenter", "params", "git_rev"}
+    assert set(ckpt) == {"arch", "params_g", "preset", "method", "step", "segmenter", "params", "info", "git_rev"}
     assert ckpt["preset"] == "esrgan" and ckpt["step"] == 12 and ckpt["segmenter"] is None
-    assert ckpt["arch"]["attention"] is None and ckpt["params"]["lr"] == 1.0e-3
+    assert ckpt["method"] == "rrdb_psnr" and ckpt["info"]["precision"] == "float32"
+    assert ckpt["arch"]["attention"] is None and ckpt["params"] == dataclasses.asdict(PSNR)
     assert summary["resumed_from"] is None and summary["iterations_run"] == 12
     assert {"train/l1", "lr/g", "val/psnr", "val/psnr_bicubic"} <= set(summary["metrics"])
     assert summary["metrics"]["lr/g"] == 0.5e-3  # halved at the milestone
@@ -136,30 +141,29 @@ def test_crash_resumes_from_the_newest_valid_checkpoint(data, reference, tmp_pat
 def test_checkpoints_of_another_cfg_are_not_used(data, reference, tmp_path):
     ref_root, _ = reference
     run_psnr(data, tmp_path)  # complete: its final checkpoint sits in ckpt/
-    changed = run_psnr(data, tmp_path, cfg={**PSNR, "lr": 2.0e-3})
+    changed = run_psnr(data, tmp_path, cfg=replace(PSNR, lr=2.0e-3))
     assert changed["resumed_from"] is None and changed["iterations_run"] == 12
     w_ref, w_new = weights(ref_root / "psnr" / "model.pt"), weights(tmp_path / "psnr" / "model.pt")
     assert not all(torch.equal(w_ref[k], w_new[k]) for k in w_ref)
-    # a runtime-only key (progress bar, checkpoint period, workers) keeps the key: instant resume
-    same = run_psnr(data, tmp_path, cfg={**PSNR, "progress": True, "ckpt_every": 3})
+    # a runtime-only key (checkpoint period, workers) keeps the key: instant resume
+    same = run_psnr(data, tmp_path, cfg=replace(PSNR, ckpt_every=3, workers=1))
     assert same["resumed_from"] == 12 and same["iterations_run"] == 0
     assert_same_weights(ref_root / "psnr" / "model.pt", tmp_path / "psnr" / "model.pt")
 
 
-def test_bad_cfg_is_named(data, tmp_path):
-    with pytest.raises(KeyError, match="batchsize"):
-        run_psnr(data, tmp_path, cfg={**PSNR, "batchsize": 2})
-    with pytest.raises(KeyError, match="seed"):
-        run_psnr(data, tmp_path, cfg={k: v for k, v in PSNR.items() if k != "seed"})
-    with pytest.raises(ValueError, match="lr"):
-        run_psnr(data, tmp_path, cfg={**PSNR, "lr": "1e-3"})
-    with pytest.raises(ValueError, match="keep"):
-        run_psnr(data, tmp_path, cfg={**PSNR, "preset": "spsagan"})  # RRSB without a mask
+def test_bad_values_reaching_the_library_are_one_config_error(data, tmp_path):
+    with pytest.raises(ConfigError, match="crop_size: 66 is not a multiple of 4"):
+        replace(PSNR, crop_size=66)
+    with pytest.raises(ConfigError, match=r"preset 'spsagan' is an RRSB: give its connection mask"):
+        run_psnr(data, tmp_path, preset="spsagan")  # RRSB without a mask
+    with pytest.raises(ConfigError, match=r"unknown generator preset 'srgan'.*allowed: esrgan, \+fa, \+spsa, spsagan"):
+        run_psnr(data, tmp_path, preset="srgan")
+    assert not (tmp_path / "psnr").exists()
 
 
 def run_gan(data, root, init, **kw):
-    return train_gan(dict(GAN), init, data, root / "gan" / "model.pt", root / "ckpt", root / "live_gan",
-                     device="cpu", **kw)
+    return train_gan(GAN, "+spsa", init, data, root / "gan" / "model.pt", root / "ckpt", root / "live_gan",
+                     device="cpu", progress=False, **kw)
 
 
 def test_gan_resumes_to_identical_weights(data, reference, tmp_path):
@@ -168,7 +172,7 @@ def test_gan_resumes_to_identical_weights(data, reference, tmp_path):
     assert full["metrics"]["attention/gamma"] != 0  # the attention layer trained
     ckpt = load_generator(tmp_path / "full" / "gan" / "model.pt")[1]
     assert ckpt["preset"] == "+spsa" and ckpt["segmenter"] == "test-random"
-    assert ckpt["params"]["perceptual_extractor"] == "vgg19-random-seed6"
+    assert ckpt["info"]["perceptual_extractor"] == "vgg19-random-seed6" and ckpt["method"] == "+spsa"
     alpha = ckpt["params_g"]["attention.alpha"]
     assert ckpt["params_g"]["attention.alpha_initialised"] and alpha != 1.0  # data-dependent init ran
 
@@ -189,7 +193,7 @@ def test_gan_resumes_to_identical_weights(data, reference, tmp_path):
 
 def test_gan_init_checks_the_preset(reference):
     init = reference[0] / "psnr" / "model.pt"
-    with pytest.raises(ValueError, match="spsagan"):
+    with pytest.raises(ConfigError, match="spsagan"):
         init_generator("spsagan", init)  # RRSB preset from an unpruned RRDB
     model = init_generator("+fa", init)
     pretrained = load_generator(init)[0].state_dict()

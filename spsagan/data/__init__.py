@@ -11,21 +11,17 @@ Modules: `assets` (registry), `download` (HTTP, checksums, datasets), `extract` 
 `demo` (scikit-image stand-in photos), `pairs` (HR/LR and sub-images).
 """
 
-from spsagan.data.download import (
-    ChecksumMismatch,
-    DownloadError,
-    ManualDownloadRequired,
-    fetch_asset,
-    prepare_dataset,
-)
-from spsagan.data.pairs import ImageTooSmall, make_pairs
+from spsagan._lazy import lazy_exports
 
-__all__ = [
-    "ChecksumMismatch",
-    "DownloadError",
-    "ImageTooSmall",
-    "ManualDownloadRequired",
-    "fetch_asset",
-    "make_pairs",
-    "prepare_dataset",
-]
+# Public names and their modules, imported on first use (see spsagan/_lazy.py).
+_LAZY = {
+    "ChecksumMismatch": "spsagan.data.download",
+    "DownloadError": "spsagan.data.download",
+    "ManualDownloadRequired": "spsagan.data.download",
+    "fetch_asset": "spsagan.data.download",
+    "prepare_dataset": "spsagan.data.download",
+    "ImageTooSmall": "spsagan.data.pairs",
+    "make_pairs": "spsagan.data.pairs",
+}
+__all__ = list(_LAZY)
+__getattr__ = lazy_exports(__name__, _LAZY)

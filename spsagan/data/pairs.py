@@ -93,11 +93,7 @@ def make_pairs(hr_dir: str | os.PathLike, out_dir: str | os.PathLike, *, scale: 
         results = _run(jobs, tmp, workers, progress)
         if subimage_size is not None:
             (tmp / "sub").mkdir(exist_ok=True)
-            rows = [row for result in results for row in result["rows"]]
-            with open(tmp / "sub" / "index.csv", "w", newline="") as f:
-                writer = csv.writer(f)
-                writer.writerow(INDEX_COLUMNS)
-                writer.writerows(rows)
+            write_index(index_path(tmp), [row for result in results for row in result["rows"]])
     n_bytes = sum(p.stat().st_size for p in out_dir.rglob("*") if p.is_file())
     return {
         "images": len(results),
@@ -175,16 +171,46 @@ def _make_one(job: tuple, tmp: Path) -> dict:
     return {"name": name, "gray": hr.ndim == 2, "pixels": int(hr.shape[0] * hr.shape[1]), "rows": rows}
 
 
+def index_path(set_dir: str | os.PathLike) -> Path:
+    """Where the sub-image index of one make_lr training set lives: `<set_dir>/sub/index.csv`."""
+    return Path(set_dir) / "sub" / "index.csv"
+
+
+def write_index(path: str | os.PathLike, rows) -> None:
+    """The one writer of a sub-image index: rows of (sub, source, top, left, size)."""
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(INDEX_COLUMNS)
+        writer.writerows(rows)
+
+
 def read_index(path: str | os.PathLike) -> list[dict]:
-    """Rows of a sub-image index.csv as dicts (sub, source: str; top, left, size: int)."""
+    """The one reader of a sub-image index: rows as dicts (sub, source: str; top, left, size: int).
+
+    Checks the columns, that every number is an integer and that no sub-image is listed twice;
+    any problem names the file and line and says to rerun make_lr.
+    """
     path = Path(path)
-    with open(path, newline="") as f:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no sub-image index; run the make_lr stage for this training set")
+    rows, seen = [], set()
+    with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         if tuple(reader.fieldnames or ()) != INDEX_COLUMNS:
             raise ValueError(f"{path}: expected columns {','.join(INDEX_COLUMNS)}, got {reader.fieldnames}; "
                              "rerun the make_lr stage")
-        return [{"sub": r["sub"], "source": r["source"], "top": int(r["top"]), "left": int(r["left"]),
-                 "size": int(r["size"])} for r in reader]
+        for line, r in enumerate(reader, start=2):
+            try:
+                row = {"sub": r["sub"], "source": r["source"],
+                       **{k: int(r[k]) for k in ("top", "left", "size")}}
+            except (TypeError, ValueError):
+                raise ValueError(f"{path} line {line}: top, left and size must be integers, got "
+                                 f"{[r.get(k) for k in ('top', 'left', 'size')]}; rerun the make_lr stage") from None
+            if row["sub"] in seen:
+                raise ValueError(f"{path} line {line}: sub-image {row['sub']} listed twice; rerun the make_lr stage")
+            seen.add(row["sub"])
+            rows.append(row)
+    return rows
 
 
 def lr_crop(lq: np.ndarray, top: int, left: int, size: int, scale: int = 4) -> np.ndarray:

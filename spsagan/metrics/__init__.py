@@ -4,7 +4,13 @@
 All take numpy images on the 0..255 scale.
 """
 
-from spsagan.metrics.niqe import niqe
-from spsagan.metrics.psnr_ssim import psnr, ssim
+from spsagan._lazy import lazy_exports
 
-__all__ = ["psnr", "ssim", "niqe"]
+# Public names and their modules, imported on first use (see spsagan/_lazy.py).
+_LAZY = {
+    "psnr": "spsagan.metrics.psnr_ssim",
+    "ssim": "spsagan.metrics.psnr_ssim",
+    "niqe": "spsagan.metrics.niqe",
+}
+__all__ = list(_LAZY)
+__getattr__ = lazy_exports(__name__, _LAZY)

@@ -10,17 +10,17 @@
 - `flops`: multiply-accumulate counts.
 """
 
-from spsagan.models.attention import FeatureAttention
-from spsagan.models.presets import PRESETS, build_generator, load_generator, needs_seg
-from spsagan.models.rrdb import RRDBNet
-from spsagan.models.spsa import SPSA
+from spsagan._lazy import lazy_exports
 
-__all__ = [
-    "FeatureAttention",
-    "PRESETS",
-    "RRDBNet",
-    "SPSA",
-    "build_generator",
-    "load_generator",
-    "needs_seg",
-]
+# Public names and their modules, imported on first use (see spsagan/_lazy.py).
+_LAZY = {
+    "FeatureAttention": "spsagan.models.attention",
+    "PRESETS": "spsagan.models.presets",
+    "build_generator": "spsagan.models.presets",
+    "load_generator": "spsagan.models.presets",
+    "needs_seg": "spsagan.models.presets",
+    "RRDBNet": "spsagan.models.rrdb",
+    "SPSA": "spsagan.models.spsa",
+}
+__all__ = list(_LAZY)
+__getattr__ = lazy_exports(__name__, _LAZY)

@@ -1,8 +1,9 @@
 """The paper's generator variants (Fig. 11 ablation), building from `arch` dicts, and checkpoints.
 
 A checkpoint (written by training) is a dict saved with `torch.save`:
-{"arch": model.arch, "params_g": state_dict, "preset": name, "step": int,
- "segmenter": str | None, "params": dict, "git_rev": str | None}; it loads with weights_only=True.
+{"arch": model.arch, "params_g": state_dict, "preset": name, "method": name in reports, "step": int,
+ "segmenter": str | None, "params": the stage's config, "info": dict, "git_rev": str | None};
+it loads with weights_only=True.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from spsagan.config import ConfigError
 from spsagan.models.rrdb import RRDBNet
 
 # Fig. 11 variants: `pruned` means the generator is an RRSB (needs a connection mask).
@@ -28,7 +30,8 @@ ARCH_KEYS = tuple(inspect.signature(RRDBNet.__init__).parameters)[1:]
 
 def _preset(name: str) -> dict:
     if name not in PRESETS:
-        raise KeyError(f"unknown generator preset {name!r}; valid presets: {sorted(PRESETS)}")
+        raise ConfigError(f"preset: unknown generator preset {name!r} (workflow/stages.yaml names each "
+                          f"instance's preset); allowed: {', '.join(PRESETS)}")
     return PRESETS[name]
 
 
@@ -37,18 +40,29 @@ def needs_seg(preset_name: str) -> bool:
     return _preset(preset_name)["attention"] == "spsa"
 
 
+def takes_seg(arch: dict) -> bool:
+    """Whether a generator built from `arch` reads segmentation maps (it has an SPSA layer)."""
+    return arch.get("attention") == "spsa"
+
+
+def method_name(stage: str, arch: dict, preset: str) -> str:
+    """The name reports give a trained model: "rrdb_psnr"/"rrsb_psnr" after pretraining (no attention),
+    the preset's name after GAN training. Written into the model file (`method`) by training."""
+    if stage == "pretrain_psnr":
+        return "rrsb_psnr" if arch.get("keep") is not None else "rrdb_psnr"
+    return preset
+
+
 def preset_arch(
     preset_name: str, num_feat: int = 64, num_block: int = 23, num_grow_ch: int = 32, keep=None
 ) -> dict:
     """The `arch` dict of a preset at a given size; `keep` is required iff the preset is pruned."""
     preset = _preset(preset_name)
     if preset["pruned"] and keep is None:
-        raise ValueError(
-            f"preset {preset_name!r} is an RRSB: give its connection mask `keep` "
-            "(the output of the prune stage)"
-        )
+        raise ConfigError(f"preset {preset_name!r} is an RRSB: give its connection mask "
+                          "(prune's mask.json, `--mask` of the step)")
     if not preset["pruned"] and keep is not None:
-        raise ValueError(f"preset {preset_name!r} is an unpruned RRDB: `keep` must be None")
+        raise ConfigError(f"preset {preset_name!r} is an unpruned RRDB: it takes no connection mask")
     arch = dict(
         num_in_ch=3,
         num_out_ch=3,

@@ -9,7 +9,8 @@ Layout of params.yaml::
 
 Both profiles of a stage have the same keys (one code path); the schema
 (`workflow/schemas/params.schema.yaml`) gives each stage's keys once and is applied to both.
-Any unknown key, missing key or wrong type stops with a `ParamsError` naming the key.
+Any unknown, missing, duplicated or mistyped key stops with a `ConfigError` naming the key; then
+each section becomes its stage's typed config (`spsagan.config`), whose checks run for both profiles.
 """
 
 from __future__ import annotations
@@ -21,22 +22,35 @@ from typing import Any
 
 import yaml
 
-PROFILES = ("demo", "paper")
+from spsagan.config import CONFIGS, PROFILES, ConfigError, check_across_stages, from_section
+
+ParamsError = ConfigError  # the one configuration error type, under the name this module always used
 
 
-class ParamsError(ValueError):
-    """params.yaml (or a value passed for it) does not match the schema."""
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a mapping with the same key twice (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (the earlier value would be silently dropped)",
+                    key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def load_yaml(path: str | os.PathLike) -> Any:
     path = Path(path)
     if not path.exists():
-        raise ParamsError(f"{path}: file not found")
+        raise ConfigError(f"{path}: file not found")
     try:
         with open(path, encoding="utf-8") as fh:
-            return yaml.safe_load(fh)
+            return yaml.load(fh, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
-        raise ParamsError(f"{path}: not valid YAML: {exc}") from exc
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from exc
 
 
 def full_schema(stage_schemas: dict) -> dict:
@@ -89,20 +103,43 @@ def validate(params: Any, stage_schemas: dict, source: str = "params.yaml") -> N
     errors = sorted(validator.iter_errors(params), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         lines = "\n".join(f"  - {line}" for line in dict.fromkeys(_explain(e) for e in errors))
-        raise ParamsError(f"{source} does not match its schema:\n{lines}")
+        raise ConfigError(f"{source} does not match its schema:\n{lines}")
 
 
 def load_params(path: str | os.PathLike, schema_path: str | os.PathLike) -> dict:
-    """Load and validate params.yaml against the per-stage schema file."""
+    """Load params.yaml, validate it against the per-stage schema file and check every typed config."""
     params = load_yaml(path)
     validate(params, load_yaml(schema_path)["stages"], source=str(path))
+    check_configs(params)
     return params
+
+
+def typed_configs(params: dict, profile: str) -> dict[str, Any]:
+    """The typed config of every stage (of `spsagan.config.CONFIGS`) in a schema-valid params dict."""
+    return {stage: from_section(stage, params[stage][profile]) for stage in CONFIGS if stage in params}
+
+
+def check_configs(params: dict) -> None:
+    """Run every typed config's checks, and the checks across stages, for both profiles."""
+    for profile in PROFILES:
+        try:
+            configs = typed_configs(params, profile)
+            if set(configs) == set(CONFIGS):  # a partial params file (a toy pipeline) has no cross-checks
+                check_across_stages(configs)
+        except ConfigError as exc:
+            raise ConfigError(f"params.yaml, profile {profile}: {exc}") from None
 
 
 def stage_params(params: dict, stage: str, profile: str | None = None) -> dict:
     """The active profile's section of `stage` (a plain dict)."""
     profile = profile or params["profile"]
     return params[stage][profile]
+
+
+def config_from_arg(value: str, stage: str, schema_path: str | os.PathLike):
+    """A step's typed config from its `--params` argument: inline JSON (what Snakemake passes) or a
+    params.yaml path (validated whole; the active profile's section is used)."""
+    return from_section(stage, section_from_arg(value, stage, schema_path))
 
 
 def section_from_arg(value: str, stage: str, schema_path: str | os.PathLike) -> dict:
@@ -113,12 +150,12 @@ def section_from_arg(value: str, stage: str, schema_path: str | os.PathLike) -> 
     """
     schemas = load_yaml(schema_path)["stages"]
     if stage not in schemas:
-        raise ParamsError(f"no stage {stage!r} in {schema_path}")
+        raise ConfigError(f"no stage {stage!r} in {schema_path}")
     if value.lstrip().startswith("{"):
         try:
             section = json.loads(value)
         except json.JSONDecodeError as exc:
-            raise ParamsError(f"--params for {stage}: not valid JSON: {exc}") from exc
+            raise ConfigError(f"--params for {stage}: not valid JSON: {exc}") from exc
         validate_stage(section, stage, schemas)
         return section
     return stage_params(load_params(value, schema_path), stage)
@@ -133,4 +170,14 @@ def validate_stage(section: Any, stage: str, schemas: dict) -> None:
     errors = list(jsonschema.Draft202012Validator(body).iter_errors(section))
     if errors:
         lines = "\n".join(f"  - {line}" for line in dict.fromkeys(_explain(e, stage) for e in errors))
-        raise ParamsError(f"params for stage {stage} do not match the schema:\n{lines}")
+        raise ConfigError(f"params for stage {stage} do not match the schema:\n{lines}")
+
+
+def load_config(stage: str, profile: str | None = None, params_path: str | os.PathLike = "params.yaml",
+                schema_path: str | os.PathLike = "workflow/schemas/params.schema.yaml"):
+    """One stage's typed config from params.yaml (the active profile unless `profile` is given).
+
+    For scripts and tests: `dataclasses.replace(load_config("pretrain_psnr", "demo"), iters=10)`.
+    """
+    params = load_params(params_path, schema_path)
+    return from_section(stage, stage_params(params, stage, profile))

@@ -1,4 +1,4 @@
-"""The stage registry (`workflow/stages.yaml`): the pipeline DAG, written once.
+"""The stage registry (`workflow/stages.yaml`): the pipeline DAG and all its paths, written once.
 
 Snakemake executes it (`workflow/Snakefile` builds one rule per stage from it) and DVC versions it
 (`dvc.yaml` is rendered from it by `python -m spsagan.pipeline write-dvc`). Each DVC stage's command
@@ -10,30 +10,40 @@ An entry::
     pretrain_psnr:
       desc: one line for `dvc stage list` and the docs
       script: steps/pretrain_psnr.py
-      args: --data results/make_lr --preset {preset} --out results/pretrain_psnr/{instance}
-      code: [spsagan/training/psnr.py]        # library modules whose edits must rerun the stage
-      deps: [results/make_lr/]                # inputs produced by other stages (trailing / = folder)
-      outs: [results/pretrain_psnr/{instance}/model.pt]
-      metrics: [results/pretrain_psnr/{instance}/metrics.json]   # outputs DVC shows as metrics
-      plots: [results/pretrain_psnr/{instance}/live/plots/]      # outputs DVC shows as plots
-      report: {path: caption}                 # outputs that go into `snakemake --report`
-      gpu: 1                                  # GPU token; threads and runtime (minutes) for SLURM
+      deps: {data: "@make_lr.out"}            # named inputs: paths, or "@stage.name" references
+      outs: {model: results/pretrain_psnr/{instance}/model.pt}   # named outputs (trailing / = folder)
+      metrics: {summary: results/x/summary.json}                 # outputs DVC shows as metrics
+      live: results/pretrain_psnr/{instance}/live                # a dvclive folder: metrics.json + plots/
+      state: {ckpt_root: results/ckpt}        # side folders that survive failures (resume), not outputs
+      args: {preset: "{preset}"}              # other flags, from the instance's values
+      extra_code: [spsagan/metrics/x.npz]     # non-Python files the step reads
+      report: {path: {caption: ..., category: ...}}   # outputs that go into `snakemake --report`
+      gpu: 1                                  # GPU token; threads, runtime (minutes), mem_mb for SLURM
       instances:                              # optional: one job per instance, `{instance}` in paths
         rrdb: {preset: esrgan}
-        rrsb: {preset: spsagan, deps: [results/prune/], args: --mask results/prune/mask.json}
+        rrsb: {preset: spsagan, deps: {mask: "@prune.mask"}}
 
+Every named dep, out, metric, state folder and arg reaches the step as `--<name>` (underscores
+become dashes), so a step never builds a path itself. A reference "@stage.name" is that stage's
+output `name`; for a stage with instances it means every instance's, passed as `stage/instance=path`
+pairs, and "@stage.name[inst]" picks one (plain path; `inst` may be a placeholder like `{init}`).
 Placeholders `{instance}` and any key of the instance's dict are filled in paths and args.
+
+Code dependencies are not listed: each stage depends on its script's import closure inside the
+package (`spsagan.pipeline.imports`), plus `extra_code`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from pathlib import Path
 from typing import Iterator
 
 import yaml
 
+from spsagan.pipeline.imports import closure
 from spsagan.pipeline.params import load_yaml
 
 DVC_HEADER = """\
@@ -42,9 +52,10 @@ DVC_HEADER = """\
 # Switch profiles with `dvc exp run -S profile=paper` (or edit `profile:` in params.yaml).
 """
 
-_STAGE_KEYS = {"desc", "script", "args", "code", "deps", "outs", "metrics", "plots", "report", "gpu",
-               "threads", "runtime", "mem_mb", "instances"}
-_INSTANCE_KEYS_RESERVED = {"deps", "args"}
+_STAGE_KEYS = {"desc", "script", "deps", "outs", "metrics", "live", "state", "args", "extra_code", "report",
+               "gpu", "threads", "runtime", "mem_mb", "instances"}
+_INSTANCE_RESERVED = {"deps"}
+_REF = re.compile(r"^@(?P<stage>\w+)\.(?P<name>\w+)(\[(?P<inst>[^\]]+)\])?$")
 
 
 class RegistryError(ValueError):
@@ -52,45 +63,96 @@ class RegistryError(ValueError):
 
 
 @dataclasses.dataclass(frozen=True)
+class Dep:
+    """One value of a named input: the flag value passed to the step and the paths the rule waits for.
+
+    Templates may hold `{instance}` and the instance's placeholders. label: "stage/instance" when the
+    value is one of several instances of a referenced stage (passed as `label=path`), else None.
+    """
+
+    arg: str
+    paths: tuple[str, ...]
+    label: str | None = None
+
+
+def _as_tuple(value) -> tuple[str, ...]:
+    return tuple(value) if isinstance(value, (list, tuple)) else (value,)
+
+
+def _live_paths(live: str) -> tuple[str, str]:
+    """The outputs of a dvclive folder: its summary (DVC metrics) and its plots folder (DVC plots)."""
+    return f"{live}/metrics.json", f"{live}/plots/"
+
+
+@dataclasses.dataclass(frozen=True)
 class Stage:
     name: str
     desc: str
     script: str
-    args: str = ""
-    code: tuple = ()
-    deps: tuple = ()
-    outs: tuple = ()
-    metrics: tuple = ()
-    plots: tuple = ()
+    deps: dict = dataclasses.field(default_factory=dict)      # name -> tuple of Dep
+    outs: dict = dataclasses.field(default_factory=dict)      # name -> tuple of path templates
+    metrics: dict = dataclasses.field(default_factory=dict)   # name -> path template
+    live: str | None = None
+    state: dict = dataclasses.field(default_factory=dict)
+    args: dict = dataclasses.field(default_factory=dict)
+    extra_code: tuple = ()
+    code: tuple = ()                                          # derived: the script's import closure
     report: dict = dataclasses.field(default_factory=dict)
     gpu: int = 0
     threads: int = 1
     runtime: int = 60
     mem_mb: int = 4000
-    instances: dict = dataclasses.field(default_factory=dict)
+    instances: dict = dataclasses.field(default_factory=dict)  # name -> {placeholder: value, deps: {...}}
+
+    # -- declared paths (templates) ---------------------------------------------------------
+    @property
+    def out_paths(self) -> list[str]:
+        return [p for paths in self.outs.values() for p in paths]
+
+    @property
+    def metric_paths(self) -> list[str]:
+        return [*self.metrics.values(), *([_live_paths(self.live)[0]] if self.live else [])]
+
+    @property
+    def plot_paths(self) -> list[str]:
+        return [_live_paths(self.live)[1]] if self.live else []
 
     # -- instances -------------------------------------------------------------------------
     def instance_names(self) -> list[str | None]:
         return list(self.instances) or [None]
 
-    def _fill(self, template: str, instance: str | None) -> str:
+    def fill(self, template: str, instance: str | None) -> str:
         if instance is None:
             return template
-        values = {k: v for k, v in self.instances[instance].items() if k not in _INSTANCE_KEYS_RESERVED}
+        values = {k: v for k, v in self.instances[instance].items() if k not in _INSTANCE_RESERVED}
         return template.format(instance=instance, **values)
 
+    def job_deps(self, instance: str | None) -> dict[str, tuple[Dep, ...]]:
+        """The named inputs of one job: the stage's and the instance's own."""
+        own = self.instances[instance].get("deps", {}) if instance else {}
+        return {**self.deps, **own}
+
     def outputs(self, instance: str | None) -> list[str]:
-        """Every output path of one job (outs, metrics and plots), `/`-terminated for folders."""
-        return [self._fill(p, instance) for p in (*self.outs, *self.metrics, *self.plots)]
+        """Every output path of one job (outs, metrics, plots), `/`-terminated for folders."""
+        return [self.fill(p, instance) for p in (*self.out_paths, *self.metric_paths, *self.plot_paths)]
 
     def inputs(self, instance: str | None) -> list[str]:
-        """Every input of one job: the script, library code, upstream outputs."""
-        extra = self.instances[instance].get("deps", []) if instance else []
-        return [self.script, *self.code, *(self._fill(p, instance) for p in (*self.deps, *extra))]
+        """Every input of one job: the script, its code, upstream outputs."""
+        upstream = [self.fill(p, instance) for deps in self.job_deps(instance).values() for d in deps for p in d.paths]
+        return [self.script, *self.code, *self.extra_code, *dict.fromkeys(upstream)]
 
     def argv(self, instance: str | None) -> str:
-        extra = self.instances[instance].get("args", "") if instance else ""
-        return " ".join(a for a in (self._fill(self.args, instance), extra) if a)
+        """The step's flags for one job: every named dep, out, metric, live, state folder and arg."""
+        flags: list[tuple[str, list[str]]] = []
+        for name, deps in self.job_deps(instance).items():
+            flags.append((name, [f"{d.label}={self.fill(d.arg, instance)}" if d.label else self.fill(d.arg, instance)
+                                 for d in deps]))
+        flags += [(name, [self.fill(p, instance).rstrip("/") for p in paths]) for name, paths in self.outs.items()]
+        flags += [(name, [self.fill(p, instance)]) for name, p in self.metrics.items()]
+        flags += [("live", [self.fill(self.live, instance)])] if self.live else []
+        flags += [(name, [path]) for name, path in self.state.items()]
+        flags += [(name, [self.fill(value, instance)]) for name, value in self.args.items()]
+        return " ".join(f"--{name.replace('_', '-')} {' '.join(values)}" for name, values in flags)
 
     def log(self, instance: str | None) -> str:
         return f"logs/{self.name}/{instance}.log" if instance else f"logs/{self.name}.log"
@@ -100,6 +162,7 @@ class Stage:
 class Registry:
     path: Path
     params_schema: Path
+    package: Path
     stages: dict
 
     def __iter__(self) -> Iterator[Stage]:
@@ -111,22 +174,87 @@ class Registry:
                 yield stage, instance
 
 
+# -- loading ---------------------------------------------------------------------------------
+
+def _named(entry: dict, key: str) -> dict[str, tuple[str, ...]]:
+    value = entry.get(key) or {}
+    if not isinstance(value, dict):
+        raise RegistryError(f"{key} must map names to paths (each name becomes the step's --<name>), got {value!r}")
+    return {name: _as_tuple(v) for name, v in value.items()}
+
+
+def _resolve(value: str, raw: dict, where: str) -> tuple[Dep, ...]:
+    """A dep value: a path template, or "@stage.name[inst]" resolved against the referenced stage."""
+    match = _REF.match(value)
+    if not match:
+        return (Dep(value, (value,)),)
+    stage, name, inst = match["stage"], match["name"], match["inst"]
+    target = raw.get(stage)
+    if target is None:
+        raise RegistryError(f"{where}: {value}: no stage {stage!r}")
+    if name == "live" and target.get("live"):
+        templates = [(target["live"], _live_paths(target["live"]))]
+    elif name in (target.get("outs") or {}) or name in (target.get("metrics") or {}):
+        paths = _as_tuple({**(target.get("outs") or {}), **(target.get("metrics") or {})}[name])
+        templates = [(p.rstrip("/"), (p,)) for p in paths]
+    else:
+        raise RegistryError(f"{where}: {value}: stage {stage} has no output {name!r}")
+    instances = list(target.get("instances") or {})
+    if inst is not None:  # one instance (maybe a placeholder of the referring stage, filled per job)
+        if not instances or ("{" not in inst and inst not in instances):
+            raise RegistryError(f"{where}: {value}: stage {stage} has no instance {inst!r}")
+        return tuple(Dep(a.replace("{instance}", inst), tuple(p.replace("{instance}", inst) for p in ps))
+                     for a, ps in templates)
+    if instances:
+        return tuple(Dep(a.replace("{instance}", i), tuple(p.replace("{instance}", i) for p in ps), f"{stage}/{i}")
+                     for i in instances for a, ps in templates)
+    return tuple(Dep(a, ps) for a, ps in templates)
+
+
+def _deps(value, raw: dict, where: str) -> dict[str, tuple[Dep, ...]]:
+    if not value:
+        return {}
+    if not isinstance(value, dict):
+        raise RegistryError(f"{where}: deps must map names to paths or @references, got {value!r}")
+    return {name: tuple(d for v in _as_tuple(v) for d in _resolve(v, raw, f"{where}.{name}"))
+            for name, v in value.items()}
+
+
 def load_registry(path: str | os.PathLike = "workflow/stages.yaml") -> Registry:
+    """Read the registry; code dependencies are derived relative to the registry's repository root."""
     path = Path(path)
     raw = load_yaml(path)
-    if not isinstance(raw, dict) or "stages" not in raw or "params_schema" not in raw:
-        raise RegistryError(f"{path}: expected top-level keys 'params_schema' and 'stages'")
+    if not isinstance(raw, dict) or not {"stages", "params_schema", "package"} <= set(raw):
+        raise RegistryError(f"{path}: expected top-level keys 'package', 'params_schema' and 'stages'")
+    root = path.resolve().parent.parent  # workflow/stages.yaml -> the repository
+    package = Path(raw["package"])
     stages = {}
     for name, entry in raw["stages"].items():
+        where = f"{path}: stage {name}"
         unknown = set(entry) - _STAGE_KEYS
         if unknown:
-            raise RegistryError(f"{path}: stage {name}: unknown key(s) {sorted(unknown)}")
+            raise RegistryError(f"{where}: unknown key(s) {sorted(unknown)}")
         for key in ("desc", "script", "outs"):
             if key not in entry:
-                raise RegistryError(f"{path}: stage {name}: missing key {key!r}")
-        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in entry.items()}
-        stages[name] = Stage(name=name, **fields)
-    return Registry(path=path, params_schema=Path(raw["params_schema"]), stages=stages)
+                raise RegistryError(f"{where}: missing key {key!r}")
+        try:
+            instances = {inst: {**spec, "deps": _deps(spec.get("deps"), raw["stages"], f"{where}.{inst}")}
+                         for inst, spec in (entry.get("instances") or {}).items()}
+            fields = {k: v for k, v in entry.items() if k not in ("deps", "outs", "instances", "extra_code")}
+            stage = Stage(name=name, **fields, deps=_deps(entry.get("deps"), raw["stages"], where),
+                          outs=_named(entry, "outs"), instances=instances,
+                          extra_code=tuple(entry.get("extra_code") or ()),
+                          code=code_dependencies(root, entry["script"], package))
+        except RegistryError as exc:
+            raise RegistryError(f"{where}: {exc}") from None
+        stages[name] = stage
+    return Registry(path=path, params_schema=Path(raw["params_schema"]), package=package, stages=stages)
+
+
+def code_dependencies(root: Path, script: str, package: Path) -> tuple[str, ...]:
+    """The package files `script` can import, as paths relative to the repository root."""
+    files = closure(root / script, root / package)
+    return tuple(f.relative_to(root).as_posix() for f in files)
 
 
 # -- dvc.yaml --------------------------------------------------------------------------------
@@ -141,16 +269,21 @@ def snakemake_cmd(stage: Stage, targets: list[str]) -> str:
             f"--allowed-rules {stage.name} --forcerun {stage.name}")
 
 
-def _dvc_stage(stage: Stage, instance: str | None, key: str) -> dict:
-    """One dvc.yaml stage body; `key` is `${key}` inside a foreach group, else the instance."""
-    fill = (lambda p: p.replace("{instance}", "${key}")) if instance is not None else (lambda p: p)
-    body: dict = {"desc": stage.desc}
-    outs = [fill(o) for o in stage.outs]
-    metrics = [fill(m) for m in stage.metrics]
-    plots = [fill(p) for p in stage.plots]
-    body["cmd"] = snakemake_cmd(stage, [*outs, *metrics, *plots])
-    deps = [stage.script, *stage.code, *(fill(d) for d in stage.deps)]
-    body["deps"] = [_dvc_path(d) for d in deps]
+def _dvc_template(stage: Stage, template: str) -> str:
+    """A path template in DVC's foreach syntax: {instance} -> ${key}, {placeholder} -> ${item.placeholder}."""
+    if not stage.instances:
+        return template
+    return re.sub(r"\{(\w+)\}", lambda m: "${key}" if m[1] == "instance" else f"${{item.{m[1]}}}", template)
+
+
+def _dvc_stage(stage: Stage) -> dict:
+    """One dvc.yaml stage body (inside `do:` for a stage with instances)."""
+    fill = lambda p: _dvc_template(stage, p)  # noqa: E731
+    outs, metrics, plots = ([fill(p) for p in paths] for paths in (stage.out_paths, stage.metric_paths,
+                                                                     stage.plot_paths))
+    body: dict = {"desc": stage.desc, "cmd": snakemake_cmd(stage, [*outs, *metrics, *plots])}
+    shared = [fill(p) for deps in stage.deps.values() for d in deps for p in d.paths]
+    body["deps"] = list(dict.fromkeys(_dvc_path(d) for d in (stage.script, *stage.code, *stage.extra_code, *shared)))
     body["params"] = ["profile", f"{stage.name}.${{profile}}"]
     if outs:
         body["outs"] = [_dvc_path(o) for o in outs]
@@ -165,21 +298,23 @@ def dvc_yaml(registry: Registry) -> str:
     """Render dvc.yaml: one stage per registry stage, a `foreach` group where it has instances.
 
     DVC's foreach cannot vary the length of `deps`, so an instance's own deps enter as
-    `${item.depN}` slots; instances with fewer own deps repeat their first shared input there
-    (a duplicate dep changes nothing in DVC's hashing).
+    `${item.depN}` slots; instances with fewer own deps repeat the script there (a duplicate dep
+    changes nothing in DVC's hashing).
     """
     stages: dict = {}
     for stage in registry:
+        body = _dvc_stage(stage)
         if not stage.instances:
-            stages[stage.name] = _dvc_stage(stage, None, "")
+            stages[stage.name] = body
             continue
-        width = max(len(spec.get("deps", [])) for spec in stage.instances.values())
-        body = _dvc_stage(stage, "", "${key}")
+        own = {inst: [_dvc_path(stage.fill(p, inst)) for deps in spec["deps"].values() for d in deps for p in d.paths]
+               for inst, spec in stage.instances.items()}
+        width = max(len(paths) for paths in own.values())
         items = {}
         for inst, spec in stage.instances.items():
-            own = [_dvc_path(d.format(instance=inst)) for d in spec.get("deps", [])]
-            own += [_dvc_path(stage.script)] * (width - len(own))
-            items[inst] = {"instance": inst, **{f"dep{i}": d for i, d in enumerate(own)}}
+            values = {k: v for k, v in spec.items() if k not in _INSTANCE_RESERVED}
+            slots = own[inst] + [_dvc_path(stage.script)] * (width - len(own[inst]))
+            items[inst] = {"instance": inst, **values, **{f"dep{i}": d for i, d in enumerate(slots)}}
         body["deps"] += [f"${{item.dep{i}}}" for i in range(width)]
         stages[stage.name] = {"foreach": items, "do": body}
     return DVC_HEADER + yaml.safe_dump({"stages": stages}, sort_keys=False, width=120)

@@ -1,16 +1,20 @@
-"""What every `steps/<stage>.py` shares: the `--params`/`--profile` flags and a clean failure.
+"""What every `steps/<stage>.py` shares: the `--params`/`--profile` flags, typed configs, a clean failure.
 
-A step reads only its own params section. Snakemake passes it inline as JSON; by hand you may pass
-the path of params.yaml instead (`--params params.yaml`), and the active profile's section is used.
+A step reads only its own params section, as its typed config (`spsagan.config`). Snakemake passes
+the section inline as JSON; by hand you may pass the path of params.yaml instead (`--params
+params.yaml`), and the active profile's section is used. Every path a step reads or writes arrives
+as a flag from the stage registry (workflow/stages.yaml).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-from spsagan.pipeline.params import section_from_arg
+from spsagan.config import ConfigError
+from spsagan.pipeline.params import config_from_arg
 
 SCHEMA = Path("workflow/schemas/params.schema.yaml")
 
@@ -23,10 +27,10 @@ def stage_parser(doc: str | None) -> argparse.ArgumentParser:
     return parser
 
 
-def parse(parser: argparse.ArgumentParser, stage: str, argv=None) -> tuple[argparse.Namespace, dict]:
-    """Parse the command line and return (args, the stage's validated params section)."""
+def parse(parser: argparse.ArgumentParser, stage: str, argv=None):
+    """Parse the command line and return (args, the stage's typed config)."""
     args = parser.parse_args(argv)
-    cfg = section_from_arg(args.params, stage, SCHEMA)  # ParamsError: reported by main_guard
+    cfg = config_from_arg(args.params, stage, SCHEMA)  # ConfigError: reported by main_guard
     if args.profile is None:
         args.profile = "custom" if args.params.lstrip().startswith("{") else _profile_of(args.params)
     return args, cfg
@@ -38,13 +42,28 @@ def _profile_of(params_path: str) -> str:
     return load_yaml(params_path)["profile"]
 
 
+def labelled(values: list[str], flag: str) -> dict[str, Path]:
+    """`label=path` values (the registry's references to every instance of a stage) as {label: path}."""
+    out = {}
+    for value in values:
+        label, sep, path = value.partition("=")
+        if not sep or not label or not path:
+            raise ConfigError(f"{flag}: expected label=path, got {value!r}")
+        out[label] = Path(path)
+    return out
+
+
+def threads() -> int:
+    """Worker threads the scheduler gave this job (`threads:` in the registry, as OMP_NUM_THREADS)."""
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else (os.cpu_count() or 1)
+
+
 def main_guard(fn) -> None:
     """Run a step's main(); expected failures print one clear line and exit 1 (SPSAGAN_DEBUG=1: traceback).
 
     An exception with an integer `exit_code` (training's `Preempted`) exits with that code instead.
     """
-    import os
-
     try:
         fn()
     except Exception as exc:

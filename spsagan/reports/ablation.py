@@ -15,10 +15,11 @@ from pathlib import Path
 import pandas as pd
 
 from spsagan.atomic import write_text
-from spsagan.reports import provenance
+from spsagan.models.presets import PRESETS
+from spsagan.reports import output_paths, provenance
 from spsagan.reports.stats import compare_methods
 
-PRESET_ORDER = ["esrgan", "+fa", "+spsa", "spsagan"]
+PRESET_ORDER = list(PRESETS)  # the Fig. 11 presets, in the paper's order
 METRICS = [("psnr", "PSNR (dB)", 2, "higher"), ("ssim", "SSIM", 4, "higher"), ("niqe", "NIQE", 3, "lower"),
            ("pi", "PI", 3, "lower")]
 PER_IMAGE_COLUMNS = ["method", "dataset", "name", "psnr", "ssim", "niqe", "pi"]
@@ -77,9 +78,10 @@ def ablation_comparisons(per_image: pd.DataFrame, seed: int, baseline: str = "sp
 
 
 def render_ablation(per_image: pd.DataFrame, costs: pd.DataFrame, profile: str, standins: list[str],
-                    out_dir: str | os.PathLike, seed: int, baseline: str = "spsagan", n_resamples: int = 10000,
-                    confidence: float = 0.95) -> dict[str, Path]:
-    """Write ablation.md and ablation.csv to `out_dir`; returns {"md", "csv"} paths.
+                    out_dir: str | os.PathLike | list, seed: int, baseline: str = "spsagan",
+                    n_resamples: int = 10000, confidence: float = 0.95, settings: list[str] = ()) -> dict[str, Path]:
+    """Write ablation.md and ablation.csv to `out_dir` (or the two paths given as a list); returns
+    {"md", "csv"} paths.
 
     per_image: one row per method, dataset and image: method (preset name), dataset, name, psnr,
         ssim, niqe, pi (NaN where unavailable).
@@ -92,7 +94,7 @@ def render_ablation(per_image: pd.DataFrame, costs: pd.DataFrame, profile: str, 
     methods = [m for m in PRESET_ORDER if m in set(per_image["method"])]
     absent = [m for m in PRESET_ORDER if m not in methods]
 
-    lines = ["# Ablation (paper Fig. 11): ESRGAN, +FA, +SPSA, SPSAGAN", "", provenance(profile, standins), ""]
+    lines = ["# Ablation (paper Fig. 11): ESRGAN, +FA, +SPSA, SPSAGAN", "", provenance(profile, standins, settings), ""]
     if absent:
         lines += [f"Presets without results (not run): {', '.join(absent)}.", ""]
     lines += ["## Set means", ""]
@@ -138,8 +140,7 @@ def render_ablation(per_image: pd.DataFrame, costs: pd.DataFrame, profile: str, 
         head = ["vs", "metric", "mean diff", f"{level} CI", "images", "note"]
         lines += [f"### {dataset}", "", *_table(head, rows, "llrrrl"), ""]
 
-    out_dir = Path(out_dir)
-    paths = {"md": out_dir / "ablation.md", "csv": out_dir / "ablation.csv"}
+    paths = output_paths(out_dir, "ablation", ("md", "csv"))
     write_text(paths["csv"], comparisons.assign(profile=profile, seed=seed).to_csv(index=False))
     write_text(paths["md"], "\n".join(lines).rstrip() + "\n")
     return paths

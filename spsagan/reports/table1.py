@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from spsagan.atomic import write_text
-from spsagan.reports import provenance
+from spsagan.reports import output_paths, provenance
 from spsagan.reports.paper import TABLE1_METHODS, canonical_dataset, table1_unplaced, table1_values
 
 METRICS = [("psnr", "PSNR (dB) ↑", 2), ("ssim", "SSIM ↑", 4), ("niqe", "NIQE ↓", 3), ("pi", "PI ↓", 3)]
@@ -136,10 +136,10 @@ def _notes(long: pd.DataFrame) -> list[str]:
     return notes
 
 
-def _markdown(grid, methods, profile, standins, notes) -> str:
+def _markdown(grid, methods, profile, standins, notes, settings=()) -> str:
     head = ["Dataset", "Metric", *methods]
     lines = ["# Table 1: x4 super-resolution, PSNR/SSIM on Y (4-pixel border), NIQE, PI", "",
-             provenance(profile, standins), "", LEGEND, "",
+             provenance(profile, standins, settings), "", LEGEND, "",
              "| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 2 + [":-:"] * len(methods)) + "|"]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in grid]
     lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]
@@ -176,26 +176,27 @@ def _latex(grid, methods, profile, standins) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_table1(results: pd.DataFrame, profile: str, standins: list[str], out_dir: str | os.PathLike,
-                  datasets: list[str] | None = None) -> dict[str, Path]:
-    """Write table1.md, table1.csv and table1.tex to `out_dir`; returns {"md", "csv", "tex"} paths.
+def render_table1(results: pd.DataFrame, profile: str, standins: list[str], out_dir: str | os.PathLike | list,
+                  datasets: list[str] | None = None, settings: list[str] = ()) -> dict[str, Path]:
+    """Write table1.md, table1.csv and table1.tex to `out_dir` (or the three paths given as a list);
+    returns {"md", "csv", "tex"} paths.
 
     results: one row per method and dataset with set means: columns method, dataset, psnr, ssim,
         niqe, pi (NaN where not computed) and optionally pi_reason. Method names matching a paper
         column (case-insensitive: bicubic, esrgan, spsagan, hr, ...) share that column.
-    profile, standins: named in every file's header.
+    profile, standins, settings: named in every file's header.
     datasets: rows to show (default: the reproduced datasets, then BSD100 and OST300).
     """
     long = table1_frame(results)
     datasets, methods = _layout(long, datasets)
-    out_dir = Path(out_dir)
-    paths = {"md": out_dir / "table1.md", "csv": out_dir / "table1.csv", "tex": out_dir / "table1.tex"}
+    paths = output_paths(out_dir, "table1", ("md", "csv", "tex"))
     notes = _notes(long)
     csv = long.copy()
     reproduced = csv["source"] == "reproduced"
     csv["profile"] = np.where(reproduced, profile, "")
     csv["standins"] = np.where(reproduced, "; ".join(standins), "")
     write_text(paths["csv"], csv.to_csv(index=False))  # full precision: the numbers as computed
-    write_text(paths["md"], _markdown(_grid(long, datasets, methods, tex=False), methods, profile, standins, notes))
+    write_text(paths["md"], _markdown(_grid(long, datasets, methods, tex=False), methods, profile, standins, notes,
+                                      settings))
     write_text(paths["tex"], _latex(_grid(long, datasets, methods, tex=True), methods, profile, standins))
     return paths

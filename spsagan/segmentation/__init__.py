@@ -8,16 +8,17 @@
 - selection.py: multi-category selection of DIV2K images; figure.py: `plot_segmentation`.
 """
 
-from spsagan.segmentation.classes import CLASSES, NUM_CLASSES
-from spsagan.segmentation.outdoor_scene_seg import OutdoorSceneSeg, OutdoorSceneSegmenter, WeightsError, preprocess
-from spsagan.segmentation.standin import StandInSegmenter
+from spsagan._lazy import lazy_exports
 
-__all__ = [
-    "CLASSES",
-    "NUM_CLASSES",
-    "OutdoorSceneSeg",
-    "OutdoorSceneSegmenter",
-    "StandInSegmenter",
-    "WeightsError",
-    "preprocess",
-]
+# Public names and their modules, imported on first use (see spsagan/_lazy.py).
+_LAZY = {
+    "CLASSES": "spsagan.segmentation.classes",
+    "NUM_CLASSES": "spsagan.segmentation.classes",
+    "OutdoorSceneSeg": "spsagan.segmentation.outdoor_scene_seg",
+    "OutdoorSceneSegmenter": "spsagan.segmentation.outdoor_scene_seg",
+    "WeightsError": "spsagan.segmentation.outdoor_scene_seg",
+    "preprocess": "spsagan.segmentation.outdoor_scene_seg",
+    "StandInSegmenter": "spsagan.segmentation.standin",
+}
+__all__ = list(_LAZY)
+__getattr__ = lazy_exports(__name__, _LAZY)

@@ -22,25 +22,19 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from spsagan.data.pairs import INDEX_COLUMNS, read_index
 from spsagan.image import IMAGE_SUFFIXES, list_images, read_image
 from spsagan.segmentation.classes import channel_names
 from spsagan.segmentation.outdoor_scene_seg import (
     WEIGHTS_FILE, WEIGHTS_SOURCES, OutdoorSceneSegmenter, WeightsError, load_outdoor_scene_seg,
 )
+from spsagan.device import resolve_device
 from spsagan.segmentation.standin import StandInSegmenter
 from spsagan.segmentation.storage import (
     SegStorageError, check_probabilities, crop_map, load_quantized, quantize, read_seg_meta, save_quantized,
 )
 
 SEGMENTERS = ("outdoor_scene_seg", "standin")
-INDEX_COLUMNS = ("sub", "source", "top", "left", "size")
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """'auto' -> cuda when available, else cpu; anything else as torch understands it."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def build_segmenter(name: str, weights: str | os.PathLike | None = None, seed: int = 0,
@@ -71,28 +65,20 @@ def _image_size(path: Path) -> tuple[int, int]:
         raise ValueError(f"{path}: unreadable image ({exc}); re-run the stage that made it") from exc
 
 
-def read_index(index_csv: str | os.PathLike, sizes: dict[str, tuple[int, int]]) -> pd.DataFrame:
-    """Read and check index.csv (sub, source, top, left, size in HR pixels of the source image).
+def read_checked_index(index_csv: str | os.PathLike, sizes: dict[str, tuple[int, int]]) -> pd.DataFrame:
+    """Read index.csv (`spsagan.data.pairs.read_index`) and check each crop against its source image.
 
     `source` may be given with or without the image's file suffix. Rows must name a known source,
     use multiples of 4 for top/left/size (so the LR crop is exact) and stay inside the image.
     """
     index_csv = Path(index_csv)
-    try:
-        table = pd.read_csv(index_csv, dtype={"sub": str, "source": str})
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{index_csv}: unreadable sub-image index ({exc}); re-run the make_lr stage") from exc
-    missing = [c for c in INDEX_COLUMNS if c not in table.columns]
-    if missing:
-        raise ValueError(f"{index_csv}: missing columns {', '.join(missing)} (expected {', '.join(INDEX_COLUMNS)})")
+    table = pd.DataFrame(read_index(index_csv), columns=INDEX_COLUMNS)
     table["source"] = [Path(s).stem if Path(s).suffix.lower() in IMAGE_SUFFIXES else s for s in table["source"]]
-    if table["sub"].duplicated().any():
-        raise ValueError(f"{index_csv}: sub-image {table.loc[table['sub'].duplicated(), 'sub'].iloc[0]} listed twice")
     for row_number, row in enumerate(table.itertuples(index=False), start=2):
         where = f"{index_csv} line {row_number} (sub {row.sub})"
         if row.source not in sizes:
             raise ValueError(f"{where}: source {row.source!r} is not an image in the HR folder")
-        top, left, size = (int(v) if float(v).is_integer() else -1 for v in (row.top, row.left, row.size))
+        top, left, size = row.top, row.left, row.size
         if min(top, left) < 0 or size < 4 or top % 4 or left % 4 or size % 4:
             raise ValueError(f"{where}: top, left, size must be integers, multiples of 4, size >= 4")
         height, width = sizes[row.source]
@@ -129,7 +115,7 @@ def segment_dataset(segmenter, hr_dir: str | os.PathLike, out_dir: str | os.Path
     out_dir = Path(out_dir)
     images = list_images(hr_dir, hint="run the make_lr stage first")
     sizes = {name: _image_size(path) for name, path in images.items()}
-    subs = read_index(index_csv, sizes) if index_csv is not None else pd.DataFrame(columns=INDEX_COLUMNS)
+    subs = read_checked_index(index_csv, sizes) if index_csv is not None else pd.DataFrame(columns=INDEX_COLUMNS)
     subs_of = {name: group for name, group in subs.groupby("source")}
     base_meta = {**segmenter.meta(), "classes": list(channel_names(segmenter.semantic))}
 

@@ -88,3 +88,22 @@ def write_selection(table: pd.DataFrame, table_path: str | os.PathLike, list_pat
         table.assign(segmenter=segmenter_label).to_csv(tmp, index=False, float_format="%.6f")
     write_text(list_path, "".join(f"{name}\n" for name in selected))
     return selected
+
+
+def selection_paths(seg_root: str | os.PathLike, name: str) -> tuple[Path, Path]:
+    """Where make_seg_maps keeps the selection of set `name`: (full table CSV, selected names list)."""
+    folder = Path(seg_root) / "selection"
+    return folder / f"{name}.csv", folder / f"{name}_selected.txt"
+
+
+def read_selected(seg_root: str | os.PathLike, name: str) -> list[str]:
+    """The images of set `name` that passed the multi-category selection (make_seg_maps' output)."""
+    listing = selection_paths(seg_root, name)[1]
+    if not listing.exists():
+        raise FileNotFoundError(f"{listing} does not exist: train_gan.selected_only names {name!r}, "
+                                f"so make_seg_maps.select_set must be {name!r}")
+    names = listing.read_text().split()
+    if not names:
+        raise ValueError(f"{listing}: no image of {name} passed the multi-category selection; "
+                         "lower make_seg_maps.min_categories or min_fraction")
+    return names

@@ -1,17 +1,30 @@
-"""Training: PSNR pretraining, GAN training, resumable checkpoints, device handling.
+"""Training: PSNR pretraining, GAN training, the loop they share, resumable checkpoints.
 
-- `train_psnr(cfg, data, out_model, ckpt_root, live_dir, device=None)` (`spsagan.training.psnr`)
-- `train_gan(cfg, init_model, data, out_model, ckpt_root, live_dir, device=None)` (`spsagan.training.gan`)
+- `train_psnr(cfg, preset, data, out_model, ckpt_root, live_dir, keep=None)` (`spsagan.training.psnr`)
+- `train_gan(cfg, preset, init_model, data, out_model, ckpt_root, live_dir)` (`spsagan.training.gan`)
+- `fit`, `Run` (`spsagan.training.loop`): iterations, logging, validation, checkpoints, model file
 - `open_train_data`, `load_val_images`, `TrainData`, `SubImageSet`, `MixSampler` (`spsagan.training.data`)
 - `Preempted`: raised after a SIGTERM/SIGUSR1-triggered checkpoint; rerun to resume (`.checkpoint`)
 
-cfg keys are documented in `PSNR_CFG` and `GAN_CFG` and in docs/training.md.
+cfg is the stage's typed config (`spsagan.config`: `PretrainPSNRConfig`, `TrainGANConfig`), with
+exactly the keys of its params.yaml section; docs/training.md describes each.
 """
 
-from spsagan.training.checkpoint import Preempted
-from spsagan.training.data import MixSampler, SubImageSet, TrainData, ValImage, load_val_images, open_train_data
-from spsagan.training.gan import GAN_CFG, train_gan
-from spsagan.training.psnr import PSNR_CFG, train_psnr
+from spsagan._lazy import lazy_exports
 
-__all__ = ["train_psnr", "train_gan", "PSNR_CFG", "GAN_CFG", "TrainData", "SubImageSet", "MixSampler",
-           "ValImage", "open_train_data", "load_val_images", "Preempted"]
+# Public names and their modules, imported on first use (see spsagan/_lazy.py).
+_LAZY = {
+    "train_psnr": "spsagan.training.psnr",
+    "train_gan": "spsagan.training.gan",
+    "fit": "spsagan.training.loop",
+    "Run": "spsagan.training.loop",
+    "TrainData": "spsagan.training.data",
+    "SubImageSet": "spsagan.training.data",
+    "MixSampler": "spsagan.training.data",
+    "ValImage": "spsagan.training.data",
+    "open_train_data": "spsagan.training.data",
+    "load_val_images": "spsagan.training.data",
+    "Preempted": "spsagan.training.checkpoint",
+}
+__all__ = list(_LAZY)
+__getattr__ = lazy_exports(__name__, _LAZY)

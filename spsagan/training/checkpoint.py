@@ -202,15 +202,18 @@ def git_revision(cwd: str | Path | None = None) -> str | None:
 
 
 def save_model(path: str | Path, model: torch.nn.Module, preset: str, step: int, params: dict,
-               segmenter: str | None) -> None:
+               segmenter: str | None, method: str | None = None, info: dict | None = None) -> None:
     """Write the final generator in the checkpoint format of the contracts, atomically.
 
-    {"arch", "params_g", "preset", "step", "segmenter", "params", "git_rev"}; loads with
-    `spsagan.models.presets.load_generator` (weights_only=True).
+    {"arch", "params_g", "preset", "method", "step", "segmenter", "params", "info", "git_rev"}:
+    params is the stage's config, method the name reports show (default: the preset), info extra
+    facts of the run (e.g. the perceptual extractor). Loads with `spsagan.models.presets.load_generator`
+    (weights_only=True).
     """
     params_g = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    ckpt = {"arch": model.arch, "params_g": params_g, "preset": preset, "step": int(step),
-            "segmenter": segmenter, "params": _plain(params), "git_rev": git_revision()}
+    ckpt = {"arch": model.arch, "params_g": params_g, "preset": preset, "method": method or preset,
+            "step": int(step), "segmenter": segmenter, "params": _plain(params), "info": _plain(info or {}),
+            "git_rev": git_revision()}
     with atomic_path(path) as tmp:
         torch.save(ckpt, tmp)
 

@@ -20,7 +20,6 @@ quantisation q with probabilities q / 255 (`batch_to_device` converts both). P i
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
@@ -31,10 +30,10 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from spsagan.data.pairs import index_path, read_index
 from spsagan.image import read_image
 
 SCALE = 4
-INDEX_COLUMNS = ["sub", "source", "top", "left", "size"]
 
 
 class DataError(ValueError):
@@ -120,9 +119,9 @@ class SubImageSet:
         Pass `seg_dir=None` for models without the prior: no map is then ever read.
         sources: only the sub-images of these source images (None: all).
         """
-        sub = Path(make_lr_dir) / "sub"
-        index = sub / "index.csv"
-        names = read_index(index, sources)
+        index = index_path(make_lr_dir)
+        sub = index.parent
+        names = subimage_names(index, sources)
         for d in ("HR", "LR_x4"):
             missing = [n for n in names if not (sub / d / f"{n}.png").is_file()]
             if missing:
@@ -155,22 +154,17 @@ class SubImageSet:
         return cls(name, names, load, fingerprint, has_seg=seg_sub is not None, cache_mb=cache_mb)
 
 
-def read_index(path: Path, sources: Sequence[str] | None = None) -> list[str]:
-    """Sub-image names from an index.csv (columns sub,source,top,left,size), in file order.
+def subimage_names(index: Path, sources: Sequence[str] | None = None) -> list[str]:
+    """Sub-image names of an index (`spsagan.data.pairs.read_index`), in file order.
 
     sources: keep only sub-images cut from these source images (e.g. a multi-category selection).
     """
-    if not path.is_file():
-        raise DataError(f"{path}: no sub-image index; run the make_lr stage for this training set")
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        if reader.fieldnames is None or any(c not in reader.fieldnames for c in INDEX_COLUMNS):
-            raise DataError(f"{path}: expected columns {','.join(INDEX_COLUMNS)}, got {reader.fieldnames}")
-        names = [row["sub"] for row in reader if sources is None or row["source"] in sources]
-    if len(set(names)) != len(names):
-        raise DataError(f"{path}: duplicate sub-image names")
+    try:
+        names = [row["sub"] for row in read_index(index) if sources is None or row["source"] in sources]
+    except (FileNotFoundError, ValueError) as exc:
+        raise DataError(str(exc)) from None
     if not names:
-        raise DataError(f"{path}: no sub-image left (sources: {sorted(sources) if sources else 'all'})")
+        raise DataError(f"{index}: no sub-image left (sources: {sorted(sources) if sources else 'all'})")
     return names
 
 

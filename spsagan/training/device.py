@@ -1,6 +1,5 @@
 """Device choice, mixed precision, memory format and determinism for training.
 
-- `resolve_device`: CUDA when available, else CPU (or what the caller names).
 - `autocast`: bfloat16 autocast on CUDA devices that support it; a no-op elsewhere. bf16 keeps
   float32's exponent range, so no loss scaling is needed. The SPSA layer computes its attention maps
   in float32 itself (the two softmax maps underflow in half precision).
@@ -18,25 +17,17 @@ from typing import Iterator
 import numpy as np
 import torch
 
-
-def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """Return `device` as a `torch.device`; None picks "cuda" when available, else "cpu"."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device} was asked for, but torch sees no CUDA device; pass device='cpu'")
-    return device
+from spsagan.device import device_label
 
 
-def autocast_dtype(device: torch.device, mixed_precision: bool = True) -> torch.dtype | None:
+def autocast_dtype(device: torch.device, mixed_precision: bool) -> torch.dtype | None:
     """The autocast dtype used for `device`: bfloat16 on bf16-capable CUDA, else None (float32)."""
     if mixed_precision and device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return None
 
 
-def autocast(device: torch.device, mixed_precision: bool = True):
+def autocast(device: torch.device, mixed_precision: bool):
     """Context manager: bf16 autocast where `autocast_dtype` says so, otherwise a no-op."""
     dtype = autocast_dtype(device, mixed_precision)
     if dtype is None:
@@ -91,10 +82,14 @@ def determinism(enabled: bool) -> Iterator[None]:
         torch.backends.cudnn.benchmark = saved[2]
 
 
-def describe(device: torch.device, mixed_precision: bool = True) -> str:
+def precision_label(device: torch.device, mixed_precision: bool) -> str:
+    """"bf16 autocast" or "float32": what training actually computed in on `device`."""
+    return "bf16 autocast" if autocast_dtype(device, mixed_precision) is not None else "float32"
+
+
+def describe(device: torch.device, mixed_precision: bool) -> str:
     """A short human label, e.g. "cuda:0 (NVIDIA H100, bf16 autocast)" or "cpu (2 threads, float32)"."""
-    dtype = autocast_dtype(device, mixed_precision)
-    precision = "bf16 autocast" if dtype is not None else "float32"
+    precision = precision_label(device, mixed_precision)
     if device.type == "cuda":
-        return f"{device} ({torch.cuda.get_device_name(device)}, {precision})"
+        return f"{device_label(device)[:-1]}, {precision})"
     return f"{device} ({torch.get_num_threads()} threads, {precision})"
