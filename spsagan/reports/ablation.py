@@ -1,8 +1,9 @@
 """The ablation of paper Fig. 11: esrgan, +fa, +spsa, spsagan on the same test images.
 
-Writes `ablation.md` (set means, cost per preset, paired comparisons of spsagan against each other
-preset with bootstrap confidence intervals) and `ablation.csv` (the comparisons, one row per
-dataset, metric and preset pair). Numbers come straight from the frames given; nothing is
+Writes `ablation.md` (set means, cost per preset, reproduction verdicts where the paper's Table 1
+has the preset's number, paired comparisons of spsagan against each other preset with bootstrap
+confidence intervals from stats.MIN_IMAGES images on) and `ablation.csv` (the comparisons, one row
+per dataset, metric and preset pair). Numbers come straight from the frames given; nothing is
 re-scored here.
 """
 
@@ -17,7 +18,8 @@ import pandas as pd
 from spsagan.atomic import write_text
 from spsagan.models.presets import PRESETS
 from spsagan.reports import output_paths, provenance
-from spsagan.reports.stats import compare_methods
+from spsagan.reports.stats import MIN_IMAGES, NO_INTERVAL, compare_methods
+from spsagan.reports.table1 import reproduction_verdicts
 
 PRESET_ORDER = list(PRESETS)  # the Fig. 11 presets, in the paper's order
 METRICS = [("psnr", "PSNR (dB)", 2, "higher"), ("ssim", "SSIM", 4, "higher"), ("niqe", "NIQE", 3, "lower"),
@@ -44,11 +46,25 @@ def _table(head: list[str], rows: list[list[str]], align: str) -> list[str]:
     return ["| " + " | ".join(head) + " |", rule, *["| " + " | ".join(r) + " |" for r in rows]]
 
 
+def _mean_diff(sub: pd.DataFrame, baseline: str, other: str, metric: str) -> float:
+    """Mean per-image difference baseline - other, images paired by name (both scored on the same ones)."""
+    a = sub[sub["method"] == baseline].set_index("name")[metric]
+    b = sub[sub["method"] == other].set_index("name")[metric]
+    if a.index.duplicated().any() or b.index.duplicated().any():
+        raise ValueError(f"{baseline!r} or {other!r} has several rows for one image")
+    if sorted(a.index) != sorted(b.index):
+        raise ValueError(f"{baseline!r} and {other!r} were scored on different images "
+                         f"(only one has: {', '.join(map(str, sorted(set(a.index) ^ set(b.index))))})")
+    return float((a - b[a.index]).mean())
+
+
 def ablation_comparisons(per_image: pd.DataFrame, seed: int, baseline: str = "spsagan",
                          n_resamples: int = 10000, confidence: float = 0.95) -> pd.DataFrame:
     """Paired bootstrap of baseline - other for every other preset, dataset and metric.
 
-    Metrics missing for any image of either method (e.g. PI offline) get NaN and a note.
+    Metrics missing for any image of either method (e.g. PI offline) get NaN and a note. Below
+    stats.MIN_IMAGES images the mean difference is given without an interval (note "n < 10: no
+    interval"): a bootstrap over a handful of images understates the uncertainty.
     Columns: dataset, metric, method_a, method_b, mean_diff, ci_low, ci_high, n, better, note.
     """
     _require(per_image, PER_IMAGE_COLUMNS, "per-image results frame")
@@ -66,8 +82,9 @@ def ablation_comparisons(per_image: pd.DataFrame, seed: int, baseline: str = "sp
                        "better": better, "note": ""}
                 if sub[metric].isna().any():
                     row["note"] = f"{metric} not available for every image"
-                elif row["n"] < 2:
-                    row["note"] = "a confidence interval needs at least 2 images"
+                elif row["n"] < MIN_IMAGES:
+                    row["note"] = NO_INTERVAL
+                    row["mean_diff"] = _mean_diff(sub, baseline, other, metric)
                 else:
                     res = compare_methods(sub, baseline, other, metric, seed=seed, dataset=dataset,
                                           n_resamples=n_resamples, confidence=confidence)
@@ -75,6 +92,60 @@ def ablation_comparisons(per_image: pd.DataFrame, seed: int, baseline: str = "sp
                 rows.append(row)
     return pd.DataFrame(rows, columns=["dataset", "metric", "method_a", "method_b", "mean_diff", "ci_low",
                                        "ci_high", "n", "better", "note"])
+
+
+def _verdict_lines(per_image: pd.DataFrame, standins: list[str], seed: int, n_resamples: int,
+                   confidence: float) -> list[str]:
+    """Markdown: the presets' set means against the paper's Table 1 (esrgan, spsagan on BSD100/OST300)."""
+    metrics = [k for k, _, _, _ in METRICS]
+    # a set mean is NaN when any image lacks the score, as in the evaluation's summary
+    means = per_image.groupby(["method", "dataset"], sort=False)[metrics].agg(lambda c: c.mean(skipna=False))
+    means = means.reset_index()
+    verdicts = reproduction_verdicts(means, standins, per_image, seed, n_resamples, confidence)
+    verdicts = verdicts[verdicts["verdict"] != ""]
+    lines = ["## Against the paper's Table 1", ""]
+    if verdicts.empty:
+        return lines + ["No preset and test set here has a number in the paper's Table 1 (it reports ESRGAN and "
+                        "SPSAGAN on BSD100 and OST300 only).", ""]
+    level = f"{confidence:.0%}"
+    lines += [f"The preset's set mean, its {level} percentile bootstrap interval over the n test images "
+              f"({n_resamples} resamples, seed {seed}; shown from n >= {MIN_IMAGES} on) and where the paper's "
+              "value lies against it (see Table 1's reproduction verdicts).", ""]
+    rows = []
+    for _, v in verdicts.iterrows():
+        d = next(d for k, _, d, _ in METRICS if k == v["metric"])
+        interval = f"[{v['ci_low']:.{d}f}, {v['ci_high']:.{d}f}]" if math.isfinite(v["ci_low"]) else "n/a"
+        rows.append([v["method"], v["dataset"], v["metric"], _fmt(v["reproduced"], d), str(v["n"]), interval,
+                     _fmt(v["paper"], d), v["verdict"]])
+    head = ["preset", "dataset", "metric", "reproduced", "images", f"{level} interval", "paper", "verdict"]
+    return lines + _table(head, rows, "lllrrrrl") + [""]
+
+
+def _comparison_lines(comparisons: pd.DataFrame, baseline: str, seed: int, n_resamples: int,
+                      confidence: float) -> list[str]:
+    """Markdown: mean per-image differences baseline - other, with intervals from MIN_IMAGES images on."""
+    level = f"{confidence:.0%}"
+    lines = [f"## Paired comparisons: {baseline} − other preset", "",
+             f"Mean per-image difference ({baseline} minus the other preset) on the same test images. For PSNR/SSIM "
+             f"a positive difference favours {baseline}; for NIQE/PI a negative one does. Method: paired percentile "
+             f"bootstrap over images: {n_resamples} resamples of the n images with replacement (seed {seed}); the "
+             f"{level} interval spans the central {level} of the resampled mean differences. It is shown only from "
+             f"n >= {MIN_IMAGES} images: with fewer, a percentile bootstrap is too narrow (it only reshuffles the "
+             "few images seen), so the table gives n and the mean difference alone. "
+             "An interval that excludes 0 marks a difference larger than the image-to-image noise of this test "
+             "set (it does not cover the variation between training runs).", ""]
+    for dataset in dict.fromkeys(comparisons["dataset"]):
+        rows = []
+        for _, r in comparisons[comparisons["dataset"] == dataset].iterrows():
+            digits = next(d for k, _, d, _ in METRICS if k == r["metric"])
+            diff = f"{r['mean_diff']:+.{digits}f}" if math.isfinite(r["mean_diff"]) else "n/a"
+            interval = (f"[{r['ci_low']:+.{digits}f}, {r['ci_high']:+.{digits}f}]" if math.isfinite(r["ci_low"])
+                        else "none")
+            rows.append([r["method_b"], r["metric"], diff, interval, str(r["n"]),
+                         r["note"] or f"{r['better']} is better"])
+        head = ["vs", "metric", "mean diff", f"{level} interval", "n", "note"]
+        lines += [f"### {dataset}", "", *_table(head, rows, "llrrrl"), ""]
+    return lines
 
 
 def render_ablation(per_image: pd.DataFrame, costs: pd.DataFrame, profile: str, standins: list[str],
@@ -121,26 +192,11 @@ def render_ablation(per_image: pd.DataFrame, costs: pd.DataFrame, profile: str, 
                      str(c["device"]), str(c["dtype"]), str(c["size"])])
     lines += _table(["preset", "params", "GMACs", "time (s)", "device", "dtype", "input size"], rows, "lrrrlll") + [""]
 
-    level = f"{confidence:.0%}"
-    lines += [f"## Paired comparisons: {baseline} − other preset", "",
-              f"Mean per-image difference ({baseline} minus the other preset) with a {level} percentile bootstrap "
-              f"interval over images ({n_resamples} resamples, seed {seed}). For PSNR/SSIM a positive difference "
-              f"favours {baseline}; for NIQE/PI a negative one does. An interval that excludes 0 marks a "
-              "difference larger than the image-to-image noise of this test set.", ""]
-    for dataset in dict.fromkeys(comparisons["dataset"]):
-        rows = []
-        for _, r in comparisons[comparisons["dataset"] == dataset].iterrows():
-            digits = next(d for k, _, d, _ in METRICS if k == r["metric"])
-            if r["note"]:
-                rows.append([r["method_b"], r["metric"], "n/a", "n/a", str(r["n"]), r["note"]])
-            else:
-                rows.append([r["method_b"], r["metric"], f"{r['mean_diff']:+.{digits}f}",
-                             f"[{r['ci_low']:+.{digits}f}, {r['ci_high']:+.{digits}f}]", str(r["n"]),
-                             f"{r['better']} is better"])
-        head = ["vs", "metric", "mean diff", f"{level} CI", "images", "note"]
-        lines += [f"### {dataset}", "", *_table(head, rows, "llrrrl"), ""]
+    lines += _verdict_lines(per_image, standins, seed, n_resamples, confidence)
+    lines += _comparison_lines(comparisons, baseline, seed, n_resamples, confidence)
 
     paths = output_paths(out_dir, "ablation", ("md", "csv"))
-    write_text(paths["csv"], comparisons.assign(profile=profile, seed=seed).to_csv(index=False))
+    write_text(paths["csv"], comparisons.assign(profile=profile, seed=seed, n_resamples=n_resamples,
+                                                confidence=confidence).to_csv(index=False))
     write_text(paths["md"], "\n".join(lines).rstrip() + "\n")
     return paths

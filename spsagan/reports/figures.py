@@ -4,15 +4,21 @@
 - `attention_figure`: image, segmentation argmax, beta_fea, beta_seg and beta of one query pixel
   (paper Fig. 6).
 - `inference_time_chart`: RRDB vs RRSB inference time, reproduced beside the paper's.
-- `training_curves`: losses and metrics logged by dvclive (`<live_dir>/plots/metrics/**.tsv`).
+- `training_curves_by_stage`: one figure per training stage (PSNR pretraining, GAN training), one
+  panel per named loss, validation PSNR and learning rate, from dvclive's files.
+- `training_curves`: every dvclive metric of several runs on shared axes (one panel per metric).
 
-Every figure's title names the profile and the stand-ins. Each function writes its PNG atomically
-and returns its path.
+Every figure's title names the profile and the stand-ins, wrapped to the figure's width: a long
+stand-ins list makes the title taller, never the figure wider. Each function writes its PNG
+atomically and returns its path.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +32,8 @@ from spsagan.reports.paper import INFERENCE_TIME
 from spsagan.segmentation.classes import COLORS
 
 DPI = 120
+MAX_WIDTH_IN = 14.0  # widest figure, inches (1680 px at DPI): wide grids shrink their panels instead
+TITLE_FONTSIZE = 10
 
 
 def _provenance_line(profile: str, standins: list[str]) -> str:
@@ -41,8 +49,17 @@ def _save(fig: Figure, out_path: str | os.PathLike) -> Path:
     return out_path
 
 
+def _wrap(text: str, width_in: float, fontsize: float) -> str:
+    """`text` broken into lines that fit `width_in` inches at `fontsize` points (DejaVu Sans averages
+    about 0.6 em per character; 0.65 leaves a margin)."""
+    chars = max(20, int(width_in * 72 / (0.65 * fontsize)))
+    return "\n".join(textwrap.fill(part, chars) for part in text.split("\n"))
+
+
 def _suptitle(fig: Figure, title: str, profile: str, standins: list[str]) -> None:
-    fig.suptitle(f"{title}\n{_provenance_line(profile, standins)}", fontsize=10)
+    """Title and provenance line, wrapped to the figure width (a long line would widen the saved PNG)."""
+    text = f"{title}\n{_provenance_line(profile, standins)}"
+    fig.suptitle(_wrap(text, fig.get_figwidth(), TITLE_FONTSIZE), fontsize=TITLE_FONTSIZE)
 
 
 def _show(ax, img: np.ndarray) -> None:
@@ -88,7 +105,8 @@ def crop_grid(images: dict[str, np.ndarray], regions: list, out_path: str | os.P
     overview = overview or ("HR" if "HR" in images else next(iter(images)))
     names = list(images)
     palette = sns.color_palette("colorblind", len(boxes))
-    fig = Figure(figsize=(2.2 * (len(names) + 1), 2.3 * len(boxes) + 0.9), layout="constrained")
+    panel = min(2.2, MAX_WIDTH_IN / (len(names) + 1))  # inches per column
+    fig = Figure(figsize=(panel * (len(names) + 1), (panel + 0.1) * len(boxes) + 0.9), layout="constrained")
     axes = fig.subplots(len(boxes), len(names) + 1, squeeze=False)
     for r, (top, left, h, w) in enumerate(boxes):
         ax = axes[r][0]
@@ -145,7 +163,7 @@ def attention_figure(image: np.ndarray, seg: np.ndarray, beta_fea: np.ndarray, b
         ax.plot((col + 0.5) * grid_shape[1] / w - 0.5, (row + 0.5) * grid_shape[0] / h - 0.5, marker="+",
                 color="red", markersize=12, markeredgewidth=2)
 
-    fig = Figure(figsize=(18, 4.6), layout="constrained")
+    fig = Figure(figsize=(MAX_WIDTH_IN, 4.2), layout="constrained")
     axes = fig.subplots(1, 5)
     image = np.asarray(image)
     _show(axes[0], image)
@@ -156,7 +174,7 @@ def attention_figure(image: np.ndarray, seg: np.ndarray, beta_fea: np.ndarray, b
     mark(axes[1], labels.shape)
     present = sorted(set(np.unique(labels).tolist()))
     axes[1].legend(handles=[Patch(color=colors[k] / 255.0, label=names[k]) for k in present], fontsize=7,
-                   loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=4, frameon=False)
+                   loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=2, frameon=False)
     for ax, m, label in zip(axes[2:], maps, ("beta_fea (eq. 2)", "beta_seg (eq. 4)", "beta (eq. 6)")):
         im = ax.imshow(m, cmap="magma", interpolation="nearest")
         ax.set_xticks([])
@@ -192,7 +210,7 @@ def inference_time_chart(timings: pd.DataFrame, out_path: str | os.PathLike, tit
         panels.append((f"paper ({paper['device'].iloc[0]})", paper[["network", "median_s"]]))
     networks = list(dict.fromkeys([n for _, sub in panels for n in sub["network"]]))
     palette = dict(zip(networks, sns.color_palette("colorblind", len(networks))))
-    fig = Figure(figsize=(4.6 * len(panels), 4.6), layout="constrained")
+    fig = Figure(figsize=(min(MAX_WIDTH_IN, 4.6 * len(panels)), 4.6), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (label, sub) in zip(axes, panels):
         sns.barplot(data=sub, x="network", y="median_s", hue="network", palette=palette, ax=ax, legend=False)
@@ -270,6 +288,159 @@ def training_curves(live_dirs: dict[str, str | os.PathLike], out_path: str | os.
                ncol=min(4, len(runs)), fontsize=8, frameon=False)
     _suptitle(fig, title, profile, standins)
     return _save(fig, out_path)
+
+
+# dvclive metric -> (panel title, line label within the panel or None); panels appear in this order.
+SERIES = {
+    "train/l1": ("L1 (pixel)", None),
+    "train/perceptual": ("perceptual", None),
+    "train/gan_g": ("GAN (generator)", None),
+    "train/total_g": ("total (generator)", None),
+    "train/d": ("discriminator", None),
+    "train/d_real_logit": ("discriminator mean logit", "real"),
+    "train/d_fake_logit": ("discriminator mean logit", "fake"),
+    "val/psnr": ("validation PSNR (dB)", None),
+    "lr/g": ("learning rate", "generator"),
+    "lr/attention": ("learning rate", "attention"),
+    "lr/d": ("learning rate", "discriminator"),
+}
+LOG_PANELS = {"learning rate"}
+BICUBIC = "val/psnr_bicubic"  # a reference value (dvclive summary), drawn on the validation PSNR panel
+# run label prefix (the stage) -> (file key: training_curves_<key>.png, title)
+STAGES = {"pretrain_psnr": ("psnr", "PSNR pretraining"), "train_gan": ("gan", "GAN training")}
+LINESTYLES = ["-", ":", "-.", (0, (1, 3))]
+
+
+def training_panels(metrics) -> list[tuple[str, list[tuple[str, str | None]]]]:
+    """[(panel title, [(metric, line label or None), ...]), ...] for the logged metric names.
+
+    Known names (SERIES) get readable titles and share panels (the learning rates of generator,
+    attention and discriminator; the real and fake logits); any other metric gets a panel of its
+    own, titled by its name, after the known ones. The bicubic reference is not a panel.
+    """
+    known = [m for m in SERIES if m in set(metrics)]
+    other = sorted(set(metrics) - set(SERIES) - {BICUBIC})
+    panels: dict[str, list] = {}
+    for metric in known:
+        title, label = SERIES[metric]
+        panels.setdefault(title, []).append((metric, label))
+    for metric in other:
+        panels[metric] = [(metric, None)]
+    return list(panels.items())
+
+
+def _summary_value(live_dir: Path, name: str) -> float | None:
+    """A value of dvclive's summary (`metrics.json`, nested by '/'), or None."""
+    path = Path(live_dir) / "metrics.json"
+    if not path.is_file():
+        return None
+    value = json.loads(path.read_text())
+    for part in name.split("/"):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def _bicubic_references(data: pd.DataFrame, live_dirs: dict[str, Path]) -> dict[str, float]:
+    """{run: bicubic validation PSNR (dB)}, from the step metrics or else the run's summary."""
+    refs = {}
+    for run, live_dir in live_dirs.items():
+        logged = data[(data["run"] == run) & (data["metric"] == BICUBIC)]["value"]
+        value = float(logged.iloc[-1]) if len(logged) else _summary_value(live_dir, BICUBIC)
+        if value is not None and math.isfinite(value):
+            refs[run] = value
+    return refs
+
+
+def _draw_bicubic(ax, refs: dict[str, float], palette: dict) -> None:
+    """Dashed reference line(s): one grey line when every run shares the value (same held-out images)."""
+    if len(set(refs.values())) == 1:
+        value = next(iter(refs.values()))
+        ax.axhline(value, color="0.4", linestyle="--", linewidth=1.2, label=f"bicubic ({value:.2f} dB)")
+        return
+    for run, value in refs.items():
+        ax.axhline(value, color=palette[run], linestyle="--", linewidth=1.0, label=f"bicubic, {run} ({value:.2f})")
+
+
+def training_stage_figure(data: pd.DataFrame, title: str, profile: str, standins: list[str],
+                          bicubic: dict[str, float] | None = None) -> Figure:
+    """One training stage: a panel per named loss, validation PSNR and learning rate (log axis).
+
+    data: long frame with columns run, metric, step, value (`read_live_metrics` plus a run name).
+    bicubic: {run: bicubic validation PSNR (dB)}, drawn dashed on the validation PSNR panel.
+    Each panel's x axis is the stage's own iterations; one colour per run, one line style per series.
+    """
+    panels = training_panels(data["metric"].unique())
+    if not panels:
+        raise ValueError(f"{title}: no training metrics to plot")
+    runs = list(dict.fromkeys(data["run"]))
+    palette = dict(zip(runs, sns.color_palette("colorblind", len(runs))))
+    cols = min(3, len(panels))
+    rows = -(-len(panels) // cols)
+    fig = Figure(figsize=(min(MAX_WIDTH_IN, 4.4 * cols), 3.1 * rows + 1.3), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax, (panel, series) in zip(axes, panels):
+        for style, (metric, label) in zip(LINESTYLES * len(series), series):
+            for run in runs:
+                sub = data[(data["run"] == run) & (data["metric"] == metric)].sort_values("step")
+                if len(sub):  # a learning rate is a step schedule: hold each value until the next
+                    ax.plot(sub["step"], sub["value"], color=palette[run], linestyle=style, linewidth=1.3,
+                            marker="o" if len(sub) <= 3 else None, markersize=3,
+                            drawstyle="steps-post" if panel in LOG_PANELS else "default")
+            if label:  # a black sample line per series, for the panel's legend
+                ax.plot([], [], color="black", linestyle=style, label=label)
+        if panel == SERIES["val/psnr"][0] and bicubic:
+            _draw_bicubic(ax, {r: v for r, v in bicubic.items() if r in palette}, palette)
+        if panel in LOG_PANELS:
+            ax.set_yscale("log")
+        ax.set_title(panel, fontsize=9)
+        ax.set_xlabel("iteration")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    fig.legend(handles=[Patch(color=palette[r], label=r) for r in runs], loc="outside lower center",
+               ncol=min(4, len(runs)), fontsize=8, frameon=False)
+    _suptitle(fig, title, profile, standins)
+    return fig
+
+
+def _stage_paths(out, keys: list[str]) -> dict[str, Path]:
+    """{file key: path}: `out` is a folder, or a list of paths named training_curves_<key>.png."""
+    if not isinstance(out, (list, tuple)):
+        return {k: Path(out) / f"training_curves_{k}.png" for k in keys}
+    given = {Path(p).stem.removeprefix("training_curves_"): Path(p) for p in out}
+    if sorted(given) != sorted(keys) or len(given) != len(out):
+        raise ValueError(f"training curves: expected one path training_curves_<key>.png for each stage key "
+                         f"{', '.join(keys)} of the runs given, got {list(map(str, out))}")
+    return {k: given[k] for k in keys}
+
+
+def training_curves_by_stage(runs: dict[str, str | os.PathLike], out, profile: str, standins: list[str],
+                             title: str = "Training curves") -> dict[str, Path]:
+    """One figure per training stage: `training_curves_psnr.png` (PSNR pretraining) and
+    `training_curves_gan.png` (GAN training), each with its own iteration axes.
+
+    runs: "<stage>/<run>" label (e.g. "pretrain_psnr/rrdb", "train_gan/spsagan") -> dvclive folder;
+        runs are grouped by the stage, the part before the slash (other stages: training_curves_<stage>.png).
+    out: a folder, or a list with one path per stage present (named training_curves_<key>.png).
+    Returns {key: path} of the figures written ("psnr", "gan", ...).
+    """
+    if not runs:
+        raise ValueError("training_curves_by_stage needs at least one dvclive directory")
+    stages: dict[str, dict[str, Path]] = {}
+    for label, live_dir in runs.items():
+        stage, _, name = str(label).partition("/")
+        stages.setdefault(stage, {})[name or stage] = Path(live_dir)
+    keys = {stage: STAGES.get(stage, (stage, stage))[0] for stage in stages}
+    paths = _stage_paths(out, list(keys.values()))
+    for stage, live_dirs in stages.items():
+        data = pd.concat([read_live_metrics(d).assign(run=name) for name, d in live_dirs.items()], ignore_index=True)
+        stage_title = f"{title}: {STAGES.get(stage, (stage, stage))[1]}"
+        fig = training_stage_figure(data, stage_title, profile, standins, _bicubic_references(data, live_dirs))
+        _save(fig, paths[keys[stage]])
+    return paths
 
 
 def pruning_figure(ds: np.ndarray, keep, out_path: str | os.PathLike, title: str, profile: str,

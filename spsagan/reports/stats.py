@@ -1,15 +1,51 @@
-"""Paired comparisons of two methods on the same images: bootstrap CI of the mean per-image difference.
+"""Bootstrap statistics over the images of a test set.
 
-The images of a test set are the sampling unit: both methods are scored on the same images, so
-the per-image difference d_k = a_k - b_k removes the image-difficulty variance that dominates raw
-scores. The confidence interval is the percentile bootstrap of mean(d) over images resampled with
-replacement, from a seeded generator (the caller passes the seed: no hidden default).
+The images of a test set are the sampling unit. Two uses:
+
+- Paired comparisons of two methods on the same images (`paired_bootstrap`, `compare_methods`): the
+  per-image difference d_k = a_k - b_k removes the image-difficulty variance that dominates raw
+  scores; the interval is the percentile bootstrap of mean(d).
+- Reproduction verdicts (`bootstrap_mean`, `reproduction_verdict`): the percentile bootstrap
+  interval of one method's set mean, and where a number reported in the paper lies against it.
+
+Images are resampled with replacement from a seeded generator (the caller passes the seed: no hidden
+default). Reports show intervals only from MIN_IMAGES images on: with fewer, a percentile bootstrap
+only reshuffles the few images seen and its interval is too narrow to stand for the test set.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
+
+MIN_IMAGES = 10
+NO_INTERVAL = f"n < {MIN_IMAGES}: no interval"
+NO_PER_IMAGE = "no per-image data"
+NOT_COMPARABLE = "not comparable"
+
+
+def _check_options(n_resamples, confidence) -> None:
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if int(n_resamples) != n_resamples or n_resamples < 1:
+        raise ValueError(f"n_resamples must be a positive integer, got {n_resamples!r}")
+
+
+def _percentile_interval(values: np.ndarray, seed: int, n_resamples: int, confidence: float) -> tuple[float, float]:
+    """Percentile bootstrap interval of mean(values); values: 1-D, finite, length >= 1."""
+    rng = np.random.default_rng(seed)
+    means = np.empty(int(n_resamples))
+    # Resample in chunks to bound memory (n_resamples x n indices).
+    chunk = max(1, 2_000_000 // len(values))
+    for start in range(0, int(n_resamples), chunk):
+        stop = min(start + chunk, int(n_resamples))
+        idx = rng.integers(0, len(values), size=(stop - start, len(values)))
+        means[start:stop] = values[idx].mean(axis=1)
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.quantile(means, [alpha, 1.0 - alpha])
+    return float(low), float(high)
 
 
 def paired_bootstrap(a, b, seed: int, n_resamples: int = 10000, confidence: float = 0.95) -> dict:
@@ -26,23 +62,53 @@ def paired_bootstrap(a, b, seed: int, n_resamples: int = 10000, confidence: floa
         raise ValueError(f"paired_bootstrap needs at least 2 pairs, got {len(a)}")
     if not (np.isfinite(a).all() and np.isfinite(b).all()):
         raise ValueError("paired_bootstrap got NaN or infinite scores; drop unavailable metrics before comparing")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    if int(n_resamples) != n_resamples or n_resamples < 1:
-        raise ValueError(f"n_resamples must be a positive integer, got {n_resamples!r}")
+    _check_options(n_resamples, confidence)
     diff = a - b
-    rng = np.random.default_rng(seed)
-    means = np.empty(int(n_resamples))
-    # Resample in chunks to bound memory (n_resamples x n indices).
-    chunk = max(1, 2_000_000 // len(diff))
-    for start in range(0, int(n_resamples), chunk):
-        stop = min(start + chunk, int(n_resamples))
-        idx = rng.integers(0, len(diff), size=(stop - start, len(diff)))
-        means[start:stop] = diff[idx].mean(axis=1)
-    alpha = (1.0 - confidence) / 2.0
-    low, high = np.quantile(means, [alpha, 1.0 - alpha])
-    return {"mean_diff": float(diff.mean()), "ci_low": float(low), "ci_high": float(high), "n": int(len(diff)),
+    low, high = _percentile_interval(diff, seed, n_resamples, confidence)
+    return {"mean_diff": float(diff.mean()), "ci_low": low, "ci_high": high, "n": int(len(diff)),
             "n_resamples": int(n_resamples), "confidence": float(confidence), "seed": int(seed)}
+
+
+def bootstrap_mean(values, seed: int, n_resamples: int = 10000, confidence: float = 0.95) -> dict:
+    """Mean of per-image scores with a percentile bootstrap interval over images.
+
+    values: 1-D array of n >= 2 finite scores (one per image).
+    Returns {mean, ci_low, ci_high, n, n_resamples, confidence, seed}.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 1 or len(values) < 2:
+        raise ValueError(f"bootstrap_mean needs a 1-D array of at least 2 scores, got shape {values.shape}")
+    if not np.isfinite(values).all():
+        raise ValueError("bootstrap_mean got NaN or infinite scores; an interval needs every image's score")
+    _check_options(n_resamples, confidence)
+    low, high = _percentile_interval(values, seed, n_resamples, confidence)
+    return {"mean": float(values.mean()), "ci_low": low, "ci_high": high, "n": int(len(values)),
+            "n_resamples": int(n_resamples), "confidence": float(confidence), "seed": int(seed)}
+
+
+def reproduction_verdict(paper: float, n: int | None, ci_low: float, ci_high: float, standins) -> str:
+    """Where a paper value lies against the interval of the reproduced set mean.
+
+    paper: the reported value (finite). n: images behind the reproduced mean, None when no per-image
+    scores were given. ci_low, ci_high: the interval (NaN when there is none). standins: non-empty
+    when the run used stand-ins, which makes any agreement or disagreement meaningless.
+    Returns "inside", "above" or "below" (paper value vs the interval), or "not comparable",
+    "no per-image data" or "n < 10: no interval"; "not comparable; <reason>" when the interval is
+    missing too.
+    """
+    if n is None:
+        missing = NO_PER_IMAGE
+    elif n < MIN_IMAGES:
+        missing = NO_INTERVAL
+    elif not (math.isfinite(ci_low) and math.isfinite(ci_high)):
+        missing = "no interval"
+    else:
+        missing = ""
+    if standins:
+        return f"{NOT_COMPARABLE}; {missing}" if missing else NOT_COMPARABLE
+    if missing:
+        return missing
+    return "above" if paper > ci_high else "below" if paper < ci_low else "inside"
 
 
 def compare_methods(per_image: pd.DataFrame, method_a: str, method_b: str, metric: str, seed: int,
