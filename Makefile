@@ -10,11 +10,19 @@ EXTRAS ?=
 export PATH := $(abspath $(BIN)):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup demo paper dvc-demo test report clean-results
+.PHONY: setup demo paper dvc-demo test lint report clean-results FORCE
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# The install choices live in a file that changes only when they do: `make setup EXTRAS=slurm` (or
+# another TORCH) on an existing .venv reinstalls, and a repeated command with the same choices does not.
+# pip keeps packages already installed, so a later plain `make test` leaves the extras in place.
+SETUP_ARGS := TORCH=$(TORCH) EXTRAS=$(EXTRAS)
+$(VENV)/.setup-args: FORCE
+	@mkdir -p $(VENV)
+	@test "$$(cat $@ 2>/dev/null)" = "$(SETUP_ARGS)" || echo "$(SETUP_ARGS)" > $@
+
+$(VENV)/.installed: pyproject.toml $(VENV)/.setup-args
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
@@ -34,8 +42,12 @@ report: setup
 	mkdir -p reports
 	$(BIN)/snakemake --report reports/report.html
 
-test: setup
+test: setup lint
 	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 clean-results:
 	rm -rf results/*/ reports/table1.* reports/ablation.* reports/figures reports/report.html .snakemake

@@ -22,8 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dataclasses import replace
+
+from spsagan.device import resolve_device
+from spsagan.pipeline.params import load_config
 from spsagan.training import SubImageSet, TrainData, train_gan, train_psnr
-from spsagan.training.device import describe, resolve_device
+from spsagan.training.device import describe
 
 # The SPEC's example RRSB mask (prunes x1->conv4, x1->conv5, x2->conv5).
 EXAMPLE_MASK = [
@@ -87,39 +91,12 @@ def check_resume(device: torch.device) -> None:
     """Deterministic mode on `device`: a run interrupted mid-way and resumed ends with the same
     weights (torch.equal) as an uninterrupted one, for PSNR pretraining and +spsa GAN training."""
     data = synthetic_data(4, 192)
-    common = dict(
-        iters=6,
-        batch_size=2,
-        crop_size=96,
-        val_every=6,
-        ckpt_every=2,
-        log_every=1,
-        seed=3,
-        deterministic=True,
-        progress=False,
-    )
-    psnr_cfg = dict(
-        common,
-        preset="esrgan",
-        num_feat=16,
-        num_block=2,
-        num_grow_ch=8,
-        lr=1.0e-3,
-        lr_milestones=[3],
-    )
-    gan_cfg = dict(
-        common,
-        preset="+spsa",
-        lr=1.0e-4,
-        lr_attention=5.0e-4,
-        lr_d=1.0e-4,
-        lr_milestones=[3],
-        weight_perceptual=1.0,
-        weight_gan=5.0e-3,
-        weight_pixel=1.0e-2,
-        perceptual_layer="conv3_4",
-        d_num_feat=8,
-    )
+    common = dict(iters=6, batch_size=2, crop_size=96, lr_step=3, val_every=6, ckpt_every=2, log_every=1, seed=3,
+                  deterministic=True)
+    psnr_cfg = replace(load_config("pretrain_psnr", "paper"), **common, num_feat=16, num_block=2, num_grow_ch=8,
+                       lr=1.0e-3)
+    gan_cfg = replace(load_config("train_gan", "paper"), **common, perceptual_layer="conv3_4", perceptual_weights="",
+                      d_num_feat=8)
 
     def interrupt_at(step):
         def hook(done):
@@ -136,17 +113,20 @@ def check_resume(device: torch.device) -> None:
                 root = tmp / stage / run
                 if stage == "pretrain_psnr":
                     fn = lambda **kw: train_psnr(
-                        psnr_cfg, data, root / "model.pt", root / "ckpt", None, device=device, **kw
+                        psnr_cfg, "esrgan", data, root / "model.pt", root / "ckpt", None, device=device,
+                        progress=False, **kw
                     )
                 else:
                     fn = lambda **kw: train_gan(
                         gan_cfg,
+                        "+spsa",
                         tmp / "pretrain_psnr" / "full" / "model.pt",
                         data,
                         root / "model.pt",
                         root / "ckpt",
                         None,
                         device=device,
+                        progress=False,
                         **kw,
                     )
                 if cut is not None:
@@ -161,7 +141,7 @@ def check_resume(device: torch.device) -> None:
                 float((outs[0][k].float() - outs[1][k].float()).abs().max()) for k in outs[0]
             )
             print(
-                f"resume check {stage:<14} on {describe(device)}: resumed from step "
+                f"resume check {stage:<14} on {describe(device, False)}: resumed from step "
                 f"{summary['resumed_from']}, weights equal: {equal} (max |diff| {worst:.3g})"
             )
 
@@ -199,11 +179,11 @@ def main(argv=None) -> None:
     )
     args = ap.parse_args(argv)
     if args.check_resume:
-        check_resume(resolve_device(args.device))
+        check_resume(resolve_device(args.device or "auto"))
         return
 
     tiny = args.tiny
-    device = resolve_device("cpu" if tiny and args.device is None else args.device)
+    device = resolve_device("cpu" if tiny and args.device is None else (args.device or "auto"))
     nf = args.num_feat or (8 if tiny else 64)
     nb = args.num_block or (1 if tiny else 23)
     batch = args.batch or (2 if tiny else 16)
@@ -214,48 +194,23 @@ def main(argv=None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     data = synthetic_data(max(4, batch), 2 * args.crop)
-    common = dict(
-        iters=iters,
-        batch_size=batch,
-        crop_size=args.crop,
-        val_every=iters,
-        ckpt_every=10**9,
-        log_every=iters,
-        seed=0,
-        deterministic=args.deterministic,
-        progress=False,
-        workers=0,
-    )
+    common = dict(iters=iters, batch_size=batch, crop_size=args.crop, lr_step=10**9, val_every=iters,
+                  ckpt_every=10**9, log_every=iters, seed=0, deterministic=args.deterministic, workers=0)
+    # The paper profile's settings (precision, Adam betas, ...) with the benchmark's sizes.
+    paper_psnr, paper_gan = load_config("pretrain_psnr", "paper"), load_config("train_gan", "paper")
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
 
-        def pretrain(name, keep, mixed_precision=True, channels_last="auto", note="", **extra):
-            cfg = dict(
-                common,
-                preset="spsagan" if keep else "esrgan",
-                num_feat=nf,
-                num_block=nb,
-                num_grow_ch=nf // 2,
-                keep=keep,
-                lr=2.0e-4,
-                lr_milestones=[10**9],
-                mixed_precision=mixed_precision,
-                channels_last=channels_last,
-                **extra,
-            )
+        def pretrain(name, keep, mixed_precision=False, channels_last="auto", note="", **extra):
+            cfg = replace(paper_psnr, **{**common, **extra}, num_feat=nf, num_block=nb, num_grow_ch=nf // 2,
+                          mixed_precision=mixed_precision, channels_last=channels_last)
             out = tmp / f"psnr-{name}" / "model.pt"
             rate, peak = measure(
-                lambda hook: train_psnr(
-                    cfg,
-                    data,
-                    out,
-                    Path(tempfile.mkdtemp(dir=tmp)),
-                    None,
-                    device=device,
-                    on_step=hook,
-                ),
+                lambda hook: train_psnr(cfg, "spsagan" if keep else "esrgan", data, out,
+                                        Path(tempfile.mkdtemp(dir=tmp)), None, keep=keep, device=device,
+                                        progress=False, on_step=hook),
                 device,
                 args.warmup,
                 iters,
@@ -272,38 +227,18 @@ def main(argv=None) -> None:
         rrdb = pretrain("rrdb", None)
         rrsb = pretrain("rrsb", EXAMPLE_MASK)
         if args.variants and device.type == "cuda":
+            pretrain("rrdb", None, mixed_precision=True)
             pretrain("rrdb", None, channels_last=False)
-            pretrain("rrdb", None, mixed_precision=False, channels_last=False)
             pretrain("rrdb", None, note="deterministic", deterministic=True)
             pretrain("rrdb", None, note="4 workers", workers=4)
 
         for preset in [p for p in args.presets.split(",") if p]:
-            cfg = dict(
-                common,
-                preset=preset,
-                lr=1.0e-4,
-                lr_attention=5.0e-4,
-                lr_d=1.0e-4,
-                lr_milestones=[10**9],
-                weight_perceptual=1.0,
-                weight_gan=5.0e-3,
-                weight_pixel=1.0e-2,
-                perceptual_layer=layer,
-                d_num_feat=d_feat,
-            )
+            cfg = replace(paper_gan, **common, perceptual_layer=layer, perceptual_weights="", d_num_feat=d_feat)
             init = rrsb if preset == "spsagan" else rrdb
             out = tmp / f"gan-{preset}" / "model.pt"
             rate, peak = measure(
-                lambda hook: train_gan(
-                    cfg,
-                    init,
-                    data,
-                    out,
-                    Path(tempfile.mkdtemp(dir=tmp)),
-                    None,
-                    device=device,
-                    on_step=hook,
-                ),
+                lambda hook: train_gan(cfg, preset, init, data, out, Path(tempfile.mkdtemp(dir=tmp)), None,
+                                       device=device, progress=False, on_step=hook),
                 device,
                 args.warmup,
                 iters,
@@ -312,7 +247,7 @@ def main(argv=None) -> None:
                 (
                     "train_gan",
                     preset,
-                    "bf16" if device.type == "cuda" else "fp32",
+                    "fp32",
                     "NHWC" if device.type == "cuda" else "NCHW",
                     rate,
                     peak,
@@ -321,7 +256,7 @@ def main(argv=None) -> None:
             )
 
     print(
-        f"device: {describe(device)}; torch {torch.__version__}; generator {nb} blocks x {nf} features, "
+        f"device: {describe(device, False)}; torch {torch.__version__}; generator {nb} blocks x {nf} features, "
         f"batch {batch}, HR crop {args.crop}; VGG to {layer}, D width {d_feat}; {timed} timed iterations after {args.warmup} warm-up; "
         f"deterministic={args.deterministic}"
     )

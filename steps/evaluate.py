@@ -115,7 +115,10 @@ def main() -> None:
                                         "device": device_label(device), "dtype": "float32",
                                         "preset": ckpt.get("preset"), "segmenter": ckpt.get("segmenter"),
                                         "perceptual": (ckpt.get("info") or {}).get("perceptual_extractor"),
-                                        "train_precision": (ckpt.get("info") or {}).get("precision")}
+                                        "train_precision": (ckpt.get("info") or {}).get("precision"),
+                                        "num_block": ckpt["arch"]["num_block"], "num_feat": ckpt["arch"]["num_feat"],
+                                        "iters": ckpt.get("step"),
+                                        "crop_size": (ckpt.get("params") or {}).get("crop_size")}
 
     per_image = pd.concat(rows, ignore_index=True)
     cols = ["method", "dataset", "name", "psnr", "ssim", "niqe", "ma", "pi", "pi_reason"]

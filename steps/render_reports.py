@@ -1,9 +1,11 @@
 """render_reports: Table 1, the ablation and the paper's figures, every number from the results files.
 
-Writes `--table1` (md, csv, tex), `--ablation` (md, csv) and, in `--figures`: `fig11_crops.png`
-(the same crops from each preset), `fig6_attention.png` (image, segmentation, beta_fea, beta_seg and
-beta for one query pixel of the trained spsagan), `inference_time.png` (RRDB vs RRSB),
-`training_curves.png`, `fig5_pruning.png` and `segmentation_<image>.png`.
+Writes `--table1` (md, csv, tex, html), `--ablation` (md, csv) and, in `--figures`:
+`fig11_crops.png` (the same crops from each preset), `fig6_attention.png` (image, segmentation,
+beta_fea, beta_seg and beta for one query pixel of the trained spsagan), `inference_time.png`
+(RRDB vs RRSB), `training_curves_psnr.png` and `training_curves_gan.png`, `fig5_pruning.png` and
+`segmentation_<image>.png`. Every header names the profile, the stand-ins and the run's departures
+from the paper's setting (network size, iterations, crops) read from the trained models.
 """
 
 import json
@@ -17,9 +19,10 @@ from spsagan.atomic import atomic_dir
 from spsagan.image import read_image, to_tensor
 from spsagan.models.presets import PRESETS, load_generator
 from spsagan.pipeline.step import labelled, main_guard, parse, stage_parser
-from spsagan.reports import data_standins
+from spsagan.reports import data_standins, reductions
 from spsagan.reports.ablation import render_ablation
-from spsagan.reports.figures import attention_figure, crop_grid, inference_time_chart, training_curves
+from spsagan.reports.figures import attention_figure, crop_grid, inference_time_chart, training_curves_by_stage
+from spsagan.reports.paper import PAPER_SETTING
 from spsagan.reports.table1 import render_table1
 from spsagan.segmentation.classes import STANDIN_NOTE, channel_names
 from spsagan.segmentation.storage import load_seg
@@ -36,9 +39,17 @@ def stand_ins(lr_root: Path, seg_summary: dict, summary: dict) -> list[str]:
 
 
 def settings(summary: dict) -> list[str]:
-    """Run settings a reader needs beside the numbers: the precision the models were trained in."""
-    precisions = sorted({c["train_precision"] for c in summary["costs"].values() if c.get("train_precision")})
-    return [f"training precision: {', '.join(precisions)}"] if precisions else []
+    """Run settings a reader needs beside the numbers: the precision the models were trained in, and
+    where the trained models depart from the paper's setting (read from their checkpoints)."""
+    costs = summary["costs"]
+    precisions = sorted({c["train_precision"] for c in costs.values() if c.get("train_precision")})
+    out = [f"training precision: {', '.join(precisions)}"] if precisions else []
+    psnr, gan = costs.get("rrdb_psnr"), costs.get("spsagan")
+    if psnr and gan:
+        used = {"blocks": psnr["num_block"], "features": psnr["num_feat"], "PSNR iterations": psnr["iters"],
+                "GAN iterations": gan["iters"], "px HR crops (PSNR/GAN)": (psnr["crop_size"], gan["crop_size"])}
+        out += reductions({label: (used[label], paper) for label, paper in PAPER_SETTING.items()})
+    return out
 
 
 def set_means(summary: dict) -> pd.DataFrame:
@@ -72,7 +83,7 @@ def main() -> None:
                             ("--figures", "folder for the figures")):
         parser.add_argument(flag, required=True, type=Path, help=help_text)
     parser.add_argument("--live", nargs="+", required=True, help="label=dvclive folder of each training run")
-    parser.add_argument("--table1", nargs=3, required=True, type=Path, help="table1 .md .csv .tex")
+    parser.add_argument("--table1", nargs=4, required=True, type=Path, help="table1 .md .csv .tex .html")
     parser.add_argument("--ablation", nargs=2, required=True, type=Path, help="ablation .md .csv")
     args, cfg = parse(parser, "render_reports")
     summary = json.loads(args.summary.read_text())
@@ -81,7 +92,8 @@ def main() -> None:
     notes, run_settings = stand_ins(args.lr_root, seg_summary, summary), settings(summary)
     presets = list(PRESETS)
 
-    render_table1(set_means(summary), args.profile, notes, args.table1, settings=run_settings)
+    render_table1(set_means(summary), args.profile, notes, args.table1, settings=run_settings, per_image=per_image,
+                  seed=cfg.seed, n_resamples=cfg.bootstrap_samples)
     costs = pd.DataFrame([{"method": m, **c} for m, c in summary["costs"].items() if m in presets])
     render_ablation(per_image[per_image["method"].isin(presets)], costs, args.profile, notes, args.ablation,
                     seed=cfg.seed, n_resamples=cfg.bootstrap_samples, settings=run_settings)
@@ -102,7 +114,7 @@ def main() -> None:
         inference_time_chart(timings, fig / "inference_time.png", "Inference time per image: RRDB vs RRSB",
                              args.profile, notes)
         live = {label: path for label, path in labelled(args.live, "--live").items() if path.exists()}
-        training_curves(live, fig / "training_curves.png", "Training curves", args.profile, notes)
+        training_curves_by_stage(live, fig, args.profile, notes)
         shutil.copy(args.prune / "pruning.png", fig / "fig5_pruning.png")
         for path in sorted((args.seg / "figures").glob("*.png")):
             shutil.copy(path, fig / f"segmentation_{path.name}")

@@ -96,7 +96,7 @@ def test_dvc_repro_runs_every_stage_through_snakemake(pipeline):
         assert f"Running stage '{stage}'" in log
     for name in ("table1.md", "table1.csv", "table1.tex", "ablation.md", "figures/fig11_crops.png",
                  "figures/fig6_attention.png", "figures/fig5_pruning.png", "figures/inference_time.png",
-                 "figures/training_curves.png"):
+                 "figures/training_curves_psnr.png", "figures/training_curves_gan.png", "table1.html"):
         assert (repo / "reports" / name).stat().st_size > 0, name
     table = (repo / "reports" / "table1.md").read_text()
     assert "demo" in table and "published_rrdb" in table and "elsewhere" in table
@@ -158,7 +158,7 @@ def test_pruned_model_matches_the_mask_of_the_prune_stage(pipeline):
     repo, _, _ = pipeline
     from spsagan.models.presets import load_generator
 
-    prune = json.loads((repo / "results" / "prune" / "summary.json").read_text())
+    prune = json.loads((repo / "results" / "prune" / "analysis" / "summary.json").read_text())
     mask = json.loads((repo / "results" / "prune" / "mask.json").read_text())
     model, ckpt = load_generator(repo / "results" / "pretrain_psnr" / "rrsb" / "model.pt")
     assert ckpt["arch"]["keep"] == mask

@@ -77,3 +77,74 @@ def test_snakemake_refuses_an_unknown_key_before_running_anything(tmp_path):
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert "unknown key make_lr.demo.sub_size" in proc.stdout + proc.stderr
+
+
+# --------------------------------------------------------------------------------------------------
+# Typed configs: one name per parameter, every constraint checked before the first stage runs
+
+
+def test_typed_config_fields_are_exactly_the_schema_keys(schemas):
+    import dataclasses
+
+    from spsagan.config import CONFIGS
+
+    assert set(CONFIGS) == set(schemas)
+    for stage, cls in CONFIGS.items():
+        assert {f.name for f in dataclasses.fields(cls)} == set(schemas[stage]["properties"]), stage
+
+
+def test_every_profile_section_becomes_its_typed_config(params):
+    from spsagan.config import CONFIGS
+    from spsagan.pipeline.params import typed_configs
+
+    for profile in ("demo", "paper"):
+        configs = typed_configs(params, profile)
+        assert {s: type(c) for s, c in configs.items()} == CONFIGS
+
+
+@pytest.mark.parametrize("stage, key, value, expected", [
+    ("pretrain_psnr", "crop_size", 66, "pretrain_psnr.crop_size: 66 is not a multiple of 4"),
+    ("make_lr", "subimage_size", 190, "make_lr.subimage_size: 190 is not a multiple of the scale 4"),
+    ("train_gan", "crop_size", 64, "train_gan.crop_size: 64 is not an input size of the discriminator; "
+                                   "allowed: 96, 128"),
+    ("train_gan", "seed", -1, "train_gan.demo.seed: -1 is less than the minimum of 0"),
+    ("make_seg_maps", "select_set", "nope", "make_seg_maps.select_set: 'nope' is not in make_seg_maps.sets"),
+    ("prune", "crop_size", 256, "prune.crop_size: 256 is larger than the training sub-images"),
+    ("evaluate", "test_sets", ["Set5"], "evaluate.test_sets: ['Set5'] not in make_lr.test_sets"),
+])
+def test_constraints_between_keys_and_stages_stop_before_any_stage(params, schemas, stage, key, value, expected):
+    from spsagan.pipeline.params import check_configs
+
+    bad = copy.deepcopy(params)
+    bad[stage]["demo"][key] = value
+    with pytest.raises(ParamsError) as err:
+        validate(bad, schemas)
+        check_configs(bad)
+    assert expected in str(err.value)
+
+
+def test_integral_floats_from_dvc_become_integers(params):
+    from spsagan.config import from_section
+
+    section = {**stage_params(params, "pretrain_psnr"), "iters": 1500.0, "batch_size": 16.0}
+    cfg = from_section("pretrain_psnr", section)
+    assert cfg.iters == 1500 and type(cfg.iters) is int and type(cfg.batch_size) is int
+    assert type(cfg.lr) is float  # a float stays a float
+    with pytest.raises(TypeError):  # and a fractional value is not rounded (the schema refuses it first)
+        range(from_section("pretrain_psnr", {**section, "iters": 1500.5}).iters)
+
+
+def test_duplicate_keys_are_refused(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("profile: demo\nprofile: paper\n")
+    with pytest.raises(ParamsError, match="duplicate key 'profile'"):
+        load_yaml(path)
+
+
+def test_snakemake_refuses_a_cross_stage_problem_before_running_anything(tmp_path):
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    (tmp_path / "extra.yaml").write_text("train_gan:\n  demo:\n    crop_size: 64\n")
+    proc = subprocess.run([str(BIN / "snakemake"), "-n", "--configfile", str(tmp_path / "extra.yaml")],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "train_gan.crop_size: 64 is not an input size of the discriminator" in proc.stdout + proc.stderr

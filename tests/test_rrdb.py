@@ -4,6 +4,8 @@ import json
 
 import pytest
 import torch
+
+from spsagan.config import ConfigError
 import torch.nn.functional as F
 
 from spsagan.models.flops import count_flops
@@ -226,14 +228,14 @@ def test_presets():
         True,
         True,
     ]
-    with pytest.raises(KeyError, match="valid presets"):
+    with pytest.raises(ConfigError, match="unknown generator preset 'srgan'"):
         needs_seg("srgan")
-    with pytest.raises(ValueError, match="connection mask"):
+    with pytest.raises(ConfigError, match="connection mask"):
         preset_arch("spsagan", **TINY)
     arch = preset_arch("spsagan", **TINY, keep=SPEC_MASK)
     assert arch["attention"] == "spsa" and arch["keep"] == SPEC_MASK
     assert preset_arch("+fa", **TINY)["attention"] == "fa"
-    with pytest.raises(ValueError, match="must be None"):
+    with pytest.raises(ConfigError, match="takes no connection mask"):
         preset_arch("esrgan", **TINY, keep=SPEC_MASK)
 
 

@@ -109,7 +109,7 @@ def make_lr_params(train_sets: list[str], test_sets: list[str], **override) -> s
 def seg_params(weights: str, **override) -> str:
     params = {"segmenter": "outdoor_scene_seg", "weights": weights, "weights_sha256": "",
               "sets": ["demo_test"], "batch_size": 1, "seed": 0, "select_set": "demo_test",
-              "min_categories": 3, "min_fraction": 0.05}
+              "min_categories": 3, "min_fraction": 0.05, "figures_per_set": 3}
     return json.dumps({**params, **override})
 
 

@@ -132,9 +132,13 @@ class Stage:
         own = self.instances[instance].get("deps", {}) if instance else {}
         return {**self.deps, **own}
 
+    def output_templates(self) -> list[str]:
+        """Every output path (outs, metrics, plots) with `{instance}` left as a wildcard."""
+        return [*self.out_paths, *self.metric_paths, *self.plot_paths]
+
     def outputs(self, instance: str | None) -> list[str]:
         """Every output path of one job (outs, metrics, plots), `/`-terminated for folders."""
-        return [self.fill(p, instance) for p in (*self.out_paths, *self.metric_paths, *self.plot_paths)]
+        return [self.fill(p, instance) for p in self.output_templates()]
 
     def inputs(self, instance: str | None) -> list[str]:
         """Every input of one job: the script, its code, upstream outputs."""

@@ -99,3 +99,9 @@ def table1_unplaced() -> pd.DataFrame:
     """Table 1 cell groups that cannot be assigned to a method."""
     df = reported_values()
     return df[(df["source"] == TABLE1) & df["method"].isna()].reset_index(drop=True)
+
+
+# The paper's training setting (ESRGAN's recipe, SPSAGAN Sec. 4), for report headers that name a
+# run's departures from it (`spsagan.reports.reductions`).
+PAPER_SETTING = {"blocks": 23, "features": 64, "PSNR iterations": 1_000_000, "GAN iterations": 400_000,
+                 "px HR crops (PSNR/GAN)": (96, 96)}
