@@ -127,7 +127,7 @@ def test_crash_resumes_from_the_newest_valid_checkpoint(data, reference, tmp_pat
 
     with pytest.raises(RuntimeError, match="simulated"):
         run_psnr(data, tmp_path, on_step=crash)
-    (ckpt_dir,) = (tmp_path / "ckpt").glob("pretrain_psnr-psnr/*")
+    (ckpt_dir,) = (tmp_path / "ckpt").glob("pretrain_psnr-psnr/*/")  # the key folder, not the lock file
     files = sorted(p.name for p in ckpt_dir.iterdir())
     assert files == ["step_00000004.pt", "step_00000008.pt"]  # every 4, the last 2 kept
     newest = ckpt_dir / "step_00000008.pt"

@@ -62,7 +62,8 @@ def threads() -> int:
 def main_guard(fn) -> None:
     """Run a step's main(); expected failures print one clear line and exit 1 (SPSAGAN_DEBUG=1: traceback).
 
-    An exception with an integer `exit_code` (training's `Preempted`) exits with that code instead.
+    An exception with an integer `exit_code` (training's `Preempted`) exits with that code instead,
+    even when stdout/stderr can no longer be written.
     """
     try:
         fn()
@@ -70,10 +71,40 @@ def main_guard(fn) -> None:
         code = getattr(exc, "exit_code", None)
         if isinstance(code, int):
             # Stopped on purpose with its state saved (training preempted): a rerun resumes.
-            print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+            _say_if_possible(f"{type(exc).__name__}: {exc}")
             sys.exit(code)
         # Errors the library raises on purpose carry a message meant for the user; others are bugs.
         deliberate = type(exc).__module__.startswith("spsagan") or isinstance(exc, (ValueError, FileNotFoundError))
         if not deliberate or os.environ.get("SPSAGAN_DEBUG"):
             raise
         sys.exit(f"error ({type(exc).__name__}): {exc}")
+
+
+def _say_if_possible(line: str) -> None:
+    """Print `line` to stderr if it can still be written; then make sure the exit status survives.
+
+    SLURM signals every process of a job, so the reader of a piped output may be gone: a failed
+    write is dropped, and broken streams are pointed at /dev/null, because Python's final flush of
+    a broken stdout at exit would replace the exit status with 120.
+    """
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+    for stream in (sys.stdout, sys.stderr):
+        if stream is None:
+            continue
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            _to_devnull(stream)
+
+
+def _to_devnull(stream) -> None:
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)

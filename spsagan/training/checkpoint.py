@@ -10,23 +10,33 @@ the initial model's bytes), so a changed parameter never resumes a stale run. Ea
 written atomically (temporary name, then rename); the last `keep` files are kept. A rerun loads
 the newest file that reads back completely and has every expected entry, skipping corrupt ones.
 
-`StopSignals` turns SIGTERM/SIGUSR1 into a flag that the training loop checks between iterations:
-it then saves a checkpoint and raises `Preempted`, so the process exits non-zero and the scheduler
-(Snakemake --retries, SLURM requeue) runs it again, which resumes.
+One trainer at a time: `ResumeDir.exclusive` locks `<ckpt_root>/<stage>-<instance>/` for the whole
+run (`exclusive_folder`); a second trainer stops at once with `CheckpointsInUse`. Holding the lock,
+a trainer removes the temporary files that a kill during a write left (`remove_partial_writes`).
+
+`StopSignals` turns SIGTERM/SIGUSR1/SIGINT, and the exit of the processes that started the trainer
+(`ParentWatch`), into a reason that the training loop checks between iterations: it then saves a
+checkpoint and raises `Preempted`, so the process exits non-zero and the scheduler (Snakemake
+--retries, SLURM requeue) runs it again, which resumes.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
+import os
 import random
 import re
 import signal
+import socket
 import subprocess
 import threading
+import time
 import warnings
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -35,20 +45,26 @@ from spsagan.atomic import atomic_path
 
 STATE_KEYS = ("step", "models", "optimizers", "rng", "sampler", "history")
 _STEP_FILE = re.compile(r"^step_(\d{8,})\.pt$")
+LOCK_FILE = "trainer.lock"
 
 
 class Preempted(RuntimeError):
-    """Training stopped on a signal after saving a checkpoint; run it again to resume.
+    """Training stopped on purpose after saving a checkpoint; run it again to resume.
 
+    cause: why it stopped ("received SIGTERM", "its parent process 123 (snakemake) exited").
     `exit_code` is 75 (EX_TEMPFAIL, "try again later"); any non-zero exit makes Snakemake retry.
     """
 
     exit_code = 75
 
-    def __init__(self, signame: str, step: int, path: Path):
-        super().__init__(f"received {signame}: saved a resumable checkpoint at step {step} to {path}; "
+    def __init__(self, cause: str, step: int, path: Path):
+        super().__init__(f"{cause}: saved a resumable checkpoint at step {step} to {path}; "
                          "run the same command again to continue")
-        self.step, self.path = step, path
+        self.cause, self.step, self.path = cause, step, path
+
+
+class CheckpointsInUse(RuntimeError):
+    """Another trainer holds the lock of this checkpoint folder (see `exclusive_folder`)."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -131,9 +147,23 @@ class ResumeDir:
         target = self.path / f"step_{int(state['step']):08d}.pt"
         with atomic_path(target) as tmp:
             torch.save(state, tmp)
+            _fsync(tmp)  # on disk before the rename: a power loss must not leave an empty "newest" file
         for old in self.files()[:-self.keep]:
             old.unlink(missing_ok=True)
         return target
+
+    def exclusive(self) -> contextlib.AbstractContextManager:
+        """Lock `<ckpt_root>/<stage>-<instance>/` (every key of this instance) while inside."""
+        return exclusive_folder(self.path.parent)
+
+    def remove_partial_writes(self) -> list[Path]:
+        """Delete the temporary files of checkpoint writes that a kill interrupted, in every key folder of
+        this instance; returns them. Call it only while holding `exclusive()`: a running trainer's
+        write in progress looks the same."""
+        found = [p for key in _subfolders(self.path.parent) for p in partial_writes(key, r"step_\d{8,}", ".pt")]
+        for path in found:
+            path.unlink(missing_ok=True)
+        return found
 
     def load_latest(self, map_location="cpu") -> dict | None:
         """The newest checkpoint that loads completely, or None. Corrupt files are skipped with a warning."""
@@ -153,29 +183,189 @@ class ResumeDir:
         return None
 
 
+def _subfolders(folder: Path) -> list[Path]:
+    return [p for p in folder.iterdir() if p.is_dir()] if folder.is_dir() else []
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+def partial_writes(folder: str | Path, stem: str, suffix: str) -> list[Path]:
+    """Temporary files that `spsagan.atomic.atomic_path` left in `folder` for targets `<stem><suffix>`
+    (stem: a regular expression) when killed before its rename: `.<stem>.<random>.tmp<suffix>`."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    pattern = re.compile(rf"^\.(?:{stem})\.[A-Za-z0-9_]+\.tmp{re.escape(suffix)}$")
+    return sorted(p for p in folder.iterdir() if pattern.match(p.name) and p.is_file())
+
+
 # --------------------------------------------------------------------------------------------------
-# Signals
+# One trainer per checkpoint folder
+
+
+@contextlib.contextmanager
+def exclusive_folder(folder: str | Path) -> Iterator[Path]:
+    """Hold an exclusive lock on `folder` while inside; raise `CheckpointsInUse` at once if another
+    process (or another open of the lock in this one) holds it.
+
+    The lock is `flock` on `<folder>/trainer.lock`, which names the holder ("<pid> <host> <start>").
+    The kernel releases it when the holder exits, however it dies, so a stale file never blocks a
+    run. The file stays in place (deleting it would let two processes lock two different files).
+    On a file system without flock (some Lustre mounts) this warns and runs unlocked.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        if _try_lock(fd, path):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()} {socket.gethostname()} {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode(), 0)
+        yield path
+    finally:
+        os.close(fd)  # releases the lock (batch workers forked meanwhile hold it until they exit)
+
+
+def _try_lock(fd: int, path: Path) -> bool:
+    """Lock `fd` exclusively without waiting: True if locked, False if locks are unsupported here."""
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        raise CheckpointsInUse(_in_use_message(path)) from None
+    except OSError as err:
+        if err.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            raise
+        warnings.warn(f"{path}: cannot lock ({err.strerror}); make sure no other trainer uses {path.parent}",
+                      RuntimeWarning, stacklevel=3)
+        return False
+
+
+def _in_use_message(path: Path) -> str:
+    """One line naming the lock's holder and what to do."""
+    fields = path.read_text(errors="replace").split()
+    pid = fields[0] if fields and fields[0].isdigit() else None
+    if pid is None:  # the holder has not written its PID yet
+        return (f"{path.parent} is in use by another trainer (PID unknown; see {path}): wait for it to finish "
+                "or stop it, then run again")
+    host = f" on {fields[1]}" if len(fields) > 1 else ""
+    since = f", since {fields[2]}" if len(fields) > 2 else ""
+    return (f"{path.parent} is in use by another trainer (PID {pid}{host}{since}): wait for it to finish, "
+            f"or stop it with `kill {pid}` (it saves a checkpoint and exits) and run again; if that process "
+            "no longer exists, its batch workers are still exiting: retry in a few seconds")
+
+
+# --------------------------------------------------------------------------------------------------
+# Stopping: signals and a vanished parent
+
+
+class ParentWatch:
+    """Notices when a process that started this one exits, e.g. a SIGKILLed Snakemake.
+
+    Watched: the parent and its ancestors up to, not including, the first session leader (a login
+    shell, a tmux pane, SLURM's job script) or PID 1. Snakemake runs a step through `bash -c`, which
+    stays alive when Snakemake dies, so the parent alone would not tell. Nothing is watched when
+    this process leads its own session (`setsid`) or SPSAGAN_DETACHED=1 is set: detached on purpose.
+    Where /proc is missing only the direct parent is watched (by `os.getppid`).
+    A process counts as the same while its PID has the same start time (PIDs are reused).
+    (PR_SET_PDEATHSIG is not used: it fires when the parent *thread* exits, and Snakemake starts
+    jobs from worker threads.)
+    """
+
+    INTERVAL = 1.0  # seconds between looks at /proc
+
+    def __init__(self):
+        self.watched: list[tuple[int, int | None, str]] = [] if _detached() else _ancestors()
+        self._next = 0.0
+
+    def gone(self) -> str | None:
+        """Why to stop if a watched process is gone ("the process <pid> (<name>) that started this run
+        exited"), else None. Looks at most every INTERVAL seconds."""
+        now = time.monotonic()
+        if not self.watched or now < self._next:
+            return None
+        self._next = now + self.INTERVAL
+        for pid, start, name in self.watched:
+            alive = pid == os.getppid() if start is None else _start_time(pid) == start
+            if not alive:
+                return (f"the process {pid} ({name}) that started this run exited "
+                        "(SPSAGAN_DETACHED=1 keeps a trainer running without it)")
+        return None
+
+
+def _detached() -> bool:
+    """Whether the user detached this process from its starters (SPSAGAN_DETACHED=1, or `setsid`)."""
+    return os.environ.get("SPSAGAN_DETACHED", "") not in ("", "0") or os.getsid(0) == os.getpid()
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat as [name, state, ppid, pgrp, session, ...] (start time at index 20), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            text = fh.read()
+    except OSError:
+        return None
+    return [text[text.find("(") + 1:text.rfind(")")]] + text[text.rfind(")") + 2:].split()
+
+
+def _start_time(pid: int) -> int | None:
+    """The start time of a live `pid` (clock ticks after boot); None when gone or a zombie."""
+    stat = _proc_stat(pid)
+    return None if stat is None or stat[1] in ("Z", "X") else int(stat[20])
+
+
+def _ancestors() -> list[tuple[int, int | None, str]]:
+    """(pid, start time, name) of the processes to watch, nearest first (see ParentWatch)."""
+    pid = os.getppid()
+    if _proc_stat(os.getpid()) is None:  # no /proc: the direct parent, by getppid
+        return [] if pid <= 1 or os.getsid(pid) == pid else [(pid, None, "parent")]
+    chain = []
+    while pid > 1:
+        stat = _proc_stat(pid)
+        if stat is None or int(stat[4]) == pid:  # gone, or a session leader
+            break
+        chain.append((pid, int(stat[20]), stat[0]))
+        pid = int(stat[2])
+    return chain
 
 
 class StopSignals:
-    """Context manager: while active, SIGTERM and SIGUSR1 set `self.received` instead of killing.
+    """Context manager: while active, SIGTERM, SIGUSR1 and SIGINT set `self.received` instead of killing.
 
-    The training loop polls `received` between iterations. Handlers can only be installed from the
-    main thread; elsewhere (e.g. inside a notebook worker) this does nothing and warns.
+    SIGINT is among them because Ctrl-C in the terminal of a running Snakemake reaches every process
+    of its foreground group, the trainer too; a second SIGINT interrupts at once (KeyboardInterrupt),
+    without saving. The training loop calls `check()` between iterations: it also reports a
+    vanished parent (`ParentWatch`). Handlers can only be installed from the main thread; elsewhere
+    (e.g. inside a notebook worker) signals keep their default action, with a warning.
     """
 
-    SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGUSR1", None)) if s)
+    SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGUSR1", "SIGINT") if hasattr(signal, name))
 
-    def __init__(self):
+    def __init__(self, watch_parents: bool = True):
         self.received: str | None = None
+        self._parents = ParentWatch() if watch_parents else None
         self._previous: dict = {}
 
+    def check(self) -> str | None:
+        """Why training should stop now ("received SIGTERM", "the process ... that started this run exited")."""
+        if self.received is not None:
+            return f"received {self.received}"
+        return self._parents.gone() if self._parents is not None else None
+
     def _handler(self, signum, frame):
-        self.received = signal.Signals(signum).name
+        name = signal.Signals(signum).name
+        if name == "SIGINT" and self.received == "SIGINT":
+            raise KeyboardInterrupt
+        self.received = name
 
     def __enter__(self) -> "StopSignals":
         if threading.current_thread() is not threading.main_thread():
-            warnings.warn("not in the main thread: SIGTERM/SIGUSR1 will not save a checkpoint", RuntimeWarning)
+            warnings.warn("not in the main thread: SIGTERM/SIGUSR1/SIGINT will not save a checkpoint", RuntimeWarning)
             return self
         for s in self.SIGNALS:
             self._previous[s] = signal.signal(s, self._handler)

@@ -2,14 +2,18 @@
 
 `fit` calls a stage's `train_step(batch, step)` once per iteration, averages its losses over
 `log_every` iterations into the run log (mirrored to dvclive), validates PSNR every `val_every`,
-checkpoints every `ckpt_every` and when SIGTERM/SIGUSR1 arrives (`checkpoint.StopSignals`), and at
-the end writes the model file. A rerun with the same resume key continues from the newest
-checkpoint (`checkpoint.ResumeDir`), with the same batches and the same metric history.
+checkpoints every `ckpt_every` and when SIGTERM/SIGUSR1/SIGINT arrives or the processes that
+started it exit (`checkpoint.StopSignals`), and at the end writes the model file. A rerun with the
+same resume key continues from the newest checkpoint (`checkpoint.ResumeDir`), with the same
+batches and the same metric history. A run holds its instance's checkpoint folder exclusively,
+from start to end.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -119,6 +123,37 @@ class RunLog:
             self.live.end()
 
 
+class QuietStream:
+    """A text stream that drops what it cannot write instead of raising.
+
+    The progress bar writes through it. When the reader of the step's output is gone (a pipe whose
+    reader SLURM killed with the rest of the job, a closed terminal), a failed write must stop
+    neither the training nor the save of the checkpoint that ends it.
+    """
+
+    def __init__(self, stream):
+        self._stream = stream
+        self.broken = False
+
+    def write(self, text: str) -> int:
+        if not self.broken:
+            try:
+                return self._stream.write(text)
+            except (OSError, ValueError):  # EPIPE, EIO, or a closed file
+                self.broken = True
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.broken:
+            try:
+                self._stream.flush()
+            except (OSError, ValueError):
+                self.broken = True
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 # --------------------------------------------------------------------------------------------------
 # The loop
 
@@ -155,80 +190,129 @@ def fit(run: Run, data: TrainData, generator: torch.nn.Module, modules: dict, op
     lrs: {name: float}. `modules`/`optimizers` are what a resume checkpoint saves and restores.
     `run.on_step(done)` is called after each iteration (tests use it to interrupt a run).
     Writes the final `generator` to `run.out_model`; returns a summary dict.
+    Raises `checkpoint.CheckpointsInUse` at once if another trainer holds this instance's folder,
+    and `checkpoint.Preempted` after saving on SIGTERM/SIGUSR1/SIGINT or when its parent exits.
     """
-    from tqdm import tqdm
+    with run.resume.exclusive():  # held to the end: a second trainer stops here, before reading anything
+        remove_partial_writes(run)
+        return _fit(run, data, generator, modules, optimizers, train_step)
 
-    cfg, device, resume, stage, preset, with_seg = run.cfg, run.device, run.resume, run.stage, run.preset, run.with_seg
-    iters = cfg.iters
+
+def remove_partial_writes(run: Run) -> list[Path]:
+    """Delete what a kill in the middle of a write left: temporary checkpoint and model files.
+
+    Safe only under the instance's lock (a running trainer's write in progress looks the same).
+    """
+    out = Path(run.out_model)
+    found = run.resume.remove_partial_writes()
+    for path in ckpt.partial_writes(out.parent, re.escape(out.stem), out.suffix):
+        path.unlink(missing_ok=True)
+        found.append(path)
+    return found
+
+
+class _History:
+    """The metric rows and the loss sums of the current `log_every` window, as a checkpoint keeps them."""
+
+    def __init__(self, saved: dict, device: torch.device):
+        self.rows = saved["rows"]
+        self.acc = {k: torch.tensor(v, dtype=torch.float64, device=device) for k, v in saved["acc"].items()}
+        self.acc_n = int(saved["acc_n"])
+
+    def add(self, losses: dict) -> None:
+        for name, value in losses.items():
+            self.acc[name] = self.acc.get(name, 0) + value.detach().double()
+        self.acc_n += 1
+
+    def take_means(self) -> dict:
+        means = {name: float(v) / self.acc_n for name, v in self.acc.items()}
+        self.acc, self.acc_n = {}, 0
+        return means
+
+    def state(self) -> dict:
+        return {"rows": self.rows, "acc": {k: float(v) for k, v in self.acc.items()}, "acc_n": self.acc_n}
+
+
+def _fit(run: Run, data: TrainData, generator: torch.nn.Module, modules: dict, optimizers: dict,
+         train_step: Callable) -> dict:
+    """`fit` while holding the lock."""
+    cfg, device, resume = run.cfg, run.device, run.resume
     sampler = data.sampler(cfg.batch_size, cfg.seed)
-    history = {"rows": [], "acc": {}, "acc_n": 0}
-    start = 0
     state = resume.load_latest()
-    if state is not None:
-        ckpt.load_module_states(modules, state["models"])
-        ckpt.load_optimizer_states(optimizers, state["optimizers"])
-        ckpt.set_rng_state(state["rng"])
-        sampler.load_state_dict(state["sampler"])
-        history = state["history"]
-        start = int(state["step"])
-    if start > iters:
-        raise RuntimeError(f"{resume.path}: checkpoint at step {start} is past iters={iters}; delete the folder")
+    start = _restore(state, modules, optimizers, sampler) if state is not None else 0
+    if start > cfg.iters:
+        raise RuntimeError(f"{resume.path}: checkpoint at step {start} is past iters={cfg.iters}; delete the folder")
+    history = _History(state["history"] if state is not None else {"rows": [], "acc": {}, "acc_n": 0}, device)
     bicubic = bicubic_psnr(data.val) if data.val else None
-    log = RunLog(run.live_dir, history["rows"], {"val/psnr_bicubic": bicubic} if bicubic is not None else None)
-    acc = {k: torch.tensor(v, dtype=torch.float64, device=device) for k, v in history["acc"].items()}
-    acc_n = int(history["acc_n"])
+    log = RunLog(run.live_dir, history.rows, {"val/psnr_bicubic": bicubic} if bicubic is not None else None)
 
     def save(done: int) -> Path:
         return resume.save({
             "step": done, "models": ckpt.module_states(modules), "optimizers": ckpt.optimizer_states(optimizers),
-            "rng": ckpt.rng_state(), "sampler": sampler.state_dict(),
-            "history": {"rows": log.rows, "acc": {k: float(v) for k, v in acc.items()}, "acc_n": acc_n}})
+            "rng": ckpt.rng_state(), "sampler": sampler.state_dict(), "history": history.state()})
 
-    stream = batches(data, sampler, cfg.crop_size, with_seg, start, iters, cfg.workers,
-                     pin_memory=device.type == "cuda")
     t0 = time.perf_counter()
-    bar = tqdm(total=iters, initial=start, desc=f"{stage}:{preset}", unit="it", mininterval=2.0,
-               disable=not run.progress, dynamic_ncols=True)
+    _iterate(run, data, generator, sampler, train_step, history, log, save, start)
+    seconds = time.perf_counter() - t0
+    ckpt.save_model(run.out_model, generator, run.preset, cfg.iters, dataclasses.asdict(cfg),
+                    data.segmenter if run.with_seg else None, method=run.method,
+                    info={**run.record, "precision": precision_label(device, cfg.mixed_precision),
+                          "device": describe(device, cfg.mixed_precision)})
+    log.close()
+    ran = cfg.iters - start
+    return {"stage": run.stage, "preset": run.preset, "step": cfg.iters,
+            "resumed_from": start if state is not None else None, "iterations_run": ran,
+            "seconds": round(seconds, 3), "it_per_s": round(ran / seconds, 3) if ran and seconds > 0 else None,
+            "device": describe(device, cfg.mixed_precision), "checkpoint_dir": str(resume.path),
+            "metrics": {**log.latest(), **({"val/psnr_bicubic": bicubic} if bicubic is not None else {})}}
+
+
+def _restore(state: dict, modules: dict, optimizers: dict, sampler) -> int:
+    """Load a resume checkpoint into the modules, optimisers, RNGs and sampler; returns its step."""
+    ckpt.load_module_states(modules, state["models"])
+    ckpt.load_optimizer_states(optimizers, state["optimizers"])
+    ckpt.set_rng_state(state["rng"])
+    sampler.load_state_dict(state["sampler"])
+    return int(state["step"])
+
+
+def _iterate(run: Run, data: TrainData, generator: torch.nn.Module, sampler, train_step: Callable,
+             history: _History, log: RunLog, save: Callable[[int], Path], start: int) -> None:
+    """Iterations start..iters-1 with logging, validation and checkpoints; a stop request saves and
+    raises `Preempted`."""
+    from tqdm import tqdm
+
+    cfg, device, iters = run.cfg, run.device, run.cfg.iters
+    stream = batches(data, sampler, cfg.crop_size, run.with_seg, start, iters, cfg.workers,
+                     pin_memory=device.type == "cuda")
+    bar = tqdm(total=iters, initial=start, desc=f"{run.stage}:{run.preset}", unit="it", mininterval=2.0,
+               disable=not run.progress, dynamic_ncols=True, file=QuietStream(sys.stderr))
     try:
         with ckpt.StopSignals() as stop:
             for step in range(start, iters):
                 batch = batch_to_device(next(stream), device, run.channels_last)
                 losses, lrs = train_step(batch, step)
-                for name, value in losses.items():
-                    acc[name] = acc.get(name, 0) + value.detach().double()
-                acc_n += 1
+                history.add(losses)
                 done = step + 1
                 sampler.next_step = done
                 metrics = {}
                 if due(done, cfg.log_every, iters):
-                    metrics.update({name: float(v) / acc_n for name, v in acc.items()})
+                    metrics.update(history.take_means())
                     metrics.update(lrs)
-                    acc, acc_n = {}, 0
-                    bar.set_postfix({k.split("/")[-1]: f"{v:.4g}" for k, v in metrics.items() if k.startswith("train/")},
-                                    refresh=False)
+                    shown = {k.split("/")[-1]: f"{v:.4g}" for k, v in metrics.items() if k.startswith("train/")}
+                    bar.set_postfix(shown, refresh=False)
                 if data.val and due(done, cfg.val_every, iters):
-                    metrics["val/psnr"] = validate(generator, data.val, device, with_seg)
+                    metrics["val/psnr"] = validate(generator, data.val, device, run.with_seg)
                 if metrics:
                     log.log(done, metrics)
                 bar.update(1)
                 if run.on_step is not None:
                     run.on_step(done)
-                if done % cfg.ckpt_every == 0 or done == iters or stop.received:
+                why = stop.check()
+                if done % cfg.ckpt_every == 0 or done == iters or why:
                     path = save(done)
-                    if stop.received and done < iters:
-                        raise ckpt.Preempted(stop.received, done, path)
+                    if why and done < iters:
+                        raise ckpt.Preempted(why, done, path)
     finally:
         bar.close()
         stream.close()
-    seconds = time.perf_counter() - t0
-    ckpt.save_model(run.out_model, generator, preset, iters, dataclasses.asdict(cfg),
-                    data.segmenter if with_seg else None, method=run.method,
-                    info={**run.record, "precision": precision_label(device, cfg.mixed_precision),
-                          "device": describe(device, cfg.mixed_precision)})
-    log.close()
-    ran = iters - start
-    return {"stage": stage, "preset": preset, "step": iters, "resumed_from": start if state is not None else None,
-            "iterations_run": ran, "seconds": round(seconds, 3),
-            "it_per_s": round(ran / seconds, 3) if ran and seconds > 0 else None,
-            "device": describe(device, cfg.mixed_precision), "checkpoint_dir": str(resume.path),
-            "metrics": {**log.latest(), **({"val/psnr_bicubic": bicubic} if bicubic is not None else {})}}
