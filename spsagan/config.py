@@ -184,13 +184,14 @@ class EvaluateConfig(_Section):
     timing_images: Union[int, Literal["all"]]
     timing_warmup: int
     timing_repeats: int
-    outside_checkpoints: dict[str, str]
+    published: dict[str, str]
+    export: dict[str, Literal["esrgan", "basicsr"]]
     outside_folders: dict[str, str]
 
     def check(self) -> None:
-        clash = sorted(set(self.outside_checkpoints) & set(self.outside_folders))
+        clash = sorted(set(self.published) & set(self.outside_folders))
         if clash:
-            _fail("evaluate", "outside_folders", f"{clash} also named in evaluate.outside_checkpoints")
+            _fail("evaluate", "outside_folders", f"{clash} also named in evaluate.published")
 
 
 @dataclasses.dataclass(frozen=True)

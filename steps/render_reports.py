@@ -9,6 +9,7 @@ from the paper's setting (network size, iterations, crops) read from the trained
 """
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -53,9 +54,17 @@ def settings(summary: dict) -> list[str]:
 
 
 def set_means(summary: dict) -> pd.DataFrame:
+    """One row of set means per method and dataset; the HR column's PSNR is infinite (JSON holds null)."""
     rows = [{"method": m, "dataset": d, **{k: s[k] for k in ("psnr", "ssim", "niqe", "pi", "pi_reason")}}
             for m, per_set in summary["methods"].items() for d, s in per_set.items()]
-    return pd.DataFrame(rows).astype({k: float for k in ("psnr", "ssim", "niqe", "pi")})
+    frame = pd.DataFrame(rows).astype({k: float for k in ("psnr", "ssim", "niqe", "pi")})
+    frame.loc[frame["method"] == "HR", "psnr"] = math.inf
+    return frame
+
+
+def skipped_notes(summary: dict) -> list[str]:
+    """One line per published method that was not evaluated: its file and where to get it."""
+    return [f"{s['method']}: not evaluated, {s['file']} not found; {s['source']}" for s in summary.get("skipped", [])]
 
 
 def attention_panel(args, dataset: str, name: str, query_frac, out: Path, profile, notes, semantic: bool) -> None:
@@ -93,7 +102,7 @@ def main() -> None:
     presets = list(PRESETS)
 
     render_table1(set_means(summary), args.profile, notes, args.table1, settings=run_settings, per_image=per_image,
-                  seed=cfg.seed, n_resamples=cfg.bootstrap_samples)
+                  seed=cfg.seed, n_resamples=cfg.bootstrap_samples, extra_notes=skipped_notes(summary))
     costs = pd.DataFrame([{"method": m, **c} for m, c in summary["costs"].items() if m in presets])
     render_ablation(per_image[per_image["method"].isin(presets)], costs, args.profile, notes, args.ablation,
                     seed=cfg.seed, n_resamples=cfg.bootstrap_samples, settings=run_settings)

@@ -75,7 +75,8 @@ def pipeline(tmp_path_factory):
 
     hr = modcrop(demo_image("chelsea"), 4)
     write_image(repo / "outside_sr" / "demo_test" / "chelsea_x4.png", imresize(imresize(hr, 0.25), 4))
-    params["evaluate"]["demo"]["outside_checkpoints"] = {"published_rrdb": "outside_rrdb.pth"}
+    params["evaluate"]["demo"]["published"] = {"published_rrdb": "outside_rrdb.pth",
+                                               "SFTGAN": "downloads/published/SFTGAN_noBN_OST_bg.pth"}
     params["evaluate"]["demo"]["outside_folders"] = {"elsewhere": "outside_sr"}
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
@@ -100,6 +101,11 @@ def test_dvc_repro_runs_every_stage_through_snakemake(pipeline):
         assert (repo / "reports" / name).stat().st_size > 0, name
     table = (repo / "reports" / "table1.md").read_text()
     assert "demo" in table and "published_rrdb" in table and "elsewhere" in table
+    # our retrained preset has its own column; a missing published file is named with its source
+    rows = pd.read_csv(repo / "reports" / "table1.csv")
+    reproduced = set(rows.loc[rows["source"] == "reproduced", "method"])
+    assert "ESRGAN (retrained)" in reproduced and "ESRGAN" not in reproduced
+    assert "SFTGAN: not evaluated, downloads/published/SFTGAN_noBN_OST_bg.pth not found; get it from" in table
     assert "not semantic categories" in (repo / "reports" / "table1.md").read_text()
 
 
@@ -163,3 +169,16 @@ def test_pruned_model_matches_the_mask_of_the_prune_stage(pipeline):
     model, ckpt = load_generator(repo / "results" / "pretrain_psnr" / "rrsb" / "model.pt")
     assert ckpt["arch"]["keep"] == mask
     assert sum(p.numel() for p in model.parameters()) == prune["params_rrsb"]
+
+
+@pytest.mark.slow
+def test_exported_esrgan_scores_exactly_like_the_preset_and_hr_is_a_column(pipeline):
+    repo, _, _ = pipeline
+    summary = json.loads((repo / "results" / "evaluate" / "summary.json").read_text())
+    assert summary["methods"]["esrgan (exported, esrgan layout)"] == summary["methods"]["esrgan"]
+    assert (repo / "results" / "evaluate" / "exported" / "esrgan_x4_esrgan.pth").is_file()
+    hr = summary["methods"]["HR"]["demo_test"]
+    assert hr["psnr"] is None and hr["ssim"] == 1.0 and hr["niqe"] is not None  # PSNR of the reference: infinite
+    table = pd.read_csv(repo / "reports" / "table1.csv")
+    hr_row = table[(table["method"] == "HR") & (table["source"] == "reproduced")].iloc[0]
+    assert hr_row["psnr"] == math.inf and hr_row["ssim"] == 1.0

@@ -414,3 +414,21 @@ def load_published(path) -> tuple[nn.Module, dict]:
     info = {"arch": layout, "needs_seg": layout in ("sftgan", "sftgan_torch"), "source": str(path),
             "weights_key": wrapper, **hyper}
     return model.eval(), info
+
+
+# Where each published file comes from, for the note that names a missing one (docs/data.md lists them too).
+SOURCES = {
+    "RRDB_ESRGAN_x4.pth": "ESRGAN's release (github.com/xinntao/ESRGAN, models/ via the Google Drive link in its README)",
+    "RRDB_PSNR_x4.pth": "ESRGAN's release (github.com/xinntao/ESRGAN, models/ via the Google Drive link in its README)",
+    "ESRGAN_SRx4_DF2KOST_official-ff704c30.pth": "BasicSR's model zoo (github.com/XPixelGroup/BasicSR, ModelZoo.md)",
+    "MSRResNet_x4.pth": "BasicSR's model zoo (github.com/XPixelGroup/BasicSR, ModelZoo.md: SRResNet, MSRResNet_x4)",
+    "MSRGAN_x4.pth": "BasicSR's model zoo (github.com/XPixelGroup/BasicSR, ModelZoo.md: SRGAN, MSRGAN_x4)",
+    "SFTGAN_noBN_OST_bg.pth": "SFTGAN's release (github.com/xinntao/SFTGAN, pretrained_models/ via its README)",
+    "SFTGAN_torch.pth": "SFTGAN's release (github.com/xinntao/SFTGAN, pretrained_models/ via its README)",
+}
+
+
+def published_source(path) -> str:
+    """Where a published weights file comes from (by file name), for messages about a missing file."""
+    name = Path(path).name
+    return f"get it from {SOURCES[name]}" if name in SOURCES else "see docs/data.md for where published weights come from"

@@ -43,7 +43,7 @@ from typing import Iterator
 
 import yaml
 
-from spsagan.pipeline.imports import closure
+from spsagan.pipeline.imports import FactCache, closure
 from spsagan.pipeline.params import load_yaml
 
 DVC_HEADER = """\
@@ -224,9 +224,14 @@ def _deps(value, raw: dict, where: str) -> dict[str, tuple[Dep, ...]]:
             for name, v in value.items()}
 
 
-def load_registry(path: str | os.PathLike = "workflow/stages.yaml") -> Registry:
-    """Read the registry; code dependencies are derived relative to the registry's repository root."""
+def load_registry(path: str | os.PathLike = "workflow/stages.yaml", import_cache: str | None = None) -> Registry:
+    """Read the registry; code dependencies are derived relative to the registry's repository root.
+
+    import_cache: a JSON file that keeps each module's parsed imports between runs (the Snakefile
+    uses one under .snakemake/); the derived dependencies are the same with or without it.
+    """
     path = Path(path)
+    cache = FactCache(import_cache)
     raw = load_yaml(path)
     if not isinstance(raw, dict) or not {"stages", "params_schema", "package"} <= set(raw):
         raise RegistryError(f"{path}: expected top-level keys 'package', 'params_schema' and 'stages'")
@@ -248,16 +253,17 @@ def load_registry(path: str | os.PathLike = "workflow/stages.yaml") -> Registry:
             stage = Stage(name=name, **fields, deps=_deps(entry.get("deps"), raw["stages"], where),
                           outs=_named(entry, "outs"), instances=instances,
                           extra_code=tuple(entry.get("extra_code") or ()),
-                          code=code_dependencies(root, entry["script"], package))
+                          code=code_dependencies(root, entry["script"], package, cache))
         except RegistryError as exc:
             raise RegistryError(f"{where}: {exc}") from None
         stages[name] = stage
+    cache.save()
     return Registry(path=path, params_schema=Path(raw["params_schema"]), package=package, stages=stages)
 
 
-def code_dependencies(root: Path, script: str, package: Path) -> tuple[str, ...]:
+def code_dependencies(root: Path, script: str, package: Path, cache: FactCache | None = None) -> tuple[str, ...]:
     """The package files `script` can import, as paths relative to the repository root."""
-    files = closure(root / script, root / package)
+    files = closure(root / script, root / package, cache)
     return tuple(f.relative_to(root).as_posix() for f in files)
 
 

@@ -44,8 +44,17 @@ MARKER_LEGEND = (f"Verdict markers, on cells with both r and p (details under Re
                  f"[no img] no per-image scores given, no interval.")
 
 
+# Results methods that must never take a paper column: the `esrgan` preset is this pipeline's
+# retraining of ESRGAN, not the published ESRGAN weights (evaluate those as `ESRGAN` via `published`).
+OWN_COLUMNS = {"esrgan": "ESRGAN (retrained)"}
+
+
 def display_method(name: str) -> str:
-    """The paper's column name for a results method (`bicubic` -> `Bicubic`, `spsagan` -> `SPSAGAN`)."""
+    """The column name of a results method: `esrgan` (the retrained preset) -> `ESRGAN (retrained)`;
+    a paper column's name in any case (`bicubic` -> `Bicubic`, `spsagan` -> `SPSAGAN`, `ESRGAN` for the
+    published weights); anything else as given."""
+    if str(name) in OWN_COLUMNS:
+        return OWN_COLUMNS[str(name)]
     for method in TABLE1_METHODS:
         if str(name).lower() == method.lower():
             return method
@@ -385,7 +394,8 @@ def _csv(long: pd.DataFrame, verdicts: pd.DataFrame, profile: str, standins: lis
 
 def render_table1(results: pd.DataFrame, profile: str, standins: list[str], out_dir: str | os.PathLike | list,
                   datasets: list[str] | None = None, settings: list[str] = (), per_image: pd.DataFrame | None = None,
-                  seed: int | None = None, n_resamples: int = 10000, confidence: float = 0.95) -> dict[str, Path]:
+                  seed: int | None = None, n_resamples: int = 10000, confidence: float = 0.95,
+                  extra_notes: list[str] = ()) -> dict[str, Path]:
     """Write table1.md, table1.csv and table1.tex to `out_dir` (or the paths given as a list: one per
     suffix md, csv, tex, plus an optional .html path for a self-contained table1.html); returns
     {suffix: path} of the files written.
@@ -405,7 +415,7 @@ def render_table1(results: pd.DataFrame, profile: str, standins: list[str], out_
     verdicts = reproduction_verdicts(results, standins, per_image, seed, n_resamples, confidence)
     datasets, methods = _layout(long, datasets)
     paths = output_paths(out_dir, "table1", ("md", "csv", "tex"), optional=("html",))
-    notes = _notes(long)
+    notes = [*_notes(long), *extra_notes]
     markers = {(v.method, v.dataset, v.metric): marker(v.verdict) for v in verdicts.itertuples() if v.verdict}
     grid = _grid(long, datasets, methods, tex=False, markers=markers)
     section = _verdict_section(verdicts, datasets, methods, per_image is not None, seed, n_resamples, confidence)
