@@ -1,6 +1,6 @@
 """Segmentation priors: SFTGAN's OutdoorSceneSeg, an offline stand-in, map storage and selection.
 
-- `OutdoorSceneSeg` (outdoor_scene_seg.py): the 8-class network; `preprocess` makes its input.
+- `OutdoorSceneSeg` (outdoor_scene_seg.py): the 8-class network; `preprocess_lq` makes its input from an LR image.
 - `StandInSegmenter` (standin.py): unsupervised colour/texture clusters in the same map format.
 - `CLASSES` (classes.py): the channel order, SFTGAN's, named once.
 - storage.py: `save_seg`, `load_seg`, `read_seg_meta` (compact uint8 `.npz` maps).
@@ -9,7 +9,7 @@
 """
 
 from spsagan.segmentation.classes import CLASSES, NUM_CLASSES
-from spsagan.segmentation.outdoor_scene_seg import OutdoorSceneSeg, OutdoorSceneSegmenter, WeightsError, preprocess
+from spsagan.segmentation.outdoor_scene_seg import OutdoorSceneSeg, OutdoorSceneSegmenter, WeightsError, preprocess_lq
 from spsagan.segmentation.standin import StandInSegmenter
 
 __all__ = [
@@ -19,5 +19,5 @@ __all__ = [
     "OutdoorSceneSegmenter",
     "StandInSegmenter",
     "WeightsError",
-    "preprocess",
+    "preprocess_lq",
 ]
