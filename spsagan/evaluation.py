@@ -2,7 +2,8 @@
 
 Protocol (SPEC section 4): PSNR/SSIM on the MATLAB Y channel after cropping `crop_border` pixels on
 each side; a single-channel (gray) test image is compared as it is, never expanded to RGB. NIQE on Y
-rounded to uint8 after the same crop (`spsagan.metrics.niqe`).
+rounded to uint8 after the same crop (`spsagan.metrics.niqe`); an image too small for NIQE (fewer than
+two 96x96 blocks) gets NaN and the `niqe_reason` column says why.
 
 PI follows the PIRM convention, PI = 0.5 * ((10 - Ma) + NIQE), with the same crop and Y channel for
 both scores. Ma (NRQM) needs its trained random forests (`NRQM_model.mat`), which only pyiqa can
@@ -27,8 +28,10 @@ import torch
 
 from spsagan import image, metrics
 from spsagan.image import imresize, read_image, to_tensor
+from spsagan.metrics.niqe import too_small as niqe_too_small
+from spsagan.models import tiling
 
-RESULT_COLUMNS = ["name", "psnr", "ssim", "niqe", "ma", "pi", "pi_reason"]
+RESULT_COLUMNS = ["name", "psnr", "ssim", "niqe", "niqe_reason", "ma", "pi", "pi_reason"]
 NRQM_FILE = "NRQM_model.mat"
 REASON_NO_PYIQA = "pyiqa not installed"
 REASON_NO_WEIGHTS = "NRQM weights not available offline"
@@ -96,7 +99,8 @@ def bicubic_sr(lq: np.ndarray) -> np.ndarray:
     return imresize(lq, 4)
 
 
-def sr_with_model(model: torch.nn.Module, lq: np.ndarray, seg=None, device=None) -> np.ndarray:
+def sr_with_model(model: torch.nn.Module, lq: np.ndarray, seg=None, device=None, tile: int | None = None,
+                  tile_overlap: int = tiling.DEFAULT_OVERLAP) -> np.ndarray:
     """Super-resolve one uint8 image with a generator; returns uint8 `(4h, 4w, 3)` or `(4h, 4w)`.
 
     lq: uint8 `(h, w, 3)` RGB, or `(h, w)` gray. A gray image is replicated to RGB for the network
@@ -104,10 +108,15 @@ def sr_with_model(model: torch.nn.Module, lq: np.ndarray, seg=None, device=None)
         test image stays gray and is scored as the protocol requires.
     seg: None, or `(8, 4h, 4w)` float probabilities (numpy or tensor), required by SPSA generators.
     device: where to run; None keeps the model where it is, otherwise the model is moved there.
+    tile, tile_overlap: None runs the image in one piece; otherwise LR tiles of `tile` pixels with
+        `tile_overlap` pixels of context (`spsagan.models.tiling`), each converted to uint8 at once,
+        so memory follows the tile rather than the image.
     """
     lq = np.asarray(lq)
     if lq.dtype != np.uint8 or not (lq.ndim == 2 or (lq.ndim == 3 and lq.shape[2] == 3)):
         raise ValueError(f"sr_with_model expects uint8 (h, w) or (h, w, 3), got {lq.dtype} {lq.shape}")
+    if tile is not None:
+        tiling.check_tiling(tile, tile_overlap)
     if device is not None:
         model = model.to(device)
     device = next(model.parameters()).device
@@ -120,14 +129,31 @@ def sr_with_model(model: torch.nn.Module, lq: np.ndarray, seg=None, device=None)
             raise ValueError(f"segmentation prior has shape {tuple(seg_t.shape)}, expected {expected} "
                              f"(8 classes at 4x the input size)")
         seg_t = seg_t[None].to(device)
+    sr = np.empty((4 * lq.shape[0], 4 * lq.shape[1], *lq.shape[2:]), np.uint8)
+
+    def write(top: int, left: int, core: torch.Tensor) -> None:
+        block = _to_uint8(core[0], gray=lq.ndim == 2)
+        sr[top : top + block.shape[0], left : left + block.shape[1]] = block
+
     model.eval()
     with torch.no_grad():
-        out = model(x, seg_t) if seg_t is not None else model(x)
-    out = out[0].detach().to("cpu", torch.float64).clamp_(0.0, 1.0)
-    if lq.ndim == 2:
+        if tile is None:
+            write(0, 0, model(x, seg_t) if seg_t is not None else model(x))
+        else:
+            tiling.tiled_forward(model, x, seg_t, tile, tile_overlap, emit=write)
+    return sr
+
+
+def _to_uint8(out: torch.Tensor, gray: bool) -> np.ndarray:
+    """Network output (3, H, W), any range -> uint8 (H, W, 3), or (H, W) channel mean when gray.
+
+    Clamped to [0, 1] in float64, then rounded half up; pixel by pixel, so tiles convert alike.
+    """
+    out = out.detach().to("cpu", torch.float64).clamp_(0.0, 1.0)
+    if gray:
         out = out.mean(dim=0, keepdim=True)
     arr = np.floor(out.numpy() * 255.0 + 0.5).astype(np.uint8).transpose(1, 2, 0)
-    return np.ascontiguousarray(arr[:, :, 0] if lq.ndim == 2 else arr)
+    return arr[:, :, 0] if gray else arr
 
 
 # --------------------------------------------------------------------------------------------------
@@ -189,15 +215,17 @@ def _as_reference_layout(sr: np.ndarray, gt: np.ndarray, name: str) -> np.ndarra
     return sr
 
 
-def _niqe(sr: np.ndarray, crop_border: int, name: str) -> float:
+def _niqe(sr: np.ndarray, crop_border: int) -> tuple[float, str]:
+    """(NIQE, "") or (NaN, why it is undefined); undefined scores leave the set mean "n/a"."""
+    if problem := niqe_too_small(sr.shape, crop_border):
+        # A small test image (e.g. 80x60) is valid data; NIQE just has too few 96x96 blocks for it.
+        return math.nan, f"NIQE {problem}"
     try:
-        return float(metrics.niqe(sr, crop_border=crop_border))
+        return float(metrics.niqe(sr, crop_border=crop_border)), ""
     except np.linalg.LinAlgError:
         # Degenerate statistics (e.g. a flat output of an untrained network): NIQE is undefined,
-        # as in MATLAB, which returns NaN; the set mean then reads "n/a" rather than a partial mean.
-        return math.nan
-    except ValueError as exc:
-        raise EvaluationError(f"{name}: NIQE failed ({exc}); evaluate with niqe=False for images this small") from exc
+        # as in MATLAB, which returns NaN.
+        return math.nan, "NIQE undefined (degenerate block statistics)"
 
 
 def evaluate_pairs(sr_images: dict[str, np.ndarray], hr_dir: str | os.PathLike, crop_border: int = 4,
@@ -206,9 +234,11 @@ def evaluate_pairs(sr_images: dict[str, np.ndarray], hr_dir: str | os.PathLike, 
     """Score SR images against the HR images of the same name in `hr_dir`.
 
     sr_images: name -> uint8 `(H, W, 3)` or `(H, W)`, each the size of `hr_dir/<name>.<ext>`.
-    Returns one row per image, sorted by name, columns `name, psnr, ssim, niqe, ma, pi, pi_reason`.
-    `niqe=False` skips NIQE (and so PI); `pi=False` skips Ma/PI. Unavailable scores are NaN and
-    `pi_reason` says why ("" when PI was computed).
+    Returns one row per image, sorted by name, columns `RESULT_COLUMNS`
+    (`name, psnr, ssim, niqe, niqe_reason, ma, pi, pi_reason`). `niqe=False` skips NIQE (and so PI);
+    `pi=False` skips Ma/PI. Unavailable scores are NaN and `niqe_reason` / `pi_reason` say why ("" when
+    the score was computed). NIQE is undefined for an image with fewer than two 96x96 blocks after
+    the crop (e.g. an 80x60 test image): NaN, and the set mean reads n/a.
     """
     hr_files = list_images(hr_dir)
     missing = sorted(set(sr_images) - set(hr_files))
@@ -224,11 +254,13 @@ def evaluate_pairs(sr_images: dict[str, np.ndarray], hr_dir: str | os.PathLike, 
     for name in sorted(sr_images):
         gt = read_image(hr_files[name], gray="keep")
         sr = _as_reference_layout(sr_images[name], gt, name)
+        niqe_score, niqe_reason = _niqe(sr, crop_border) if niqe else (math.nan, "NIQE not requested")
         row = {
             "name": name,
             "psnr": float(metrics.psnr(sr, gt, crop_border, test_y_channel=test_y_channel)),
             "ssim": float(metrics.ssim(sr, gt, crop_border, test_y_channel=test_y_channel)),
-            "niqe": _niqe(sr, crop_border, name) if niqe else math.nan,
+            "niqe": niqe_score,
+            "niqe_reason": niqe_reason,
             "ma": math.nan,
             "pi": math.nan,
             "pi_reason": reason,
@@ -236,6 +268,7 @@ def evaluate_pairs(sr_images: dict[str, np.ndarray], hr_dir: str | os.PathLike, 
         if score_ma is not None:
             row["ma"] = score_ma(sr)
             row["pi"] = 0.5 * ((10.0 - row["ma"]) + row["niqe"])
+            row["pi_reason"] = niqe_reason  # "" when NIQE, and so PI, is defined
         rows.append(row)
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)
 

@@ -135,6 +135,16 @@ def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
     return img[: h - h % scale, : w - w % scale, ...]
 
 
+def make_lq(hr: np.ndarray, scale: int = 4) -> np.ndarray:
+    """The LR image of an HR image, as the make_lr stage writes it: `imresize(modcrop(hr, scale), 1 / scale)`.
+
+    hr: uint8 `(H, W[, C])` -> uint8 `(H // scale, W // scale[, C])` (MATLAB bicubic, rounded after each pass).
+    """
+    if min(np.shape(hr)[:2]) < scale:
+        raise ValueError(f"an image of {np.shape(hr)[0]}x{np.shape(hr)[1]} pixels has no x1/{scale} LR image")
+    return imresize(modcrop(hr, scale), 1.0 / scale)
+
+
 # --------------------------------------------------------------------------------------------------
 # Colour
 

@@ -1,16 +1,26 @@
 """Upscale your own images x4 with a trained checkpoint: `spsagan-upscale CKPT IMG... -o OUT`.
 
 The checkpoint rebuilds its generator alone (`spsagan.models.presets.load_generator`). For an SPSA
-generator the segmentation prior is computed as in training: the segmenter recorded in the
-checkpoint (`ckpt["segmenter"]`) runs on the MATLAB-bicubic x4 upsample of the input, giving
-(8, 4h, 4w) probabilities. The attention runs in query-row chunks whose maps fit
-`max_attention_bytes`, so any image size fits in bounded memory (time grows with N^2, N = h*w).
+generator the segmentation prior is the pipeline's: the segmenter recorded in the checkpoint
+(`ckpt["segmenter"]`) runs on the MATLAB-bicubic x4 upsampling of the input
+(`spsagan.segmentation.run.prior_from_lq`, the function make_seg_maps uses), giving (8, 4h, 4w)
+probabilities, used at the uint8 precision the pipeline stores them in. So a make_lr LR image
+upscales exactly as the evaluate stage super-resolves it (when both run untiled).
+
+Memory: the image runs in LR tiles of `tile` pixels with `tile_overlap` pixels of context
+(`spsagan.models.tiling`; tile None: in one piece). Without attention the whole network is tiled;
+with attention the trunk and the upsampling tail are, and the attention runs on the whole feature
+map in query-row chunks whose maps fit `max_attention_bytes` (time grows with N^2, N = h*w). The
+chunking is exact up to float rounding: a different budget can move a few output pixels by one grey
+level. Tiling is exact up to float rounding when the overlap reaches the receptive radius
+(15 per RRDB block + 4 LR pixels); smaller overlaps are approximations (docs/models.md).
 
 Input rules (`spsagan.image.read_image`): RGB as is; gray stays gray (the network sees it
 replicated to RGB and the output is the channel mean); an alpha channel is dropped; palette and
-16-bit images are converted to 8-bit RGB/gray. Every input is read once before any work starts,
-so an unreadable file stops the run with its name before anything is written. Each output is
-written atomically as `<out_dir>/<stem><suffix>.png`.
+16-bit images are converted to 8-bit RGB/gray. Every input is read, and the output folder checked
+and created, before any inference, so an unreadable file or an output path blocked by a file stops
+the run with its name before anything is written. Each output is written atomically as
+`<out_dir>/<stem><suffix>.png`.
 """
 
 from __future__ import annotations
@@ -26,7 +36,8 @@ import torch
 from tqdm import tqdm
 
 from spsagan.evaluation import list_images, sr_with_model
-from spsagan.image import ImageError, imresize, read_image, write_image
+from spsagan.image import ImageError, read_image, write_image
+from spsagan.models import tiling
 from spsagan.models.attention import DEFAULT_MAX_BYTES
 from spsagan.models.presets import load_generator
 
@@ -69,6 +80,23 @@ def _outputs(files: list[Path], out_dir: Path, suffix: str) -> list[Path]:
     if clashes:
         raise UpscaleError("output names clash: " + "; ".join(clashes) + "; rename the inputs or change the suffix")
     return outs
+
+
+def _make_out_dir(out_dir: Path, outs: list[Path]) -> None:
+    """Create the output folder, or fail naming the path when a file stands in its way."""
+    blocker = next((p for p in (out_dir, *out_dir.parents) if p.exists() and not p.is_dir()), None)
+    if blocker == out_dir:
+        raise UpscaleError(f"output folder {out_dir} is a file; pass a folder to -o")
+    if blocker is not None:
+        raise UpscaleError(f"output folder {out_dir} cannot be created: {blocker} is a file; pass another -o")
+    folders = [o for o in outs if o.is_dir()]
+    if folders:
+        raise UpscaleError(f"output path(s) {', '.join(map(str, folders))} are folders; "
+                           "remove them or change the suffix")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UpscaleError(f"output folder {out_dir} cannot be created ({exc.strerror or exc})") from exc
 
 
 def _check_readable(files: list[Path]) -> None:
@@ -138,19 +166,27 @@ def load_segmenter(ckpt: dict, checkpoint: Path, weights, seed: int | None, devi
 def upscale(checkpoint: str | os.PathLike, inputs: list[str | os.PathLike], out_dir: str | os.PathLike,
             device: str | torch.device | None = None, max_attention_bytes: int = DEFAULT_MAX_BYTES,
             segmenter_weights: str | os.PathLike | None = None, segmenter_seed: int | None = None,
-            suffix: str = "_x4", progress: bool = True) -> list[Path]:
+            suffix: str = "_x4", tile: int | None = tiling.DEFAULT_TILE,
+            tile_overlap: int = tiling.DEFAULT_OVERLAP, progress: bool = True) -> list[Path]:
     """Super-resolve image files x4 with a checkpoint; returns the written PNG paths, in input order.
 
-    inputs: image files and/or folders of images. out_dir: created if missing.
+    inputs: image files and/or folders of images. out_dir: created if missing (before any inference).
     device: None picks CUDA when available, else the CPU.
     max_attention_bytes: budget for the attention maps of one query-row chunk.
     segmenter_weights: the OutdoorSceneSeg weights file, when the checkpoint was trained with it.
     segmenter_seed: the stand-in's clustering seed; None takes the one recorded in the checkpoint.
+    tile, tile_overlap: LR tile side and context in pixels (`spsagan.models.tiling`); tile None: untiled.
     """
     checkpoint = Path(checkpoint)
+    if tile is not None:
+        try:
+            tiling.check_tiling(tile, tile_overlap)
+        except ValueError as exc:
+            raise UpscaleError(str(exc)) from exc
     files = _expand(inputs)
     outs = _outputs(files, Path(out_dir), suffix)
     _check_readable(files)
+    _make_out_dir(Path(out_dir), outs)
     device = torch.device(device) if device is not None else default_device()
     try:
         model, ckpt = load_generator(checkpoint, map_location="cpu")
@@ -164,14 +200,23 @@ def upscale(checkpoint: str | os.PathLike, inputs: list[str | os.PathLike], out_
     written = []
     for path, out in tqdm(list(zip(files, outs)), desc="upscale x4", unit="image", disable=not progress):
         lq = read_image(path, gray="keep")
-        seg = None
-        if segmenter is not None:
-            rgb = lq if lq.ndim == 3 else np.repeat(lq[:, :, None], 3, axis=2)
-            seg = segmenter.segment([imresize(rgb, 4)])[0]
-        sr = sr_with_model(model, lq, seg=seg)
+        seg = stored_prior(segmenter, lq) if segmenter is not None else None
+        sr = sr_with_model(model, lq, seg=seg, tile=tile, tile_overlap=tile_overlap)
         write_image(out, sr)
         written.append(out)
     return written
+
+
+def stored_prior(segmenter, lq: np.ndarray) -> np.ndarray:
+    """The pipeline's prior of an LR image at its storage precision: float32 (8, 4h, 4w), multiples of 1/255.
+
+    make_seg_maps stores `prior_from_lq` quantised to uint8 and training and evaluation read it back,
+    so the network sees the same values here.
+    """
+    from spsagan.segmentation.run import prior_from_lq
+    from spsagan.segmentation.storage import dequantize, quantize
+
+    return dequantize(quantize(prior_from_lq(segmenter, lq)))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -184,7 +229,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default=None, help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda if "
                                                        "available, else cpu)")
     parser.add_argument("--max-attention-mb", type=float, default=DEFAULT_MAX_BYTES / 2**20,
-                        help="memory budget of the attention maps in MiB (default %(default)g)")
+                        help="memory budget of the attention maps in MiB (default %(default)g); results are "
+                             "exact up to float rounding (a few pixels may move by one grey level)")
+    parser.add_argument("--tile", type=int, default=tiling.DEFAULT_TILE,
+                        help="process the input in tiles of this many LR pixels a side, to bound memory; "
+                             "0: in one piece (default %(default)s)")
+    parser.add_argument("--tile-overlap", type=int, default=tiling.DEFAULT_OVERLAP,
+                        help="LR pixels of context around each tile; more is closer to untiled output "
+                             "(default %(default)s)")
     parser.add_argument("--segmenter-weights", default=None,
                         help="weights of the segmenter recorded in the checkpoint (OutdoorSceneSeg: "
                              "segmentation_OST_bic.pth)")
@@ -202,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
         written = upscale(args.checkpoint, args.inputs, args.output, device=args.device,
                           max_attention_bytes=int(args.max_attention_mb * 2**20),
                           segmenter_weights=args.segmenter_weights, segmenter_seed=args.segmenter_seed,
-                          suffix=args.suffix, progress=not args.quiet)
+                          suffix=args.suffix, tile=args.tile or None, tile_overlap=args.tile_overlap,
+                          progress=not args.quiet)
     except (UpscaleError, ImageError, FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"spsagan-upscale: error: {exc}", file=sys.stderr)
         return 1

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from spsagan.image import imresize, write_image
-from spsagan.segmentation import CLASSES, OutdoorSceneSeg, StandInSegmenter, WeightsError, preprocess
+from spsagan.image import imresize, make_lq, write_image
+from spsagan.segmentation import CLASSES, OutdoorSceneSeg, StandInSegmenter, WeightsError, preprocess_lq
 from spsagan.segmentation import selection
 from spsagan.segmentation.figure import plot_segmentation
 from spsagan.segmentation.outdoor_scene_seg import (
@@ -160,23 +160,25 @@ def test_forward_64x64_probabilities_and_matches_reference():
         model(torch.zeros(1, 3, 20, 24))
 
 
-def test_preprocess_is_sftgan_bgr_caffe_means():
-    hr = np.zeros((70, 45, 3), np.uint8)
-    hr[...] = (200, 100, 50)  # RGB
-    x = preprocess(hr)
-    assert x.shape == (3, 64, 40) and x.dtype == torch.float32
+def test_preprocess_lq_is_sftgan_bgr_caffe_means_on_the_x4_bicubic():
+    lq = np.zeros((17, 11, 3), np.uint8)
+    lq[...] = (200, 100, 50)  # RGB
+    x = preprocess_lq(lq)
+    assert x.shape == (3, 64, 40) and x.dtype == torch.float32  # 68 x 44 at x4, cropped to multiples of 8
     # bicubic of a constant is the constant: BGR order minus (103.939, 116.779, 123.68)
     expect = torch.tensor([50 - 103.939, 100 - 116.779, 200 - 123.68]).view(3, 1, 1).expand(3, 64, 40)
     assert torch.allclose(x, expect, atol=1e-4)
     rng = np.random.default_rng(0)
-    hr = rng.integers(0, 256, (35, 50, 3), dtype=np.uint8)
-    x = preprocess(hr)
-    crop = hr[:32, :48, ::-1].astype(np.float64) / 255
-    ref = imresize(imresize(crop, 1 / 4), 4) * 255 - np.array([103.939, 116.779, 123.68])
+    lq = rng.integers(0, 256, (9, 13, 3), dtype=np.uint8)
+    x = preprocess_lq(lq)
+    up = imresize(lq[:, :, ::-1].astype(np.float64) / 255, 4)[:32, :48]  # the whole LR upsampled, then cropped
+    ref = up * 255 - np.array([103.939, 116.779, 123.68])
     np.testing.assert_allclose(x.numpy(), ref.transpose(2, 0, 1), atol=1e-3)
-    assert np.abs(ref - (crop * 255 - [103.939, 116.779, 123.68])).max() > 10  # really blurred, no rounding
-    gray = preprocess(hr[:, :, 0])  # replicated to 3 channels, then the per-channel means
+    assert np.abs(up * 255 - np.round(up * 255)).max() > 0.1  # float, not rounded to uint8
+    gray = preprocess_lq(lq[:, :, 0])  # replicated to 3 channels, then the per-channel means
     assert torch.allclose(gray[0] + 103.939, gray[2] + 123.68, atol=1e-4)
+    with pytest.raises(ValueError, match="too small"):
+        preprocess_lq(lq[:1])
 
 
 def test_segmenter_pads_mod8_crop_by_edge_replication(weights_file):
@@ -186,16 +188,18 @@ def test_segmenter_pads_mod8_crop_by_edge_replication(weights_file):
     hr = rng.integers(0, 256, (20, 27, 3), dtype=np.uint8)
     (probs,) = seg.segment([hr])
     assert probs.shape == (8, 20, 27)
+    lq = make_lq(hr)  # 5 x 6: 20 x 24 at x4, segmented on its 16 x 24 crop
     with torch.no_grad():
-        inner = model(preprocess(hr)[None])[0].numpy()
+        inner = model(preprocess_lq(lq)[None])[0].numpy()
     np.testing.assert_allclose(probs[:, :16, :24], inner, atol=1e-6)
     np.testing.assert_array_equal(probs[:, 19, :24], probs[:, 15, :24])
     np.testing.assert_array_equal(probs[:, :, 26], probs[:, :, 23])
-    # a batch of two same-size images gives the same maps as one at a time
+    np.testing.assert_array_equal(probs[:, :20, :24], seg.segment_lq([lq])[0])  # an HR image is its LR's prior
+    # a batch of two same-size images gives the same maps as one at a time (up to float rounding)
     other = rng.integers(0, 256, (20, 27, 3), dtype=np.uint8)
     both = seg.segment([hr, other])
-    np.testing.assert_allclose(both[0], probs, atol=1e-5)
-    np.testing.assert_allclose(both[1], seg.segment([other])[0], atol=1e-5)
+    np.testing.assert_allclose(both[0], probs, atol=5e-5)
+    np.testing.assert_allclose(both[1], seg.segment([other])[0], atol=5e-5)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -342,11 +346,11 @@ def test_segment_dataset_resumes(tmp_path):
     class Crashing(StandInSegmenter):
         calls = 0
 
-        def segment(self, images):
+        def segment_lq(self, images):
             Crashing.calls += 1
             if Crashing.calls == 2:
                 raise RuntimeError("killed")
-            return super().segment(images)
+            return super().segment_lq(images)
 
     with pytest.raises(RuntimeError, match="killed"):
         segment_dataset(Crashing(seed=0), hr_dir, out, index_csv=index_csv, progress=False)
@@ -369,8 +373,8 @@ def test_segment_dataset_refuses_non_probabilities(tmp_path):
     hr_dir, _ = tiny_dataset(tmp_path)
 
     class Logits(StandInSegmenter):
-        def segment(self, images):
-            return [np.full((8, *im.shape[:2]), 3.0, np.float32) for im in images]
+        def segment_lq(self, images):
+            return [np.full((8, 4 * im.shape[0], 4 * im.shape[1]), 3.0, np.float32) for im in images]
 
     with pytest.raises(ValueError, match="map of .*gray.png: channels must sum to 1"):
         segment_dataset(Logits(seed=0), hr_dir, tmp_path / "maps", progress=False)

@@ -11,7 +11,7 @@ from PIL import Image
 
 from spsagan import upscale as up
 from spsagan.evaluation import sr_with_model
-from spsagan.image import imresize, read_image
+from spsagan.image import read_image
 from spsagan.models.presets import load_generator, preset_arch, build_generator
 from spsagan.segmentation.standin import StandInSegmenter
 from spsagan.training.checkpoint import save_model
@@ -74,7 +74,7 @@ def test_upscale_spsa_uses_the_recorded_segmenter(tmp_path, images, monkeypatch)
     ckpt = _checkpoint(tmp_path / "spsa.pth", "+spsa", segmenter=label)
     model, _ = load_generator(ckpt)
     lq = read_image(images["rgb"])
-    seg = StandInSegmenter(seed=3).segment([imresize(lq, 4)])[0]
+    seg = up.stored_prior(StandInSegmenter(seed=3), lq)
     expected = sr_with_model(model, lq, seg=seg)
     (out,) = up.upscale(ckpt, [images["rgb"]], tmp_path / "a", device="cpu", progress=False)
     assert np.array_equal(read_image(out), expected)
@@ -88,6 +88,67 @@ def test_upscale_spsa_uses_the_recorded_segmenter(tmp_path, images, monkeypatch)
     (chunked,) = up.upscale(ckpt, [images["rgb"]], tmp_path / "c", device="cpu", max_attention_bytes=4096,
                             progress=False)
     assert np.abs(read_image(chunked).astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_upscale_prior_is_the_pipelines_prior(tmp_path, monkeypatch):
+    """For a make_lr LR image, upscale feeds the SPSA layer make_seg_maps' stored map, bit for bit.
+
+    Both compute the prior from the LR (`prior_from_lq`), not from up(down(up(LR))), and upscale uses it
+    at the stored uint8 precision, so its output equals what the evaluate stage computes from the map.
+    """
+    from spsagan.data.pairs import make_pairs
+    from spsagan.segmentation.run import segment_dataset
+    from spsagan.segmentation.storage import load_quantized, load_seg, quantize
+
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[0:46, 0:54]
+    hr = np.stack([(xx * 5 + yy * 3 * c) % 256 for c in range(3)], axis=2) + rng.integers(0, 40, (46, 54, 3))
+    (tmp_path / "src").mkdir()
+    Image.fromarray(np.clip(hr, 0, 255).astype(np.uint8)).save(tmp_path / "src" / "img.png")
+    make_pairs(tmp_path / "src", tmp_path / "set", scale=4, gray="keep")
+    segment_dataset(StandInSegmenter(seed=3), tmp_path / "set" / "HR", tmp_path / "maps", progress=False)
+    ckpt = _checkpoint(tmp_path / "spsa.pth", "+spsa", segmenter=StandInSegmenter(seed=3).label)
+
+    seen = []
+    real_sr = up.sr_with_model
+    monkeypatch.setattr(up, "sr_with_model", lambda model, lq, seg=None, **kw: seen.append(np.asarray(seg))
+                        or real_sr(model, lq, seg=seg, **kw))
+    lq_file = tmp_path / "set" / "LR_x4" / "img.png"
+    (out,) = up.upscale(ckpt, [lq_file], tmp_path / "out", device="cpu", progress=False)
+    stored = load_quantized(tmp_path / "maps" / "img.npz")
+    assert seen[0].shape == stored.shape == (8, 44, 52)
+    assert np.array_equal(quantize(seen[0]), stored)  # same map after the storage quantisation
+    assert np.array_equal(seen[0], load_seg(tmp_path / "maps" / "img.npz"))  # and used at that precision
+    model, _ = load_generator(ckpt)
+    expected = real_sr(model, read_image(lq_file), seg=load_seg(tmp_path / "maps" / "img.npz"))
+    assert np.array_equal(read_image(out), expected)
+
+
+@pytest.mark.parametrize("where", ["file", "under_file"])
+def test_output_path_blocked_by_a_file_fails_before_inference(tmp_path, images, monkeypatch, capsys, where):
+    ckpt = _checkpoint(tmp_path / "spsa.pth", "+spsa", segmenter=StandInSegmenter(seed=0).label)
+    blocker = tmp_path / "taken.png"
+    blocker.write_bytes(b"not a folder")
+    out_dir = blocker if where == "file" else blocker / "a" / "b"
+
+    def no_inference(*args, **kwargs):
+        raise AssertionError("inference ran before the output path was checked")
+
+    from spsagan.models.rrdb import RRDBNet
+    from spsagan.segmentation.run import build_segmenter  # noqa: F401 (the module the segmenter comes from)
+
+    monkeypatch.setattr(up, "sr_with_model", no_inference)
+    monkeypatch.setattr(RRDBNet, "forward", no_inference)
+    monkeypatch.setattr(RRDBNet, "trunk_features", no_inference)
+    monkeypatch.setattr(StandInSegmenter, "segment_one", no_inference)
+    monkeypatch.setattr(StandInSegmenter, "segment", no_inference)
+    with pytest.raises(up.UpscaleError, match=str(blocker).replace(".", r"\.")) as info:
+        up.upscale(ckpt, [images["rgb"]], out_dir, device="cpu", progress=False)
+    assert "file" in str(info.value)
+    assert up.main([str(ckpt), str(images["rgb"]), "-o", str(out_dir), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("spsagan-upscale: error") == 1 and str(blocker) in err and "Traceback" not in err
+    assert blocker.read_bytes() == b"not a folder"
 
 
 def test_spsa_checkpoint_without_segmenter_is_an_error(tmp_path, images):

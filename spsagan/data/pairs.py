@@ -4,7 +4,7 @@ For each HR image (read with `spsagan.image.read_image`, whose rules convert gra
 RGBA, palette and 16-bit files; training sets pass gray="rgb", test sets gray="keep"):
 
     hr = modcrop(image, scale)           # drop the last H % scale rows and W % scale columns
-    lq = imresize(hr, 1 / scale)         # MATLAB bicubic, uint8 rounding after each pass
+    lq = make_lq(hr, scale)              # imresize(hr, 1 / scale): MATLAB bicubic, uint8 rounding
     <out>/HR/<name>.png, <out>/LR_x<scale>/<name>.png
 
 Sub-images (training sets; `subimage_size` given): square HR windows of `subimage_size`, every
@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from spsagan.atomic import atomic_dir
-from spsagan.image import imresize, list_images, modcrop, read_image, write_image
+from spsagan.image import list_images, make_lq, modcrop, read_image, write_image
 
 INDEX_COLUMNS = ("sub", "source", "top", "left", "size")
 
@@ -157,7 +157,7 @@ def _make_one(job: tuple, tmp: Path) -> dict:
     """Process one HR file; return its name, gray flag, pixel count and sub-image index rows."""
     path, name, scale, gray, size, step = job
     hr = modcrop(read_image(path, gray=gray), scale)
-    lq = imresize(hr, 1.0 / scale)
+    lq = make_lq(hr, scale)
     lr_folder = f"LR_x{scale}"
     write_image(tmp / "HR" / f"{name}.png", hr)
     write_image(tmp / lr_folder / f"{name}.png", lq)

@@ -128,6 +128,18 @@ def niqe_features(gray: np.ndarray) -> np.ndarray:
     return np.concatenate(per_scale, axis=1)
 
 
+def too_small(shape: tuple[int, ...], crop_border: int = 0) -> str:
+    """Why NIQE is undefined for an image of this shape, or "" when it is defined.
+
+    NIQE needs at least two 96x96 blocks after the crop: the block covariance needs two samples.
+    """
+    height, width = (max(0, side - 2 * int(crop_border)) for side in shape[:2])
+    if (height // BLOCK) * (width // BLOCK) >= 2:
+        return ""
+    return (f"needs at least two {BLOCK}x{BLOCK} blocks after cropping {crop_border} pixels a side, "
+            f"got a {height}x{width} image")
+
+
 def niqe(img: np.ndarray, crop_border: int = 0) -> float:
     """NIQE score (lower is better) of an `(H, W, 3)` RGB or `(H, W)` gray image, 0..255 scale.
 
@@ -146,11 +158,9 @@ def niqe(img: np.ndarray, crop_border: int = 0) -> float:
     if c:
         y = y[c:-c, c:-c]
     y = np.floor(y + 0.5)  # round half away from zero (values are non-negative), as MATLAB's uint8
+    if problem := too_small(img.shape, c):
+        raise ValueError(f"niqe: {problem}")
     rows, cols = y.shape[0] // BLOCK, y.shape[1] // BLOCK
-    if rows * cols < 2:
-        raise ValueError(
-            f"niqe needs at least two {BLOCK}x{BLOCK} blocks after cropping, got a {y.shape[0]}x{y.shape[1]} image"
-        )
     feats = niqe_features(y[: rows * BLOCK, : cols * BLOCK])
     mu_p, cov_p = pristine_params()
     mu_d = np.nanmean(feats, axis=0)

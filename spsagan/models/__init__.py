@@ -8,6 +8,7 @@
 - `discriminator`: VGG-style discriminator for 96 x 96 / 128 x 128 crops.
 - `vgg`: frozen VGG19 feature extractor for the perceptual loss.
 - `flops`: multiply-accumulate counts.
+- `tiling`: tiled x4 inference for large images (spsagan-upscale).
 """
 
 from spsagan._lazy import lazy_exports

@@ -231,22 +231,36 @@ class RRDBNet(nn.Module):
         feat = self.conv_first(lq)
         return feat + self.conv_body(self.body(feat))
 
-    def forward(self, lq: torch.Tensor, seg: torch.Tensor | None = None) -> torch.Tensor:
-        feat = self.trunk_features(lq)
+    def apply_attention(self, feat: torch.Tensor, seg: torch.Tensor | None = None) -> torch.Tensor:
+        """The attention layer on trunk features (identity without one): (B, C, h, w) -> same shape.
+
+        seg (B, 8, 4h, 4w) probabilities, required for SPSA. Attention reads every LR pixel, so it
+        needs the whole feature map; its own query-row chunking bounds its memory.
+        """
         if isinstance(self.attention, SPSA):
             if seg is None:
                 raise ValueError(
                     "this generator has an SPSA layer: forward(lq, seg) needs the "
                     "(B, 8, 4h, 4w) segmentation probabilities"
                 )
-            feat = self.attention(feat, seg)
-        elif self.attention is not None:
-            feat = self.attention(feat)
+            return self.attention(feat, seg)
+        if self.attention is not None:
+            return self.attention(feat)
+        return feat
+
+    def tail(self, feat: torch.Tensor) -> torch.Tensor:
+        """Upsampling tail: features (B, C, h, w) -> sr (B, 3, 4h, 4w), not clamped.
+
+        Each output pixel reads the features within 2 LR pixels (`spsagan.models.tiling.TAIL_OVERLAP`).
+        """
         for conv in (self.conv_up1, self.conv_up2):
             feat = F.leaky_relu(
                 conv(F.interpolate(feat, scale_factor=2, mode="nearest")), 0.2, inplace=True
             )
         return self.conv_last(F.leaky_relu(self.conv_hr(feat), 0.2, inplace=True))
+
+    def forward(self, lq: torch.Tensor, seg: torch.Tensor | None = None) -> torch.Tensor:
+        return self.tail(self.apply_attention(self.trunk_features(lq), seg))
 
     @torch.no_grad()
     def init_attention(self, lq: torch.Tensor, seg: torch.Tensor) -> float | None:

@@ -1,6 +1,6 @@
 """Segmentation priors: SFTGAN's OutdoorSceneSeg, an offline stand-in, map storage and selection.
 
-- `OutdoorSceneSeg` (outdoor_scene_seg.py): the 8-class network; `preprocess` makes its input.
+- `OutdoorSceneSeg` (outdoor_scene_seg.py): the 8-class network; `preprocess_lq` makes its input from an LR image.
 - `StandInSegmenter` (standin.py): unsupervised colour/texture clusters in the same map format.
 - `CLASSES` (classes.py): the channel order, SFTGAN's, named once.
 - storage.py: `save_seg`, `load_seg`, `read_seg_meta` (compact uint8 `.npz` maps).
@@ -17,7 +17,7 @@ _LAZY = {
     "OutdoorSceneSeg": "spsagan.segmentation.outdoor_scene_seg",
     "OutdoorSceneSegmenter": "spsagan.segmentation.outdoor_scene_seg",
     "WeightsError": "spsagan.segmentation.outdoor_scene_seg",
-    "preprocess": "spsagan.segmentation.outdoor_scene_seg",
+    "preprocess_lq": "spsagan.segmentation.outdoor_scene_seg",
     "StandInSegmenter": "spsagan.segmentation.standin",
 }
 __all__ = list(_LAZY)

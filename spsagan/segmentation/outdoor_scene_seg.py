@@ -33,8 +33,9 @@ where BatchNorm(c).* is `weight`, `bias`, `running_mean`, `running_var` (all (c,
 saved by PyTorch >= 0.4.1, `num_batches_tracked` (a scalar; PyTorch fills it in when absent).
 Parameters: 52,068,296 (BatchNorm affine parameters included, running statistics not).
 
-Input: the SFTGAN preprocessing of `preprocess` (BGR, 0..255 scale, minus the Caffe means), with H and
-W multiples of 8. Output: probabilities in the channel order of `spsagan.segmentation.classes.CLASSES`.
+Input: the SFTGAN preprocessing of `preprocess_lq` (the LR's bicubic x4, BGR, 0..255 scale, minus the
+Caffe means), with H and W multiples of 8. Output: probabilities in the channel order of
+`spsagan.segmentation.classes.CLASSES`.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from spsagan.image import imresize, modcrop
+from spsagan.image import imresize, make_lq, modcrop
 from spsagan.segmentation.classes import CLASSES, NUM_CLASSES
 from spsagan.segmentation.storage import pad_map
 
@@ -104,7 +105,7 @@ class Res131(nn.Module):
 class OutdoorSceneSeg(nn.Module):
     """SFTGAN's 8-class outdoor scene segmentation network (see the module docstring).
 
-    forward(x): x (B, 3, H, W) float32, preprocessed by `preprocess` (BGR minus Caffe means, about
+    forward(x): x (B, 3, H, W) float32, preprocessed by `preprocess_lq` (BGR minus Caffe means, about
     -124..152), H and W multiples of 8 -> (B, 8, H, W) probabilities summing to 1 over channels.
     """
 
@@ -129,26 +130,28 @@ class OutdoorSceneSeg(nn.Module):
         return torch.softmax(self.deconv(self.feature(x)), dim=1)
 
 
-def preprocess(hr: np.ndarray) -> torch.Tensor:
-    """SFTGAN's input for one HR image: uint8 (H, W, 3) RGB or (H, W) gray -> float32 (3, H8, W8).
+def preprocess_lq(lq: np.ndarray) -> torch.Tensor:
+    """OutdoorSceneSeg's input for one LR image: uint8 (h, w, 3) RGB or (h, w) gray -> float32 (3, H8, W8).
 
-    Steps (SFTGAN `test_segmentation.py`): mod-8 crop (drop the last rows/columns); RGB -> BGR; scale to
-    [0, 1]; MATLAB bicubic x1/4 then x4 (float, no rounding or clipping); times 255; minus the Caffe
-    means (103.939, 116.779, 123.68) per BGR channel; no division by a std. H8, W8 = H, W rounded down
-    to multiples of 8. Gray images are replicated to 3 channels first (SFTGAN's code would break on them).
+    SFTGAN's preprocessing (`test_segmentation.py`) on the bicubic x4 upsampling of the LR: RGB -> BGR;
+    scale to [0, 1]; MATLAB bicubic x4 (float, no rounding or clipping); times 255; minus the Caffe
+    means (103.939, 116.779, 123.68) per BGR channel; no division by a std. Then the mod-8 crop the
+    network needs: H8, W8 = 4h, 4w rounded down to multiples of 8. Gray is replicated to 3 channels.
+    SFTGAN downsamples a float HR instead; here the LR is the uint8 image the generator sees, so the
+    pipeline and spsagan-upscale compute one prior (`spsagan.segmentation.run.prior_from_lq`).
     """
-    hr = np.asarray(hr)
-    if hr.dtype != np.uint8:
-        raise ValueError(f"preprocess expects a uint8 image, got {hr.dtype}")
-    if hr.ndim == 2:
-        hr = np.repeat(hr[:, :, None], 3, axis=2)
-    if hr.ndim != 3 or hr.shape[2] != 3:
-        raise ValueError(f"preprocess expects an (H, W, 3) RGB or (H, W) gray image, got shape {hr.shape}")
-    img = modcrop(hr, 8)
-    if img.shape[0] < 8 or img.shape[1] < 8:
-        raise ValueError(f"image of {hr.shape[0]}x{hr.shape[1]} pixels is too small for OutdoorSceneSeg (needs >= 8x8)")
-    bgr = img[:, :, ::-1].astype(np.float64) / 255.0
-    upsampled = imresize(imresize(bgr, 0.25), 4.0) * 255.0
+    lq = np.asarray(lq)
+    if lq.dtype != np.uint8:
+        raise ValueError(f"preprocess_lq expects a uint8 image, got {lq.dtype}")
+    if lq.ndim == 2:
+        lq = np.repeat(lq[:, :, None], 3, axis=2)
+    if lq.ndim != 3 or lq.shape[2] != 3:
+        raise ValueError(f"preprocess_lq expects an (h, w, 3) RGB or (h, w) gray image, got shape {lq.shape}")
+    if lq.shape[0] < 2 or lq.shape[1] < 2:
+        raise ValueError(f"LR image of {lq.shape[0]}x{lq.shape[1]} pixels is too small for OutdoorSceneSeg "
+                         "(needs >= 2x2, 8x8 at x4)")
+    bgr = lq[:, :, ::-1].astype(np.float64) / 255.0
+    upsampled = modcrop(imresize(bgr, 4.0), 8) * 255.0
     upsampled -= np.asarray(CAFFE_MEAN_BGR)
     return torch.from_numpy(np.ascontiguousarray(upsampled.transpose(2, 0, 1), dtype=np.float32))
 
@@ -238,11 +241,13 @@ def _key_order(key: str):
 
 
 class OutdoorSceneSegmenter:
-    """Runs OutdoorSceneSeg on HR images the SFTGAN way; the maps are semantic (channel order CLASSES).
+    """Runs OutdoorSceneSeg the SFTGAN way on the x4 bicubic upsampling of LR images; the maps are
+    semantic (channel order CLASSES).
 
-    segment(images): list of uint8 (H, W, 3) RGB (or (H, W) gray) HR images -> list of float32
-    (8, H, W) probabilities. Images of one size run as one batch. An image whose size is not a multiple
-    of 8 is segmented on its mod-8 crop, and the map is padded to (H, W) by edge replication.
+    segment_lq(images): list of uint8 (h, w, 3) RGB (or (h, w) gray) LR images -> list of float32
+    (8, 4h, 4w) probabilities. Images of one size run as one batch. When 4h or 4w is not a multiple
+    of 8, the mod-8 crop is segmented and the map padded to (4h, 4w) by edge replication.
+    segment(images): HR images (H, W[, 3]) -> (8, H, W), the maps of their LR (`make_lq`), padded.
     """
 
     name = "outdoor_scene_seg"
@@ -262,14 +267,18 @@ class OutdoorSceneSegmenter:
         return self
 
     @torch.no_grad()
-    def segment(self, images: list[np.ndarray]) -> list[np.ndarray]:
+    def segment_lq(self, images: list[np.ndarray]) -> list[np.ndarray]:
         if not images:
             return []
         if len({np.asarray(im).shape[:2] for im in images}) > 1:
-            return [m for im in images for m in self.segment([im])]
-        batch = torch.stack([preprocess(im) for im in images]).to(self.device)
+            return [m for im in images for m in self.segment_lq([im])]
+        batch = torch.stack([preprocess_lq(im) for im in images]).to(self.device)
         probs = self.model(batch).float().cpu().numpy()
-        return [pad_map(p, *np.asarray(im).shape[:2]) for p, im in zip(probs, images)]
+        return [pad_map(p, 4 * np.asarray(im).shape[0], 4 * np.asarray(im).shape[1]) for p, im in zip(probs, images)]
+
+    def segment(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        lqs = [make_lq(np.asarray(im), 4) for im in images]
+        return [pad_map(m, *np.asarray(im).shape[:2]) for m, im in zip(self.segment_lq(lqs), images)]
 
     def meta(self) -> dict:
         return {"segmenter": self.name, "segmenter_label": self.label, "semantic": True,

@@ -7,6 +7,10 @@ returning, so a stage that builds the segmenter first writes no map when the wei
     <out_dir>/<name>.npz        the map of hr_dir/<name>.<ext>, at the image's size
     <out_dir>/sub/<sub>.npz     for each row of index.csv: the full map cut at (top, left, size)
 
+Every map is the prior of the image's LR (`priors_from_lq`: the segmenter on the bicubic x4 upsampling
+of the LR that make_lr writes, `spsagan.image.make_lq` of the HR), the function spsagan-upscale calls
+on a user's image, so training, evaluation and upscaling see one prior.
+
 A map file that exists and was made by the same segmenter (same label: weights digest or seed) for an
 image of the same size is skipped, so a killed run resumes where it stopped.
 """
@@ -17,21 +21,23 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
 from tqdm import tqdm
 
 from spsagan.data.pairs import INDEX_COLUMNS, read_index
-from spsagan.image import IMAGE_SUFFIXES, list_images, read_image
-from spsagan.segmentation.classes import channel_names
+from spsagan.image import IMAGE_SUFFIXES, list_images, make_lq, read_image
+from spsagan.segmentation.classes import NUM_CLASSES, channel_names
 from spsagan.segmentation.outdoor_scene_seg import (
     WEIGHTS_FILE, WEIGHTS_SOURCES, OutdoorSceneSegmenter, WeightsError, load_outdoor_scene_seg,
 )
 from spsagan.device import resolve_device
 from spsagan.segmentation.standin import StandInSegmenter
 from spsagan.segmentation.storage import (
-    SegStorageError, check_probabilities, crop_map, load_quantized, quantize, read_seg_meta, save_quantized,
+    SegStorageError, check_probabilities, crop_map, load_quantized, pad_map, quantize, read_seg_meta,
+    save_quantized,
 )
 
 SEGMENTERS = ("outdoor_scene_seg", "standin")
@@ -55,6 +61,28 @@ def build_segmenter(name: str, weights: str | os.PathLike | None = None, seed: i
     if name == "standin":
         return StandInSegmenter(seed=seed)
     raise ValueError(f"unknown segmenter {name!r}; choose one of {', '.join(SEGMENTERS)}")
+
+
+def priors_from_lq(segmenter, lqs: list[np.ndarray]) -> list[np.ndarray]:
+    """The segmentation priors of images from their LR: the segmenter on the bicubic x4 upsampling of each.
+
+    lqs: uint8 (h, w, 3) RGB or (h, w) gray LR images -> float32 (8, 4h, 4w) probabilities, at the
+    size of the generator's x4 output. The one definition of a prior: make_seg_maps (through
+    `segment_dataset`, on make_lr's LR) and spsagan-upscale (on the user's image) both call it.
+    """
+    lqs = [np.repeat(lq[:, :, None], 3, axis=2) if lq.ndim == 2 else lq for lq in map(np.asarray, lqs)]
+    maps = segmenter.segment_lq(lqs)
+    for lq, probs in zip(lqs, maps):
+        want = (NUM_CLASSES, 4 * lq.shape[0], 4 * lq.shape[1])
+        if np.shape(probs) != want:
+            raise ValueError(f"{segmenter.label}: prior of shape {np.shape(probs)} for a {lq.shape[0]}x{lq.shape[1]} "
+                             f"LR image, expected {want}")
+    return maps
+
+
+def prior_from_lq(segmenter, lq: np.ndarray) -> np.ndarray:
+    """`priors_from_lq` of one image: uint8 (h, w[, 3]) -> float32 (8, 4h, 4w)."""
+    return priors_from_lq(segmenter, [lq])[0]
 
 
 def _image_size(path: Path) -> tuple[int, int]:
@@ -147,13 +175,11 @@ def segment_dataset(segmenter, hr_dir: str | os.PathLike, out_dir: str | os.Path
                disable=not progress, initial=len(skipped))
     for start in range(0, len(todo), int(batch_size)):
         names = todo[start : start + int(batch_size)]
-        maps = segmenter.segment([read_image(images[n], gray="rgb") for n in names])
+        # The LR make_lr wrote for each HR image, recomputed bit for bit from the HR (same function).
+        maps = priors_from_lq(segmenter, [make_lq(read_image(images[n], gray="rgb"), 4) for n in names])
         for name, probs in zip(names, maps):
-            what = f"{segmenter.label} map of {images[name]}"
-            probs = check_probabilities(probs, what=what)
-            if probs.shape[1:] != sizes[name]:
-                raise ValueError(f"{what}: shape {probs.shape}, expected (8, {sizes[name][0]}, {sizes[name][1]})")
-            q = quantize(probs)
+            probs = check_probabilities(probs, what=f"{segmenter.label} map of {images[name]}")
+            q = quantize(pad_map(probs, *sizes[name]))  # a non-mod-4 HR: edge rows/columns repeated
             save_quantized(full_path(name), q, {**base_meta, "source": name})
             rows = sub_tasks(name)
             write_subs(name, q, rows)

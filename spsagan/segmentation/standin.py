@@ -7,14 +7,16 @@ k-th colour/texture cluster of that one image, clusters sorted by increasing lig
 the darkest region of every image, which gives the channels a weak meaning shared across images).
 
 Method, per image (deterministic for a seed):
-1. Like OutdoorSceneSeg, look only at what the LR image holds: MATLAB bicubic x1/4 of the mod-4 crop.
+1. Like OutdoorSceneSeg, look only at what the LR image holds: the LR itself (`segment_lq`), or for
+   an HR image its LR as make_lr makes it (`spsagan.image.make_lq`: MATLAB bicubic x1/4 of the mod-4 crop).
 2. Features per LR pixel: CIELAB colour (slightly blurred) and local texture (standard deviation of
    lightness in a 5x5 window, then blurred), colour and texture each scaled by their spread.
 3. K-means with 8 clusters (k-means++ seeding from `numpy.random.default_rng(seed)`, Lloyd iterations,
    fitted on at most `max_fit_points` pixels drawn with the same generator).
 4. Soft assignment p_k proportional to exp(-d_k^2 / (2 T)), d_k the distance to centroid k and T the
    mean squared distance of the pixels to their nearest centroid (times `softness`).
-5. Maps upsampled x4 to the mod-4 size with bilinear interpolation, padded to (H, W) by edge replication.
+5. Maps upsampled x4 with bilinear interpolation (the prior at the x4 output's size); for an HR image
+   padded to (H, W) by edge replication.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from spsagan.image import imresize, modcrop
+from spsagan.image import make_lq
 from spsagan.segmentation.classes import NUM_CLASSES, channel_names
 from spsagan.segmentation.storage import pad_map
 
@@ -33,7 +35,8 @@ class StandInSegmenter:
     """Deterministic clustering stand-in; see the module docstring.
 
     segment(images): list of uint8 (H, W, 3) RGB (or (H, W) gray) HR images, H, W >= 4 ->
-    list of float32 (8, H, W) probabilities.
+    list of float32 (8, H, W) probabilities. segment_lq(images): LR images (h, w[, 3]) -> (8, 4h, 4w);
+    segment(hr) is segment_lq(make_lq(hr)) padded to (H, W).
     """
 
     name = "standin"
@@ -58,25 +61,28 @@ class StandInSegmenter:
         return [self.segment_one(im) for im in images]
 
     def segment_one(self, hr: np.ndarray) -> np.ndarray:
-        hr = np.asarray(hr)
-        if hr.dtype != np.uint8 or hr.ndim not in (2, 3) or (hr.ndim == 3 and hr.shape[2] != 3):
-            raise ValueError(f"stand-in segmenter expects uint8 (H, W, 3) or (H, W), got {hr.dtype} {hr.shape}")
-        if hr.ndim == 2:
-            hr = np.repeat(hr[:, :, None], 3, axis=2)
+        """HR image (H, W[, 3]) uint8 -> (8, H, W): the maps of its LR (`make_lq`), padded to (H, W)."""
+        hr = _as_rgb(hr)
         height, width = hr.shape[:2]
-        cropped = modcrop(hr, 4)
-        if cropped.shape[0] < 4 or cropped.shape[1] < 4:
+        if height < 4 or width < 4:
             raise ValueError(f"image of {height}x{width} pixels is too small for the stand-in (needs >= 4x4)")
-        lq = imresize(cropped, 0.25)
+        return np.ascontiguousarray(pad_map(self.segment_lq_one(make_lq(hr, 4)), height, width))
+
+    def segment_lq(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        """LR images (h, w[, 3]) uint8 -> maps (8, 4h, 4w) float32: the prior at the x4 output's size."""
+        return [self.segment_lq_one(im) for im in images]
+
+    def segment_lq_one(self, lq: np.ndarray) -> np.ndarray:
+        lq = _as_rgb(lq)
         features = _features(lq, self.texture_weight)
         centroids = self._kmeans(features)
         probs = _soft_assign(features, centroids, self.softness)  # (h*w, 8)
         h, w = lq.shape[:2]
         maps = probs.reshape(h, w, NUM_CLASSES).astype(np.float32)
-        maps = cv2.resize(maps, (cropped.shape[1], cropped.shape[0]), interpolation=cv2.INTER_LINEAR)
-        maps = maps.reshape(cropped.shape[0], cropped.shape[1], NUM_CLASSES).transpose(2, 0, 1)
+        maps = cv2.resize(maps, (4 * w, 4 * h), interpolation=cv2.INTER_LINEAR)
+        maps = maps.reshape(4 * h, 4 * w, NUM_CLASSES).transpose(2, 0, 1)
         maps = maps / maps.sum(axis=0, keepdims=True)
-        return np.ascontiguousarray(pad_map(maps, height, width), dtype=np.float32)
+        return np.ascontiguousarray(maps, dtype=np.float32)
 
     def _kmeans(self, features: np.ndarray) -> np.ndarray:
         """Centroids (8, F), sorted by lightness (then the other features) for a stable channel order."""
@@ -101,6 +107,14 @@ class StandInSegmenter:
     def meta(self) -> dict:
         return {"segmenter": self.name, "segmenter_label": self.label, "semantic": False,
                 "algorithm": ALGORITHM, "seed": self.seed}
+
+
+def _as_rgb(img: np.ndarray) -> np.ndarray:
+    """uint8 (H, W, 3) as it is, (H, W) gray replicated to 3 channels; anything else is an error."""
+    img = np.asarray(img)
+    if img.dtype != np.uint8 or img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] != 3):
+        raise ValueError(f"stand-in segmenter expects uint8 (H, W, 3) or (H, W), got {img.dtype} {img.shape}")
+    return np.repeat(img[:, :, None], 3, axis=2) if img.ndim == 2 else img
 
 
 def _features(lq: np.ndarray, texture_weight: float) -> np.ndarray:
