@@ -162,7 +162,7 @@ def main() -> None:
                                            cfg, device)
 
     per_image = pd.concat(rows, ignore_index=True)
-    cols = ["method", "dataset", "name", "psnr", "ssim", "niqe", "ma", "pi", "pi_reason"]
+    cols = ["method", "dataset", "name", "psnr", "ssim", "niqe", "ma", "pi", "pi_reason", "niqe_reason"]
     with atomic_path(args.per_image) as tmp:
         per_image[cols].to_csv(tmp, index=False, float_format="%.6f")
     seg_summary = args.seg / "summary.json"

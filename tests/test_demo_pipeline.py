@@ -131,7 +131,9 @@ def test_table1_numbers_come_from_the_results_files(pipeline):
         means = summary["methods"][row.results_method][row.dataset]
         for metric in ("psnr", "ssim", "niqe", "pi"):
             expected, got = means[metric], getattr(row, metric)
-            if expected is None:
+            if row.results_method == "HR" and metric == "psnr":
+                assert expected is None and got == math.inf  # the reference against itself
+            elif expected is None:
                 assert math.isnan(got), (row.results_method, metric)
             else:
                 assert float(got) == float(expected), (row.results_method, row.dataset, metric)
