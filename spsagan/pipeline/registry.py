@@ -19,6 +19,7 @@ An entry::
       extra_code: [spsagan/metrics/x.npz]     # non-Python files the step reads
       report: {path: {caption: ..., category: ...}}   # outputs that go into `snakemake --report`
       gpu: 1                                  # GPU token; threads, runtime (minutes), mem_mb for SLURM
+      local: true                             # runs where Snakemake runs (needs the internet: login node)
       instances:                              # optional: one job per instance, `{instance}` in paths
         rrdb: {preset: esrgan}
         rrsb: {preset: spsagan, deps: {mask: "@prune.mask"}}
@@ -53,7 +54,7 @@ DVC_HEADER = """\
 """
 
 _STAGE_KEYS = {"desc", "script", "deps", "outs", "metrics", "live", "state", "args", "extra_code", "report",
-               "gpu", "threads", "runtime", "mem_mb", "instances"}
+               "gpu", "local", "threads", "runtime", "mem_mb", "instances"}
 _INSTANCE_RESERVED = {"deps"}
 _REF = re.compile(r"^@(?P<stage>\w+)\.(?P<name>\w+)(\[(?P<inst>[^\]]+)\])?$")
 
@@ -99,6 +100,7 @@ class Stage:
     code: tuple = ()                                          # derived: the script's import closure
     report: dict = dataclasses.field(default_factory=dict)
     gpu: int = 0
+    local: bool = False
     threads: int = 1
     runtime: int = 60
     mem_mb: int = 4000
