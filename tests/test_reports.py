@@ -345,3 +345,21 @@ def test_ablation_with_a_single_test_image_says_why_there_is_no_interval():
     table = ablation_comparisons(per_image, seed=0)
     psnr = table[table["metric"] == "psnr"].iloc[0]
     assert psnr["mean_diff"] == 1.0 and math.isnan(psnr["ci_low"]) and psnr["note"] == "n < 10: no interval"
+
+
+def test_timing_compares_the_papers_pair_and_the_psnr_models_with_device_and_sizes():
+    from spsagan.reports.ablation import timing_lines
+
+    costs = pd.DataFrame([
+        {"method": "+spsa", "median_s": 0.5, "images": 3, "sizes": [[64, 64], [32, 48], [64, 64]], "size": [64, 64],
+         "device": "cpu", "dtype": "float32"},
+        {"method": "spsagan", "median_s": 0.4, "images": 3, "sizes": [[64, 64], [32, 48], [64, 64]],
+         "size": [64, 64], "device": "cpu", "dtype": "float32"},
+        {"method": "rrdb_psnr", "median_s": 0.2, "images": 3, "sizes": [[64, 64]] * 3, "size": [64, 64],
+         "device": "cpu", "dtype": "float32"},
+        {"method": "rrsb_psnr", "median_s": 0.1, "images": 3, "sizes": [[64, 64]] * 3, "size": [64, 64],
+         "device": "cpu", "dtype": "float32"}])
+    text = "\n".join(timing_lines(costs))
+    assert "| +SPSA vs SPSAGAN (the paper's comparison) | 0.5000 | 0.4000 | 1.25x | 3 | 1,536-4,096 | cpu |" in text
+    assert "| PSNR models (no attention) | 0.2000 | 0.1000 | 2.00x | 3 | 4,096 | cpu | float32 |" in text
+    assert "| paper, +SPSA vs SPSAGAN | 0.368 | 0.296 | 1.24x | OST300 |" in text

@@ -161,10 +161,10 @@ def case_download_ost_not_supplied(tmp: Path) -> Case:
                     once=["must be downloaded by hand"], not_mentioned=["Alternatives:"])
 
 
-def make_lr(tmp: Path, params: str, exception: str | None, mentions: list[str]) -> Case:
+def make_lr(tmp: Path, params: str, exception: str | None, mentions: list[str], **extra) -> Case:
     out = tmp / "results" / "make_lr"
     return Case("make_lr", ["--params", params, "--src", str(tmp / "download"), "--out", str(out)],
-                out, exception, mentions)
+                out, exception, mentions, **extra)
 
 
 def case_make_lr_corrupt_png(tmp: Path) -> Case:
@@ -182,7 +182,8 @@ def case_make_lr_training_image_too_small(tmp: Path) -> Case:
     hr = write_pngs(tmp / "download" / "small_train" / "HR", {"big": (100, 100), "tiny": (61, 83)})
     write_pngs(tmp / "download" / "good_test" / "HR", {"t": (32, 32)})
     return make_lr(tmp, make_lr_params(["good_train", "small_train"], ["good_test"]), "ImageTooSmall",
-                   [str(hr / "tiny.png"), "60x80 after mod-crop", "smaller than 96", "min_size"])
+                   [str(hr / "tiny.png"), "60x80 after mod-crop", "smaller than 96", "lower make_lr.min_size"],
+                   not_mentioned=["set too_small"])  # advice names a key params.yaml accepts
 
 
 def case_params_make_lr_unknown_key_and_wrong_type(tmp: Path) -> Case:

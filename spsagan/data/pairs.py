@@ -82,8 +82,13 @@ def make_pairs(hr_dir: str | os.PathLike, out_dir: str | os.PathLike, *, scale: 
     if small and too_small == "error":
         listed = "; ".join(f"{p} ({h}x{w} after mod-crop)" for p, h, w in small[:10])
         more = f" and {len(small) - 10} more" if len(small) > 10 else ""
-        raise ImageTooSmall(f"{len(small)} HR image(s) smaller than {min_side} px on a side: {listed}{more}. "
-                            f"Remove them from {hr_dir}, lower min_size, or set too_small to 'skip'")
+        # Advice a pipeline user can follow: min_size is make_lr.min_size (training sets only); below the
+        # scale (any set) an image cannot be downscaled at all. `too_small` is a library argument.
+        fix = (f"remove them from {hr_dir} or lower make_lr.min_size (the smallest training crop)"
+               if min_side > scale else f"remove them from {hr_dir}: an image must be at least {scale} px to be "
+                                        f"downscaled x{scale}")
+        raise ImageTooSmall(f"{len(small)} HR image(s) smaller than {min_side} px on a side: {listed}{more}; {fix} "
+                            "(library callers may pass too_small='skip')")
     skipped = {p for p, _, _ in small}
     jobs = [(str(p), p.stem, scale, gray, subimage_size, subimage_step) for p in files if p not in skipped]
     if not jobs:

@@ -275,9 +275,15 @@ def _dvc_path(p: str) -> str:
     return p.rstrip("/")
 
 
+# DVC runs its commands with the caller's PATH: without the environment activated, Snakemake is not
+# found. Say so (exit 127) before anything runs; outputs are `persist`, so DVC has deleted nothing.
+_NEED_SNAKEMAKE = ("command -v snakemake >/dev/null || { echo 'snakemake is not on PATH: activate the "
+                   "environment (source .venv/bin/activate) or run make dvc-demo' >&2; exit 127; }; ")
+
+
 def snakemake_cmd(stage: Stage, targets: list[str]) -> str:
     """The command DVC runs for a stage: Snakemake builds exactly that stage's targets."""
-    return (f"snakemake {' '.join(_dvc_path(t) for t in targets)} --cores all --resources gpu=1 "
+    return (f"{_NEED_SNAKEMAKE}snakemake {' '.join(_dvc_path(t) for t in targets)} --cores all --resources gpu=1 "
             f"--allowed-rules {stage.name} --forcerun {stage.name}")
 
 
@@ -297,12 +303,15 @@ def _dvc_stage(stage: Stage) -> dict:
     shared = [fill(p) for deps in stage.deps.values() for d in deps for p in d.paths]
     body["deps"] = list(dict.fromkeys(_dvc_path(d) for d in (stage.script, *stage.code, *stage.extra_code, *shared)))
     body["params"] = ["profile", f"{stage.name}.${{profile}}"]
+    # persist: DVC leaves outputs in place before running the command, so a `dvc repro` started while
+    # Snakemake works stops at Snakemake's lock with every file untouched, and Snakemake (which
+    # removes a job's outputs itself) stays the only tool that deletes results.
     if outs:
-        body["outs"] = [_dvc_path(o) for o in outs]
+        body["outs"] = [{_dvc_path(o): {"persist": True}} for o in outs]
     if metrics:
-        body["metrics"] = [{_dvc_path(m): {"cache": False}} for m in metrics]
+        body["metrics"] = [{_dvc_path(m): {"cache": False, "persist": True}} for m in metrics]
     if plots:
-        body["plots"] = [{_dvc_path(p): {"cache": False}} for p in plots]
+        body["plots"] = [{_dvc_path(p): {"cache": False, "persist": True}} for p in plots]
     return body
 
 

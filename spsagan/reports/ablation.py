@@ -148,6 +148,44 @@ def _comparison_lines(comparisons: pd.DataFrame, baseline: str, seed: int, n_res
     return lines
 
 
+# RRDB versus RRSB as the paper compares them (Sec. 4: +SPSA 0.368 s -> SPSAGAN 0.296 s per OST image
+# on a GTX 1080Ti), and the attention-free PSNR models as an extra row.
+TIMING_PAIRS = [("+SPSA vs SPSAGAN (the paper's comparison)", "+spsa", "spsagan"),
+                ("PSNR models (no attention)", "rrdb_psnr", "rrsb_psnr")]
+
+
+def timing_lines(costs: pd.DataFrame) -> list[str]:
+    """Markdown: RRDB-body vs RRSB-body inference time per image, with device, dtype, images and sizes.
+
+    costs: one row per method with median_s (mean over the timing images of each image's median),
+    images (count) and sizes ([h, w] per image, LR pixels) where known.
+    """
+    from spsagan.reports.paper import INFERENCE_TIME
+
+    rows = []
+    for label, rrdb, rrsb in TIMING_PAIRS:
+        a, b = costs[costs["method"] == rrdb], costs[costs["method"] == rrsb]
+        if a.empty or b.empty:
+            continue
+        a, b = a.iloc[0], b.iloc[0]
+        sizes = b.get("sizes") if isinstance(b.get("sizes"), list) else [b["size"]]
+        pixels = [int(s[-2]) * int(s[-1]) for s in sizes if isinstance(s, (list, tuple)) and len(s) >= 2]
+        span = "" if not pixels else f"{min(pixels):,}-{max(pixels):,}" if len(set(pixels)) > 1 else f"{pixels[0]:,}"
+        rows.append([label, _fmt(float(a["median_s"]), 4), _fmt(float(b["median_s"]), 4),
+                     f"{float(a['median_s']) / float(b['median_s']):.2f}x", str(b.get("images", 1)), span,
+                     str(b["device"]), str(b["dtype"])])
+    if not rows:
+        return []
+    paper = {r["network"]: r["median_s"] for r in INFERENCE_TIME}
+    rows.append(["paper, +SPSA vs SPSAGAN", f"{paper['RRDB+SPSA']:.3f}", f"{paper['RRSB+SPSA']:.3f}",
+                 f"{paper['RRDB+SPSA'] / paper['RRSB+SPSA']:.2f}x", "OST300", "", INFERENCE_TIME[0]["device"], ""])
+    return ["## Inference time: RRDB vs RRSB body", "",
+            "Per image: the median of the timed repeats after warm-up, averaged over the timing images "
+            "(`evaluate.timing_set`, `timing_images`); input size in LR pixels.", "",
+            *_table(["comparison", "RRDB (s)", "RRSB (s)", "speed-up", "images", "LR pixels", "device", "dtype"],
+                    rows, "lrrrrrll"), ""]
+
+
 def render_ablation(per_image: pd.DataFrame, costs: pd.DataFrame, profile: str, standins: list[str],
                     out_dir: str | os.PathLike | list, seed: int, baseline: str = "spsagan",
                     n_resamples: int = 10000, confidence: float = 0.95, settings: list[str] = ()) -> dict[str, Path]:
@@ -191,6 +229,7 @@ def render_ablation(per_image: pd.DataFrame, costs: pd.DataFrame, profile: str, 
         rows.append([m, f"{int(c['params']):,}", f"{float(c['flops']) / 1e9:.3f}", _fmt(float(c["median_s"]), 4),
                      str(c["device"]), str(c["dtype"]), str(c["size"])])
     lines += _table(["preset", "params", "GMACs", "time (s)", "device", "dtype", "input size"], rows, "lrrrlll") + [""]
+    lines += timing_lines(costs)
 
     lines += _verdict_lines(per_image, standins, seed, n_resamples, confidence)
     lines += _comparison_lines(comparisons, baseline, seed, n_resamples, confidence)

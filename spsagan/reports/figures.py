@@ -218,8 +218,9 @@ def inference_time_chart(timings: pd.DataFrame, out_path: str | os.PathLike, tit
             ax.annotate(f"{value:.4g} s", (patch.get_x() + patch.get_width() / 2, patch.get_height()),
                         ha="center", va="bottom", fontsize=8)
         speed = dict(zip(sub["network"], sub["median_s"]))
-        if "RRDB" in speed and "RRSB" in speed and speed["RRSB"] > 0:
-            label += f"\nspeed-up RRDB/RRSB: {speed['RRDB'] / speed['RRSB']:.2f}x"
+        for rrdb, rrsb in (("RRDB+SPSA", "RRSB+SPSA"), ("RRDB", "RRSB")):
+            if rrdb in speed and rrsb in speed and speed[rrsb] > 0:
+                label += f"\nspeed-up {rrdb}/{rrsb}: {speed[rrdb] / speed[rrsb]:.2f}x"
         ax.set_title(label, fontsize=9)
         ax.set_xlabel("generator body")
         ax.set_ylabel("median inference time per image (s)")
