@@ -16,7 +16,7 @@ import torch
 from spsagan.evaluation import bicubic_sr, sr_with_model
 from spsagan.image import imresize, modcrop, read_image
 from spsagan.metrics import psnr, ssim
-from spsagan.models.presets import load_generator, needs_seg
+from spsagan.models.presets import load_generator, takes_seg
 
 
 def main() -> None:
@@ -26,7 +26,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     model, ckpt = load_generator(args.checkpoint)
-    if needs_seg(ckpt.get("preset", "esrgan")):
+    if takes_seg(ckpt["arch"]):
         raise SystemExit("this script evaluates generators without the segmentation prior (PSNR models, esrgan, +fa)")
     print("| set | images | bicubic PSNR / SSIM | model PSNR / SSIM | margin (dB) |")
     print("|---|--:|--:|--:|--:|")

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from spsagan.device import resolve_device
 from spsagan.evaluation import list_images, sr_with_model
 from spsagan.image import ImageError, read_image, write_image
 from spsagan.models import tiling
@@ -110,10 +111,6 @@ def _check_readable(files: list[Path]) -> None:
         raise UpscaleError(f"{len(bad)} unreadable input(s), nothing written:\n  " + "\n  ".join(bad))
 
 
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def set_attention_budget(model: torch.nn.Module, max_bytes: int) -> None:
     """Bound the attention maps alive at once (bytes) in every attention layer of `model`."""
     if int(max_bytes) < 1:
@@ -171,7 +168,7 @@ def upscale(checkpoint: str | os.PathLike, inputs: list[str | os.PathLike], out_
     """Super-resolve image files x4 with a checkpoint; returns the written PNG paths, in input order.
 
     inputs: image files and/or folders of images. out_dir: created if missing (before any inference).
-    device: None picks CUDA when available, else the CPU.
+    device: "auto" (or None) picks CUDA when available, else the CPU (`spsagan.device.resolve_device`).
     max_attention_bytes: budget for the attention maps of one query-row chunk.
     segmenter_weights: the OutdoorSceneSeg weights file, when the checkpoint was trained with it.
     segmenter_seed: the stand-in's clustering seed; None takes the one recorded in the checkpoint.
@@ -187,7 +184,7 @@ def upscale(checkpoint: str | os.PathLike, inputs: list[str | os.PathLike], out_
     outs = _outputs(files, Path(out_dir), suffix)
     _check_readable(files)
     _make_out_dir(Path(out_dir), outs)
-    device = torch.device(device) if device is not None else default_device()
+    device = resolve_device(device or "auto")
     try:
         model, ckpt = load_generator(checkpoint, map_location="cpu")
     except (FileNotFoundError, ValueError) as exc:
@@ -226,8 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("checkpoint", help="checkpoint file written by the training stage (.pth)")
     parser.add_argument("inputs", nargs="+", help="image files or folders of images")
     parser.add_argument("-o", "--output", required=True, help="output folder (created if missing)")
-    parser.add_argument("--device", default=None, help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda if "
-                                                       "available, else cpu)")
+    parser.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda or cuda:N")
     parser.add_argument("--max-attention-mb", type=float, default=DEFAULT_MAX_BYTES / 2**20,
                         help="memory budget of the attention maps in MiB (default %(default)g); results are "
                              "exact up to float rounding (a few pixels may move by one grey level)")
