@@ -1,16 +1,19 @@
 # Two entry points (see README): `make demo` sets up and runs the offline demo pipeline,
 # `make test` sets up and runs the test suite. Both reuse .venv once it is built.
+# Before a paper run: `make fetch` (where there is internet: the login node), then `make paper`.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # The CPU wheel on CPU-only machines; GPU users may override, e.g. TORCH='torch==2.13.0+cu128'.
 TORCH ?= torch==2.13.0
 EXTRAS ?=
+# The profile whose files `make fetch` and `make preflight` look at.
+PROFILE ?= paper
 
 export PATH := $(abspath $(BIN)):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup demo paper dvc-demo test lint report clean-results FORCE
+.PHONY: setup demo paper fetch preflight dvc-demo test lint report clean-results FORCE
 
 setup: $(VENV)/.installed
 
@@ -34,6 +37,15 @@ demo: setup
 
 paper: setup
 	$(BIN)/snakemake --cores all --resources gpu=1 --config profile=paper
+
+# Downloads every file of the profile that can be downloaded (datasets, VGG19, NRQM), verified, then
+# prints the preflight table of what is left: the files only a person can download (docs/data.md).
+fetch: setup
+	$(BIN)/python -m spsagan.preflight --fetch --profile $(PROFILE)
+
+# The preflight table alone (the paper profile's Snakemake run prints it too, and stops on a missing file).
+preflight: setup
+	$(BIN)/python -m spsagan.preflight --profile $(PROFILE)
 
 dvc-demo: setup
 	$(BIN)/dvc repro

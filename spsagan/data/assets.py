@@ -1,10 +1,13 @@
 """Registry of every external file the paper profile needs: where from, how big, how verified.
 
-Two plain dicts:
+Three plain dicts:
 
 - `ASSETS`: asset key -> `Asset` (one downloadable file: an archive or a weights file).
 - `DATASETS`: dataset name -> `DatasetSource` (which asset holds it, the folder inside the archive
   that holds its HR images, and how many images that folder must contain).
+- `PUBLISHED_WEIGHTS`: file name of a Table 1 baseline's weights -> where it comes from (never fetched).
+
+`spsagan.preflight` derives from these and the profile's settings the list of files a run will need.
 
 Checksums are the ones published by the hosts or by widely used loaders (sources in docs/data.md).
 `None` means no checksum is known: such a file is accepted on its size and image count only, and
@@ -53,6 +56,7 @@ class Asset:
     page: the human-readable page a user opens to get the file by hand.
     manual: True when no scripted download is possible (Google Drive / Baidu folders).
     instructions: what to download on `page` when it is manual (or when the direct link is dead).
+    unchecked: how a copy is checked when no checksum or size is published (default: as a dataset archive).
     """
 
     key: str
@@ -64,6 +68,7 @@ class Asset:
     license: str
     manual: bool = False
     instructions: str = ""
+    unchecked: str = "no published checksum: only that it is a readable archive with the expected image count"
 
     def verification(self) -> str:
         """One phrase saying how a copy of this file is checked."""
@@ -73,7 +78,7 @@ class Asset:
         if self.size is not None:
             parts.append(f"size {self.size:,} bytes")
         if not parts:
-            return "no published checksum: only that it is a readable archive with the expected image count"
+            return self.unchecked
         return " and ".join(parts)
 
 
@@ -191,6 +196,8 @@ ASSETS: dict[str, Asset] = {
         instructions="On the SFTGAN pretrained-models Google Drive folder (linked from " + _SFTGAN_PAGE + " "
         "pretrained_models/README.md), download segmentation_OST_bic.pth (the PyTorch segmentation model for "
         "bicubic-upsampled input; not the .t7 Torch file).",
+        unchecked="no published checksum: make_seg_maps loads it strictly and checks its parameter count "
+        "(pin your copy with make_seg_maps.weights_sha256)",
     ),
     "pyiqa_nrqm": Asset(
         key="pyiqa_nrqm",
@@ -202,6 +209,7 @@ ASSETS: dict[str, Asset] = {
         license="Ma et al. NRQM model as redistributed by pyiqa (chaofengc/IQA-PyTorch); see that project's terms",
         instructions="Alternative URL: https://github.com/chaofengc/IQA-PyTorch/releases/download/v0.1-weights/"
         "NRQM_model.mat",
+        unchecked="no published checksum: pyiqa loads it when PI is computed",
     ),
     "pyiqa_niqe": Asset(
         key="pyiqa_niqe",
@@ -214,6 +222,7 @@ ASSETS: dict[str, Asset] = {
         "see that project's terms",
         instructions="Alternative URL: https://github.com/chaofengc/IQA-PyTorch/releases/download/v0.1-weights/"
         "niqe_modelparameters.mat",
+        unchecked="no published checksum: pyiqa loads it",
     ),
 }
 
@@ -254,3 +263,17 @@ def get_dataset(name: str) -> DatasetSource:
             f"unknown dataset {name!r}; downloadable datasets: {', '.join(sorted(DATASETS))} "
             "(the demo profile uses source='demo' instead)"
         ) from None
+
+
+# Published weights of Table 1's baselines (evaluate.published): file name -> where it comes from. They sit
+# behind Google Drive links without checksums, so nothing fetches them; a missing one is skipped and named.
+_ESRGAN_RELEASE = "ESRGAN's release (github.com/xinntao/ESRGAN, models/ via the Google Drive link in its README)"
+PUBLISHED_WEIGHTS: dict[str, str] = {
+    "RRDB_ESRGAN_x4.pth": _ESRGAN_RELEASE,
+    "RRDB_PSNR_x4.pth": _ESRGAN_RELEASE,
+    "ESRGAN_SRx4_DF2KOST_official-ff704c30.pth": "BasicSR's model zoo (github.com/XPixelGroup/BasicSR, ModelZoo.md)",
+    "MSRResNet_x4.pth": "BasicSR's model zoo (github.com/XPixelGroup/BasicSR, ModelZoo.md: SRResNet, MSRResNet_x4)",
+    "MSRGAN_x4.pth": "BasicSR's model zoo (github.com/XPixelGroup/BasicSR, ModelZoo.md: SRGAN, MSRGAN_x4)",
+    "SFTGAN_noBN_OST_bg.pth": "SFTGAN's release (github.com/xinntao/SFTGAN, pretrained_models/ via its README)",
+    "SFTGAN_torch.pth": "SFTGAN's release (github.com/xinntao/SFTGAN, pretrained_models/ via its README)",
+}

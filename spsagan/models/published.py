@@ -54,6 +54,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from spsagan.data.assets import PUBLISHED_WEIGHTS
 from spsagan.models.rrdb import RRDBNet
 from spsagan.segmentation.classes import CLASSES
 
@@ -416,16 +417,8 @@ def load_published(path) -> tuple[nn.Module, dict]:
     return model.eval(), info
 
 
-# Where each published file comes from, for the note that names a missing one (docs/data.md lists them too).
-SOURCES = {
-    "RRDB_ESRGAN_x4.pth": "ESRGAN's release (github.com/xinntao/ESRGAN, models/ via the Google Drive link in its README)",
-    "RRDB_PSNR_x4.pth": "ESRGAN's release (github.com/xinntao/ESRGAN, models/ via the Google Drive link in its README)",
-    "ESRGAN_SRx4_DF2KOST_official-ff704c30.pth": "BasicSR's model zoo (github.com/XPixelGroup/BasicSR, ModelZoo.md)",
-    "MSRResNet_x4.pth": "BasicSR's model zoo (github.com/XPixelGroup/BasicSR, ModelZoo.md: SRResNet, MSRResNet_x4)",
-    "MSRGAN_x4.pth": "BasicSR's model zoo (github.com/XPixelGroup/BasicSR, ModelZoo.md: SRGAN, MSRGAN_x4)",
-    "SFTGAN_noBN_OST_bg.pth": "SFTGAN's release (github.com/xinntao/SFTGAN, pretrained_models/ via its README)",
-    "SFTGAN_torch.pth": "SFTGAN's release (github.com/xinntao/SFTGAN, pretrained_models/ via its README)",
-}
+# Where each published file comes from (the asset registry), for the note that names a missing one.
+SOURCES = PUBLISHED_WEIGHTS
 
 
 def published_source(path) -> str:

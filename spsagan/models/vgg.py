@@ -4,15 +4,20 @@ Loads torchvision's ImageNet file (`vgg19-dcbb9e9d.pth`, a state dict with keys 
 and `classifier.*`) without needing torchvision: the `features` stack is rebuilt here with the
 same indices (conv5_4 = features.34). Input RGB in [0, 1], normalised with the ImageNet mean/std.
 Without a weights file (offline demo) the network gets a seeded random init and says so in
-`weights_label` (`vgg19-random-seed<k>`).
+`weights_label` (`vgg19-random-seed<k>`). `verify_weights(path)` checks a file against the asset
+registry's entry (`vgg19`: torchvision's published sha256 prefix), as train_gan does before training.
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from spsagan.config import ConfigError
+from spsagan.data.assets import get_asset
 
 # torchvision's VGG19 configuration "E": channels per conv, "M" = 2x2 max pool.
 _CONFIG = [
@@ -53,6 +58,28 @@ def layer_names() -> list[str]:
             names += [f"conv{block}_{conv}", f"relu{block}_{conv}"]
             conv += 1
     return names
+
+
+def verify_weights(path, key: str = "train_gan.perceptual_weights") -> str:
+    """The sha256 of torchvision's VGG19 file at `path`, checked against the registry (sha256 prefix).
+
+    Raises ConfigError naming the file, the setting `key` that names it, and how to get the right one.
+    """
+    asset = get_asset("vgg19")
+    path = Path(path)
+    remedy = (f"run `make fetch` on a machine with internet (the login node), or download {asset.url} and put it "
+              f"at {path}")
+    if not path.is_file():
+        raise ConfigError(f"{key}: VGG19 weights not found: {path}. To get them, {remedy}.")
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    sha256 = digest.hexdigest()
+    if not asset.checksum.matches(sha256):
+        raise ConfigError(f"{path} ({key}): sha256 mismatch, expected {asset.checksum.describe()}, got {sha256}: "
+                          f"not torchvision's {asset.filename} (truncated, or another file). Delete it, then {remedy}.")
+    return sha256
 
 
 class VGG19FeatureExtractor(nn.Module):

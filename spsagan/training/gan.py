@@ -28,7 +28,7 @@ from spsagan.losses import PerceptualLoss, ragan_discriminator_loss, ragan_gener
 from spsagan.models.discriminator import VGGStyleDiscriminator
 from spsagan.models.presets import (attention_parameters, build_generator, load_generator, method_name, needs_seg,
                                     preset_arch)
-from spsagan.models.vgg import VGG19FeatureExtractor
+from spsagan.models.vgg import VGG19FeatureExtractor, verify_weights
 from spsagan.training import checkpoint as ckpt
 from spsagan.training.data import TrainData, batch_to_device
 from spsagan.training.device import autocast, determinism, seed_everything, to_device, use_channels_last
@@ -147,15 +147,17 @@ def train_gan(cfg: TrainGANConfig, preset: str, init_model: str | Path, data: Tr
     cfg: the stage's typed config (params.yaml `train_gan`). init_model: the pretrain_psnr model file
     (RRDB for esrgan/+fa/+spsa, RRSB for spsagan). data: training sets, with segmentation maps when
     the preset has SPSA (`needs_seg`), and held-out images (likewise). Other arguments as `train_psnr`.
-    The resume key also covers the init model's bytes and the VGG weights file, so a retrained PSNR
-    model restarts the GAN. Raises `checkpoint.Preempted` after saving on SIGTERM/SIGUSR1.
+    The VGG weights file is checked first (torchvision's sha256 prefix, `vgg.verify_weights`). The resume
+    key also covers the init model's bytes and the VGG weights file, so a retrained PSNR model restarts
+    the GAN. Raises `checkpoint.Preempted` after saving on SIGTERM/SIGUSR1.
     """
     device = resolve_device(device)
     out_model, init_model = Path(out_model), Path(init_model)
     with_seg = check_seg(preset, data)
     vgg_file = cfg.perceptual_weights if cfg.w_perceptual > 0 else ""
+    # checked against the registry's sha256 prefix before anything is built: a wrong file stops here
     extra = {"data": data.fingerprint(with_seg), "init": ckpt.file_digest(init_model),
-             "vgg": ckpt.file_digest(vgg_file) if vgg_file else None}
+             "vgg": verify_weights(vgg_file) if vgg_file else None}
     channels_last = use_channels_last(device, cfg.channels_last)
 
     with determinism(cfg.deterministic):
