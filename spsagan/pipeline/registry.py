@@ -299,10 +299,12 @@ def _dvc_stage(stage: Stage) -> dict:
     body["params"] = ["profile", f"{stage.name}.${{profile}}"]
     if outs:
         body["outs"] = [_dvc_path(o) for o in outs]
+    # Metrics and plots are cached like every output: results/ is not in git, so the cache and its remote are
+    # the only way they reach a clone (`dvc pull`).
     if metrics:
-        body["metrics"] = [{_dvc_path(m): {"cache": False}} for m in metrics]
+        body["metrics"] = [_dvc_path(m) for m in metrics]
     if plots:
-        body["plots"] = [{_dvc_path(p): {"cache": False}} for p in plots]
+        body["plots"] = [_dvc_path(p) for p in plots]
     return body
 
 
