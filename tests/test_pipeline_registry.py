@@ -5,8 +5,6 @@ repository (tiny stages that write their params), so the behaviour under test is
 """
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -14,131 +12,22 @@ from pathlib import Path
 
 import pytest
 import yaml
+from toy_pipeline import BIN, ROOT, TOY_STAGES, build_toy, dvc_stale, run, set_param, snakemake_jobs
 
 from spsagan.pipeline.registry import dvc_yaml, dvc_yaml_is_current, load_registry
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-
-TOY_STAGES = {
-    "package": "toypkg",
-    "params_schema": "workflow/schemas/params.schema.yaml",
-    "stages": {
-        "fetch": {"desc": "toy source", "script": "steps/fetch.py", "outs": {"out": "results/fetch/"}},
-        "side": {"desc": "toy side input", "script": "steps/side.py", "outs": {"out": "results/side.txt"}},
-        "train": {"desc": "toy instanced stage", "script": "steps/train.py",
-                  "deps": {"data": "@fetch.out"}, "outs": {"out": "results/train/{instance}/model.txt"},
-                  "metrics": {"metrics": "results/train/{instance}/metrics.json"},
-                  "instances": {"small": {}, "big": {"deps": {"side": "@side.out"}}}},
-        "report": {"desc": "toy downstream", "script": "steps/report.py",
-                   "deps": {"models": "@train.out"}, "outs": {"out": "results/report.txt"}},
-    },
-}
-TOY_SCHEMA = {"stages": {name: {"properties": {"v": {"type": "number"}}} for name in TOY_STAGES["stages"]}}
-# A toy package whose import graph the registry must follow: module- and function-level imports,
-# package __init__ files, lazy re-exports. Each step's closure (in comments) is what the test expects.
-TOY_PACKAGE = {
-    "toypkg/__init__.py": "",
-    "toypkg/io.py": "import os\n",
-    "toypkg/train/__init__.py": ("from spsagan._lazy import lazy_exports\n"
-                                 '_LAZY = {"fit": "toypkg.train.loop", "Model": "toypkg.train.model"}\n'
-                                 "__getattr__ = lazy_exports(__name__, _LAZY)\n"),
-    "toypkg/train/loop.py": "from toypkg.train.model import Model\nfrom . import schedule\nfit = Model\n",
-    "toypkg/train/model.py": "import numpy\nModel = numpy.ndarray\n",
-    "toypkg/train/schedule.py": "",
-    "toypkg/report.py": "def render():\n    from toypkg.train import Model\n    return Model\n",
-}
-TOY_IMPORTS = {
-    "fetch": "from toypkg.io import *\n",                      # io
-    "side": "import toypkg\n",                                # the package __init__ only
-    "train": "from toypkg.train import fit\nimport toypkg.io\n",  # train/__init__, loop, model, schedule, io
-    "report": "from toypkg import report\n",                  # report, and lazily train/__init__, model
-}
+# What each toy step imports from the toy package (tests/toy_pipeline.py: TOY_IMPORTS): its expected closure.
 CLOSURES = {
     "fetch": {"__init__.py", "io.py"},
     "side": {"__init__.py"},
     "train": {"__init__.py", "io.py", "train/__init__.py", "train/loop.py", "train/model.py", "train/schedule.py"},
     "report": {"__init__.py", "report.py", "train/__init__.py", "train/model.py"},
 }
-TOY_STEP = '''
-import argparse, json, os
-parser = argparse.ArgumentParser()
-parser.add_argument("--params")
-parser.add_argument("--out")
-parser.add_argument("--metrics")
-args, _ = parser.parse_known_args()
-out = args.out
-if os.path.isdir(out) or not os.path.splitext(out)[1]:
-    os.makedirs(out, exist_ok=True)
-    out = os.path.join(out, "data.txt")
-os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
-with open(out, "w") as fh:
-    fh.write(args.params)
-    if out.endswith("model.txt"):  # over Snakemake's default 1 MB checksum limit, like a real model
-        fh.write(" " * 2_000_000)
-if args.metrics:
-    with open(args.metrics, "w") as fh:
-        json.dump(json.loads(args.params), fh)
-'''
-
-
-def run(cmd, cwd):
-    # PYTHONPATH: the toy steps import the toy package from the toy repository (spsagan is installed)
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
-           "PYTHONPATH": str(cwd)}
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout + proc.stderr
-
-
-def snakemake_jobs(cwd) -> set[str]:
-    """Rules that `snakemake -n` would run (without the aggregate `all`)."""
-    out = run([str(BIN / "snakemake"), "-n", "--quiet", "rules"], cwd)
-    jobs = set()
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[1].isdigit() and parts[0] not in ("all", "total", "job"):
-            jobs.add(parts[0])
-    return jobs
-
-
-def dvc_stale(cwd) -> set[str]:
-    out = run([str(BIN / "dvc"), "status", "--json"], cwd)
-    return set(json.loads(out.strip().splitlines()[-1]))
 
 
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
-    repo = tmp_path_factory.mktemp("toy")
-    (repo / "workflow" / "schemas").mkdir(parents=True)
-    shutil.copy(ROOT / "workflow" / "Snakefile", repo / "workflow" / "Snakefile")
-    shutil.copytree(ROOT / "workflow" / "profiles", repo / "workflow" / "profiles")
-    shutil.copy(ROOT / ".dvcignore", repo / ".dvcignore")
-    (repo / "workflow" / "stages.yaml").write_text(yaml.safe_dump(TOY_STAGES))
-    (repo / "workflow" / "schemas" / "params.schema.yaml").write_text(yaml.safe_dump(TOY_SCHEMA))
-    params = {"profile": "demo", **{s: {"demo": {"v": 1.0}, "paper": {"v": 2.0}} for s in TOY_STAGES["stages"]}}
-    (repo / "params.yaml").write_text(yaml.safe_dump(params))
-    (repo / "steps").mkdir()
-    for stage, imports in TOY_IMPORTS.items():
-        (repo / "steps" / f"{stage}.py").write_text(imports + TOY_STEP)
-    for path, text in TOY_PACKAGE.items():
-        (repo / path).parent.mkdir(parents=True, exist_ok=True)
-        (repo / path).write_text(text)
-    run([sys.executable, "-m", "spsagan.pipeline", "write-dvc"], repo)
-    run(["git", "init", "-q"], repo)
-    run([str(BIN / "dvc"), "init", "-q"], repo)
-    run([str(BIN / "dvc"), "config", "core.analytics", "false"], repo)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], repo)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "toy"], repo)
-    run([str(BIN / "dvc"), "repro", "-q"], repo)
-    return repo
-
-
-def set_param(repo, stage, value, profile="demo"):
-    path = repo / "params.yaml"
-    params = yaml.safe_load(path.read_text())
-    params[stage][profile]["v"] = value
-    path.write_text(yaml.safe_dump(params))
+    return build_toy(tmp_path_factory.mktemp("toy"))
 
 
 @pytest.mark.slow
@@ -239,7 +128,8 @@ def test_real_closures_cover_every_module_a_step_imports():
 
     with ThreadPoolExecutor(max_workers=4) as pool:  # each probe is a fresh interpreter importing torch
         for stage, files in pool.map(loaded, registry):
-            assert files <= set(stage.code), f"{stage.name}: imported but not a dependency: {sorted(files - set(stage.code))}"
+            missing = sorted(files - set(stage.code))
+            assert not missing, f"{stage.name}: imported but not a dependency: {missing}"
 
 
 def test_real_closures_are_tight_where_it_matters():

@@ -308,10 +308,12 @@ def _dvc_stage(stage: Stage) -> dict:
     # removes a job's outputs itself) stays the only tool that deletes results.
     if outs:
         body["outs"] = [{_dvc_path(o): {"persist": True}} for o in outs]
+    # Metrics and plots are cached like every output: results/ is not in git, so the cache and its remote are
+    # the only way they reach a clone (`dvc pull`).
     if metrics:
-        body["metrics"] = [{_dvc_path(m): {"cache": False, "persist": True}} for m in metrics]
+        body["metrics"] = [{_dvc_path(m): {"persist": True}} for m in metrics]
     if plots:
-        body["plots"] = [{_dvc_path(p): {"cache": False, "persist": True}} for p in plots]
+        body["plots"] = [{_dvc_path(p): {"persist": True}} for p in plots]
     return body
 
 
