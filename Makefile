@@ -13,11 +13,7 @@ PROFILE ?= paper
 export PATH := $(abspath $(BIN)):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-<<<<<<< HEAD
-.PHONY: setup demo paper fetch preflight dvc-demo test lint report clean-results FORCE
-=======
-.PHONY: setup demo paper dvc-demo pull test lint report clean-results FORCE
->>>>>>> clustertests
+.PHONY: setup demo paper fetch preflight dvc-demo pull test lint report clean-results FORCE
 
 setup: $(VENV)/.installed
 
