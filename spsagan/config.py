@@ -184,6 +184,7 @@ class EvaluateConfig(_Section):
     timing_images: Union[int, Literal["all"]]
     timing_warmup: int
     timing_repeats: int
+    max_attention_mb: int
     published: dict[str, str]
     export: dict[str, Literal["esrgan", "basicsr"]]
     outside_folders: dict[str, str]

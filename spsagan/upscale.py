@@ -39,7 +39,7 @@ from spsagan.device import resolve_device
 from spsagan.evaluation import list_images, sr_with_model
 from spsagan.image import ImageError, read_image, write_image
 from spsagan.models import tiling
-from spsagan.models.attention import DEFAULT_MAX_BYTES
+from spsagan.models.attention import DEFAULT_MAX_BYTES, set_attention_budget
 from spsagan.models.presets import load_generator
 
 
@@ -109,15 +109,6 @@ def _check_readable(files: list[Path]) -> None:
             bad.append(str(exc))
     if bad:
         raise UpscaleError(f"{len(bad)} unreadable input(s), nothing written:\n  " + "\n  ".join(bad))
-
-
-def set_attention_budget(model: torch.nn.Module, max_bytes: int) -> None:
-    """Bound the attention maps alive at once (bytes) in every attention layer of `model`."""
-    if int(max_bytes) < 1:
-        raise UpscaleError(f"max_attention_bytes must be positive, got {max_bytes}")
-    for module in model.modules():
-        if hasattr(module, "max_bytes"):
-            module.max_bytes = int(max_bytes)
 
 
 def parse_segmenter_label(label: str) -> tuple[str, dict]:
@@ -190,6 +181,8 @@ def upscale(checkpoint: str | os.PathLike, inputs: list[str | os.PathLike], out_
     except (FileNotFoundError, ValueError) as exc:
         raise UpscaleError(str(exc)) from exc
     model.to(device)
+    if int(max_attention_bytes) < 1:
+        raise UpscaleError(f"max_attention_bytes must be positive, got {max_attention_bytes}")
     set_attention_budget(model, max_attention_bytes)
     needs_seg = model.arch.get("attention") == "spsa"
     segmenter = load_segmenter(ckpt, checkpoint, segmenter_weights, segmenter_seed, device) if needs_seg else None

@@ -29,6 +29,7 @@ from spsagan.device import device_label, resolve_device
 from spsagan.evaluation import bicubic_sr, evaluate_pairs, read_sr_folder, sr_with_model, summarise
 from spsagan.export import export_model
 from spsagan.image import list_images, read_image, to_tensor, write_image
+from spsagan.models.attention import set_attention_budget
 from spsagan.models.presets import load_generator, takes_seg
 from spsagan.models.published import load_published, published_source
 from spsagan.pipeline.step import labelled, main_guard, parse, stage_parser
@@ -137,6 +138,8 @@ def main() -> None:
     device = resolve_device(args.device)
     methods = pipeline_methods(list(labelled(args.models, "--models").values()))
     published, skipped = published_methods(cfg.published)
+    for m in (*methods.values(), *published.values()):
+        set_attention_budget(m.model, cfg.max_attention_mb * 2**20)
     rows, summary = [], {"profile": args.profile, "crop_border": cfg.crop_border, "test_y_channel": cfg.test_y_channel,
                          "methods": {}, "costs": {}, "skipped": skipped}
     score = dict(crop_border=cfg.crop_border, test_y_channel=cfg.test_y_channel, niqe=cfg.niqe, pi=cfg.pi)

@@ -158,3 +158,11 @@ def _fa_rows(j0: int, j1: int, queries, keys, values) -> torch.Tensor:
     scores = torch.bmm(queries[:, :, j0:j1].transpose(1, 2), keys)  # (B, n, N): s[j, i]
     beta = softmax_rows(scores, inplace=not torch.is_grad_enabled())
     return torch.bmm(values, beta.transpose(1, 2))  # (B, C, n)
+
+
+def set_attention_budget(model: nn.Module, max_bytes: int) -> None:
+    """Bound the attention maps alive at once (bytes) in every attention layer of `model` (results are
+    the same up to float rounding; only memory and time change)."""
+    for module in model.modules():
+        if hasattr(module, "max_bytes"):
+            module.max_bytes = int(max_bytes)
