@@ -110,10 +110,15 @@ class _Training(_Section):
     mixed_precision: bool
     channels_last: Union[bool, Literal["auto"]]
     workers: int
+    gpus: int
+    compile: bool
 
-    def _check_crop(self, stage: str) -> None:
+    def _check_training(self, stage: str) -> None:
         if self.crop_size % SCALE:
             _fail(stage, "crop_size", f"{self.crop_size} is not a multiple of {SCALE} (the LR crop is crop_size / 4)")
+        if self.batch_size % self.gpus:
+            _fail(stage, "batch_size", f"{self.batch_size} is not divisible by {stage}.gpus {self.gpus} (batch_size "
+                                       "is the global batch; each process trains on batch_size / gpus)")
 
     def lr_milestones(self) -> list[int]:
         """Iterations at which every rate is multiplied by lr_gamma: every lr_step, before iters."""
@@ -130,7 +135,7 @@ class PretrainPSNRConfig(_Training):
     lr: float
 
     def check(self) -> None:
-        self._check_crop("pretrain_psnr")
+        self._check_training("pretrain_psnr")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,7 +169,7 @@ class TrainGANConfig(_Training):
     d_num_feat: int
 
     def check(self) -> None:
-        self._check_crop("train_gan")
+        self._check_training("train_gan")
         if self.crop_size not in DISCRIMINATOR_CROPS:
             _fail("train_gan", "crop_size", f"{self.crop_size} is not an input size of the discriminator; "
                                             f"allowed: {', '.join(map(str, DISCRIMINATOR_CROPS))}")

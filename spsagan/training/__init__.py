@@ -5,6 +5,7 @@
 - `fit`, `Run` (`spsagan.training.loop`): iterations, logging, validation, checkpoints, model file
 - `open_train_data`, `load_val_images`, `TrainData`, `SubImageSet`, `MixSampler` (`spsagan.training.data`)
 - `Preempted`: raised after a SIGTERM/SIGUSR1-triggered checkpoint; rerun to resume (`.checkpoint`)
+- data-parallel training under torchrun when the config's `gpus` > 1 (`spsagan.training.distributed`)
 
 cfg is the stage's typed config (`spsagan.config`: `PretrainPSNRConfig`, `TrainGANConfig`), with
 exactly the keys of its params.yaml section; docs/training.md describes each.

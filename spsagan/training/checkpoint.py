@@ -144,7 +144,7 @@ class ResumeDir:
         missing = [k for k in STATE_KEYS if k not in state]
         if missing:
             raise KeyError(f"resume state lacks {missing}")
-        target = self.path / f"step_{int(state['step']):08d}.pt"
+        target = self.step_file(state["step"])
         with atomic_path(target) as tmp:
             torch.save(state, tmp)
             _fsync(tmp)  # on disk before the rename: a power loss must not leave an empty "newest" file
@@ -167,20 +167,33 @@ class ResumeDir:
 
     def load_latest(self, map_location="cpu") -> dict | None:
         """The newest checkpoint that loads completely, or None. Corrupt files are skipped with a warning."""
+        return self.latest(map_location)[1]
+
+    def latest(self, map_location="cpu") -> tuple[Path | None, dict | None]:
+        """(file, state) of the newest checkpoint that loads completely, or (None, None)."""
         for path in reversed(self.files()):
             try:
-                state = torch.load(path, map_location=map_location, weights_only=True)
-                missing = [k for k in STATE_KEYS if k not in state]
-                if missing:
-                    raise ValueError(f"missing entries {missing}")
-                if f"step_{int(state['step']):08d}.pt" != path.name:
-                    raise ValueError(f"holds step {state['step']}, not the step in its name")
+                return path, self.load_file(path, map_location)
             except Exception as err:  # any unreadable file: fall back to the previous one
                 warnings.warn(f"{path}: skipping unusable resume checkpoint ({err})", RuntimeWarning,
-                              stacklevel=2)
-                continue
-            return state
-        return None
+                              stacklevel=3)
+        return None, None
+
+    @staticmethod
+    def load_file(path: str | Path, map_location="cpu") -> dict:
+        """One checkpoint file's state; raises if it is incomplete or holds another step than its name."""
+        path = Path(path)
+        state = torch.load(path, map_location=map_location, weights_only=True)
+        missing = [k for k in STATE_KEYS if k not in state]
+        if missing:
+            raise ValueError(f"missing entries {missing}")
+        if f"step_{int(state['step']):08d}.pt" != path.name:
+            raise ValueError(f"holds step {state['step']}, not the step in its name")
+        return state
+
+    def step_file(self, step: int) -> Path:
+        """The file a checkpoint of `step` is saved to."""
+        return self.path / f"step_{int(step):08d}.pt"
 
 
 def _subfolders(folder: Path) -> list[Path]:
@@ -270,7 +283,8 @@ class ParentWatch:
     Watched: the parent and its ancestors up to, not including, the first session leader (a login
     shell, a tmux pane, SLURM's job script) or PID 1. Snakemake runs a step through `bash -c`, which
     stays alive when Snakemake dies, so the parent alone would not tell. Nothing is watched when
-    this process leads its own session (`setsid`) or SPSAGAN_DETACHED=1 is set: detached on purpose.
+    this process leads its own session (`setsid`, though not as a torchrun worker) or SPSAGAN_DETACHED=1
+    is set: detached on purpose.
     Where /proc is missing only the direct parent is watched (by `os.getppid`).
     A process counts as the same while its PID has the same start time (PIDs are reused).
     (PR_SET_PDEATHSIG is not used: it fires when the parent *thread* exits, and Snakemake starts
@@ -299,8 +313,14 @@ class ParentWatch:
 
 
 def _detached() -> bool:
-    """Whether the user detached this process from its starters (SPSAGAN_DETACHED=1, or `setsid`)."""
-    return os.environ.get("SPSAGAN_DETACHED", "") not in ("", "0") or os.getsid(0) == os.getpid()
+    """Whether the user detached this process from its starters (SPSAGAN_DETACHED=1, or `setsid`).
+
+    torchrun starts each worker in a session of its own; that is not a detach, so its workers watch
+    torchrun and whatever started it.
+    """
+    if os.environ.get("SPSAGAN_DETACHED", "") not in ("", "0"):
+        return True
+    return os.getsid(0) == os.getpid() and "TORCHELASTIC_RUN_ID" not in os.environ
 
 
 def _proc_stat(pid: int) -> list[str] | None:

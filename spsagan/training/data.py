@@ -12,6 +12,10 @@ NumPy generator with (seed, k) and picks, per sample, the set (with the mix rati
 step k therefore continues the very same stream, whatever ran or was prefetched before, and a
 worker process can build any batch alone. The sampler's state is just the next step.
 
+Data-parallel training (`spsagan.training.distributed`): `batch_size` is the global batch, and the
+process of rank r among W takes the samples [r B/W, (r+1) B/W) of each global draw, so the W
+processes together see exactly the batches of a single-process run.
+
 Tensors: `gt` (B, 3, P, P) and `lq` (B, 3, P/4, P/4) are uint8 0..255 (converted to float [0, 1]
 on the training device, which moves 4x fewer bytes); `seg` (B, 8, P, P) cut at the same HR
 coordinates, either float32 probabilities or, for maps read from disk, the stored uint8
@@ -216,9 +220,15 @@ class MixSampler:
 
     `draw(step)` is a pure function of (seed, step); iterating yields `draw(next_step)` and advances.
     `state_dict()`/`load_state_dict()` save and restore the position exactly.
+    rank, world_size: this process's share of each global batch of `batch_size` draws
+    (`global_draw`): `draw` returns the draws [rank B/W, (rank+1) B/W). The state does not depend on
+    the share, so a run may resume on another number of processes.
     """
 
-    def __init__(self, sizes: Sequence[int], ratios: Sequence[float], batch_size: int, seed: int):
+    def __init__(self, sizes: Sequence[int], ratios: Sequence[float], batch_size: int, seed: int,
+                 rank: int = 0, world_size: int = 1):
+        if world_size < 1 or not 0 <= rank < world_size or batch_size % world_size:
+            raise ValueError(f"cannot split a batch of {batch_size} into {world_size} equal shares (rank {rank})")
         if len(sizes) != len(ratios) or not sizes:
             raise ValueError(f"need one ratio per set, got sizes {list(sizes)} and ratios {list(ratios)}")
         if any(r < 0 for r in ratios) or sum(ratios) <= 0:
@@ -229,9 +239,16 @@ class MixSampler:
         self.probs = np.asarray(ratios, dtype=np.float64) / float(sum(ratios))
         self.batch_size = int(batch_size)
         self.seed = int(seed)
+        self.rank, self.world_size = int(rank), int(world_size)
         self.next_step = 0
 
     def draw(self, step: int) -> list[Draw]:
+        """This process's share of the global batch of `step`."""
+        share = self.batch_size // self.world_size
+        return self.global_draw(step)[self.rank * share:(self.rank + 1) * share]
+
+    def global_draw(self, step: int) -> list[Draw]:
+        """All `batch_size` draws of `step` (what a single process trains on)."""
         rng = np.random.default_rng([self.seed, int(step)])
         b = self.batch_size
         sets = rng.choice(len(self.sizes), size=b, p=self.probs)
@@ -326,8 +343,9 @@ class TrainData:
     def has_seg(self) -> bool:
         return all(s.has_seg for s in self.sets)
 
-    def sampler(self, batch_size: int, seed: int) -> MixSampler:
-        return MixSampler([len(s) for s in self.sets], self.ratios, batch_size, seed)
+    def sampler(self, batch_size: int, seed: int, rank: int = 0, world_size: int = 1) -> MixSampler:
+        """The seeded sampler of global batches of `batch_size`; rank/world_size: this process's share."""
+        return MixSampler([len(s) for s in self.sets], self.ratios, batch_size, seed, rank, world_size)
 
     def make_batch(self, draws: Sequence[Draw], crop_size: int, with_seg: bool) -> dict[str, torch.Tensor]:
         """Assemble a batch: {"gt": uint8 (B,3,P,P), "lq": uint8 (B,3,P/4,P/4)[, "seg": (B,8,P,P)]}."""

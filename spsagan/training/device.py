@@ -5,6 +5,7 @@
   in float32 itself (the two softmax maps underflow in half precision).
 - `channels_last`: NHWC memory format on CUDA, where cuDNN's tensor-core convolutions prefer it.
 - `determinism`: deterministic algorithms for bitwise-reproducible runs (the resume tests rely on it).
+- `compiled`: the opt-in torch.compile fast path (`compile: true`), in the mode `compile_mode` picks.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import shutil
 from typing import Iterator
 
 import numpy as np
 import torch
 
+from spsagan.config import ConfigError
 from spsagan.device import device_label
 
 
@@ -93,3 +96,44 @@ def describe(device: torch.device, mixed_precision: bool) -> str:
     if device.type == "cuda":
         return f"{device_label(device)[:-1]}, {precision})"
     return f"{device} ({torch.get_num_threads()} threads, {precision})"
+
+
+# --------------------------------------------------------------------------------------------------
+# torch.compile
+
+
+def compile_mode(device: torch.device) -> str:
+    """The torch.compile mode for `device`.
+
+    CUDA: "max-autotune-no-cudagraphs" (fused pointwise kernels, convolution and matmul kernels
+    chosen by timing, no CUDA graphs: the GAN step keeps the generator's output across four
+    discriminator calls in two gradient modes, and DDP's gradient all-reduce runs between the
+    compiled pieces; docs/training.md). CPU: "default" (autotuning there costs more than it saves).
+    """
+    return "max-autotune-no-cudagraphs" if device.type == "cuda" else "default"
+
+
+def compiler_missing(device: torch.device) -> str | None:
+    """Why torch.compile cannot generate code for `device` here, or None when it can."""
+    if device.type == "cuda":
+        from torch.utils._triton import has_triton
+
+        return None if has_triton() else "Triton is not installed (it comes with CUDA builds of torch)"
+    compilers = [os.environ.get("CXX", ""), "c++", "g++", "clang++", "cc"]
+    return None if any(c and shutil.which(c) for c in compilers) else "no C++ compiler on PATH (c++, g++, clang++)"
+
+
+def check_compile(device: torch.device, enabled: bool, stage: str) -> None:
+    """ConfigError (one line naming `<stage>.compile`) when `enabled` but torch.compile cannot run on `device`."""
+    missing = compiler_missing(device) if enabled else None
+    if missing:
+        raise ConfigError(f"{stage}.compile is true, but {missing}; set {stage}.compile to false")
+
+
+def compiled(module: torch.nn.Module, device: torch.device, enabled: bool) -> torch.nn.Module:
+    """`torch.compile(module)` in `compile_mode(device)` when `enabled`, else `module` itself.
+
+    The compiled module shares its parameters with `module`; it compiles on its first call.
+    Call `check_compile` first: torch.compile itself only fails at that first call.
+    """
+    return torch.compile(module, mode=compile_mode(device)) if enabled else module

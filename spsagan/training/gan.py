@@ -11,7 +11,10 @@ data-dependent init on the first batch. Adam has two generator groups: the atten
 (SPSA's f/g/h, segmentation transform, alpha, gamma; lr_attention 5e-4) and the rest (lr_g 1e-4);
 the discriminator has its own Adam (lr_d 1e-4). All rates follow the same step schedule.
 
-The discriminator's BatchNorm layers keep their running statistics per process, as in BasicSR.
+Data-parallel (`gpus` > 1, torchrun): DDP averages both networks' gradients over the processes.
+The discriminator's BatchNorm normalises with each process's own batch statistics and keeps its
+running statistics per process, and the relativistic average is over each process's share of the
+batch, as in BasicSR's multi-GPU training (docs/training.md).
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ from spsagan.models.presets import (attention_parameters, build_generator, load_
 from spsagan.models.vgg import VGG19FeatureExtractor, verify_weights
 from spsagan.training import checkpoint as ckpt
 from spsagan.training.data import TrainData, batch_to_device
-from spsagan.training.device import autocast, determinism, seed_everything, to_device, use_channels_last
+from spsagan.training.device import (autocast, check_compile, compiled, determinism, seed_everything, to_device,
+                                     use_channels_last)
+from spsagan.training.distributed import World, process_group, rank_device, world_from_env, wrap
 from spsagan.training.loop import Run, default_instance, fit, resume_key
 from spsagan.training.schedule import set_lr
 
@@ -84,10 +89,27 @@ def optimizers(cfg: TrainGANConfig, gen: torch.nn.Module, disc: torch.nn.Module,
     return opt_g, opt_d
 
 
-def gan_step(cfg: TrainGANConfig, device: torch.device, gen, disc, percep, opt_g, opt_d) -> Callable:
-    """One iteration: a generator update against the frozen discriminator, then a discriminator update."""
+def callables(cfg: TrainGANConfig, world: World, device: torch.device, gen, disc, percep) -> tuple:
+    """The networks as the step calls them: (generator, discriminator for its own update, discriminator
+    for the generator update, perceptual loss), in DDP where gradients are averaged over processes and
+    compiled when `cfg.compile`. In the generator update the discriminator's parameters take no
+    gradient, so it runs without DDP (nothing to average, no collective)."""
+    gen_c = compiled(wrap(gen, world, device), device, cfg.compile)
+    disc_c = compiled(wrap(disc, world, device), device, cfg.compile)
+    frozen_c = compiled(disc, device, cfg.compile) if world.distributed else disc_c
+    percep_c = compiled(percep, device, cfg.compile) if percep is not None else None
+    return gen_c, disc_c, frozen_c, percep_c
+
+
+def gan_step(cfg: TrainGANConfig, device: torch.device, gen, disc, percep, opt_g, opt_d,
+             gate: torch.Tensor | None = None, frozen_disc=None) -> Callable:
+    """One iteration: a generator update against the frozen discriminator, then a discriminator update.
+
+    gen, disc, percep: the networks as called (`callables`); frozen_disc: the discriminator as called
+    in the generator update (default: disc); gate: the attention's gamma, logged when given.
+    """
     milestones = cfg.lr_milestones()
-    gate = getattr(gen.attention, "gamma", None)
+    frozen_disc = disc if frozen_disc is None else frozen_disc
 
     def train_step(batch, step):
         lrs = {"lr/g": set_lr(opt_g, step, milestones, cfg.lr_gamma),
@@ -99,8 +121,8 @@ def gan_step(cfg: TrainGANConfig, device: torch.device, gen, disc, percep, opt_g
         disc.requires_grad_(False)
         with autocast(device, cfg.mixed_precision):
             sr = gen(lq, seg)
-            real_logits = disc(gt).detach()
-            fake_logits = disc(sr)
+            real_logits = frozen_disc(gt).detach()
+            fake_logits = frozen_disc(sr)
             l_percep = percep(sr, gt).float() if percep is not None else torch.zeros((), device=device)
         l_pix = F.l1_loss(sr.float(), gt)
         l_gan = ragan_generator_loss(real_logits.float(), fake_logits.float())
@@ -151,7 +173,9 @@ def train_gan(cfg: TrainGANConfig, preset: str, init_model: str | Path, data: Tr
     key also covers the init model's bytes and the VGG weights file, so a retrained PSNR model restarts
     the GAN. Raises `checkpoint.Preempted` after saving on SIGTERM/SIGUSR1.
     """
-    device = resolve_device(device)
+    world = world_from_env(cfg.gpus, STAGE)
+    device = rank_device(world, resolve_device(device))
+    check_compile(device, cfg.compile, STAGE)
     out_model, init_model = Path(out_model), Path(init_model)
     with_seg = check_seg(preset, data)
     vgg_file = cfg.perceptual_weights if cfg.w_perceptual > 0 else ""
@@ -160,15 +184,15 @@ def train_gan(cfg: TrainGANConfig, preset: str, init_model: str | Path, data: Tr
              "vgg": verify_weights(vgg_file) if vgg_file else None}
     channels_last = use_channels_last(device, cfg.channels_last)
 
-    with determinism(cfg.deterministic):
+    with process_group(world, device) as world, determinism(cfg.deterministic):
         seed_everything(cfg.seed)
         gen = to_device(init_generator(preset, init_model), device, channels_last).train()
         disc = to_device(VGGStyleDiscriminator(3, cfg.d_num_feat, cfg.crop_size), device, channels_last).train()
         percep = perceptual_loss(cfg)
         if percep is not None:
             percep = to_device(percep, device, channels_last)
-        if with_seg:  # alpha's data-dependent init; a resumed run then loads the saved alpha
-            first = data.make_batch(data.sampler(cfg.batch_size, cfg.seed).draw(0), cfg.crop_size, True)
+        if with_seg:  # alpha's data-dependent init (the whole first batch, on every rank); a resume loads alpha
+            first = data.make_batch(data.sampler(cfg.batch_size, cfg.seed).global_draw(0), cfg.crop_size, True)
             first = batch_to_device(first, device, channels_last)
             gen.init_attention(first["lq"], first["seg"])
         opt_g, opt_d = optimizers(cfg, gen, disc, fused=device.type == "cuda")
@@ -178,6 +202,8 @@ def train_gan(cfg: TrainGANConfig, preset: str, init_model: str | Path, data: Tr
                                         resume_key(STAGE, cfg, {"preset": preset}, extra)),
                   live_dir=live_dir, device=device, channels_last=channels_last, with_seg=with_seg,
                   record={"perceptual_extractor": percep.extractor.weights_label if percep is not None else None},
-                  progress=progress, on_step=on_step)
-        return fit(run, data, gen, {"g": gen, "d": disc}, {"g": opt_g, "d": opt_d},
-                   gan_step(cfg, device, gen, disc, percep, opt_g, opt_d))
+                  progress=progress, on_step=on_step, world=world)
+        gen_c, disc_c, frozen_c, percep_c = callables(cfg, world, device, gen, disc, percep)
+        step = gan_step(cfg, device, gen_c, disc_c, percep_c, opt_g, opt_d,
+                        gate=getattr(gen.attention, "gamma", None), frozen_disc=frozen_c)
+        return fit(run, data, gen, {"g": gen, "d": disc}, {"g": opt_g, "d": opt_d}, step)

@@ -7,10 +7,16 @@ started it exit (`checkpoint.StopSignals`), and at the end writes the model file
 same resume key continues from the newest checkpoint (`checkpoint.ResumeDir`), with the same
 batches and the same metric history. A run holds its instance's checkpoint folder exclusively,
 from start to end.
+
+Data-parallel runs (torchrun, `spsagan.training.distributed`): every rank trains on its share of
+each global batch; rank 0 alone holds the folder lock, writes checkpoints, logs and the model file,
+and validates. All ranks resume from the checkpoint rank 0 picked, log loss means over all ranks,
+and stop together: each iteration they agree whether any of them was asked to stop.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 import sys
@@ -26,12 +32,15 @@ from spsagan.metrics.psnr_ssim import psnr
 from spsagan.training import checkpoint as ckpt
 from spsagan.training.data import TrainData, ValImage, batch_to_device, batches
 from spsagan.training.device import describe, precision_label
+from spsagan.training.distributed import World
 from spsagan.training.schedule import due
 
 VAL_CROP_BORDER = 4  # the SR convention for x4 (SPEC section 4); Y channel
 
 # Settings that change how a run executes, not what it computes: left out of the resume key.
-RUNTIME_FIELDS = ("workers", "ckpt_every")
+# gpus and compile change results only within float reduction order (the GAN's discriminator
+# also computes its batch statistics per process), so a run may resume on another world size.
+RUNTIME_FIELDS = ("workers", "ckpt_every", "gpus", "compile")
 
 
 def resume_key(stage: str, cfg, run: dict, extra: dict) -> str:
@@ -163,7 +172,8 @@ class Run:
     """One training run: what it trains, where its state and outputs go, and how it executes.
 
     cfg: the stage's typed config (`spsagan.config`); method: the name reports show for the model
-    (e.g. "rrsb_psnr", "spsagan"); record: extra facts written into the model file (its `info`).
+    (e.g. "rrsb_psnr", "spsagan"); record: extra facts written into the model file (its `info`);
+    world: this process's place in a data-parallel run (default: a single process).
     """
 
     stage: str
@@ -179,6 +189,7 @@ class Run:
     record: dict = dataclasses.field(default_factory=dict)
     progress: bool = True
     on_step: Callable[[int], None] | None = None
+    world: World = dataclasses.field(default_factory=World)
 
 
 def fit(run: Run, data: TrainData, generator: torch.nn.Module, modules: dict, optimizers: dict,
@@ -189,12 +200,22 @@ def fit(run: Run, data: TrainData, generator: torch.nn.Module, modules: dict, op
     losses: {name: detached scalar tensor}, averaged over `log_every` iterations for the log;
     lrs: {name: float}. `modules`/`optimizers` are what a resume checkpoint saves and restores.
     `run.on_step(done)` is called after each iteration (tests use it to interrupt a run).
-    Writes the final `generator` to `run.out_model`; returns a summary dict.
+    Writes the final `generator` (the module itself, not a DDP or compiled wrapper) to
+    `run.out_model`; returns a summary dict.
     Raises `checkpoint.CheckpointsInUse` at once if another trainer holds this instance's folder,
     and `checkpoint.Preempted` after saving on SIGTERM/SIGUSR1/SIGINT or when its parent exits.
     """
-    with run.resume.exclusive():  # held to the end: a second trainer stops here, before reading anything
-        remove_partial_writes(run)
+    with contextlib.ExitStack() as held:
+        in_use = None
+        if run.world.is_main:
+            try:  # held to the end: a second trainer stops here, before reading anything
+                held.enter_context(run.resume.exclusive())
+                remove_partial_writes(run)
+            except ckpt.CheckpointsInUse as err:
+                in_use = str(err)
+        in_use = run.world.broadcast(in_use)  # every rank stops, with rank 0's message
+        if in_use is not None:
+            raise ckpt.CheckpointsInUse(in_use)
         return _fit(run, data, generator, modules, optimizers, train_step)
 
 
@@ -232,39 +253,68 @@ class _History:
     def state(self) -> dict:
         return {"rows": self.rows, "acc": {k: float(v) for k, v in self.acc.items()}, "acc_n": self.acc_n}
 
+    def synchronise(self, world: World) -> None:
+        """Replace each rank's partial sums by their mean over the ranks (before a checkpoint): a resumed
+        run starts every rank from the sums rank 0 saved, and the next logged means stay exact."""
+        if world.distributed:
+            means = world.mean({k: float(v) for k, v in self.acc.items()})
+            self.acc = {k: torch.tensor(v, dtype=torch.float64, device=self.acc[k].device) for k, v in means.items()}
+
 
 def _fit(run: Run, data: TrainData, generator: torch.nn.Module, modules: dict, optimizers: dict,
          train_step: Callable) -> dict:
-    """`fit` while holding the lock."""
-    cfg, device, resume = run.cfg, run.device, run.resume
-    sampler = data.sampler(cfg.batch_size, cfg.seed)
-    state = resume.load_latest()
+    """`fit` while holding the lock (rank 0; the other ranks wait for it)."""
+    cfg, device, resume, world = run.cfg, run.device, run.resume, run.world
+    sampler = data.sampler(cfg.batch_size, cfg.seed, world.rank, world.size)
+    state = _load_state(resume, world)
     start = _restore(state, modules, optimizers, sampler) if state is not None else 0
     if start > cfg.iters:
         raise RuntimeError(f"{resume.path}: checkpoint at step {start} is past iters={cfg.iters}; delete the folder")
     history = _History(state["history"] if state is not None else {"rows": [], "acc": {}, "acc_n": 0}, device)
-    bicubic = bicubic_psnr(data.val) if data.val else None
-    log = RunLog(run.live_dir, history.rows, {"val/psnr_bicubic": bicubic} if bicubic is not None else None)
+    bicubic = bicubic_psnr(data.val) if data.val and world.is_main else None
+    log = RunLog(run.live_dir if world.is_main else None, history.rows,
+                 {"val/psnr_bicubic": bicubic} if bicubic is not None else None)
 
     def save(done: int) -> Path:
-        return resume.save({
-            "step": done, "models": ckpt.module_states(modules), "optimizers": ckpt.optimizer_states(optimizers),
-            "rng": ckpt.rng_state(), "sampler": sampler.state_dict(), "history": history.state()})
+        history.synchronise(world)
+        if world.is_main:
+            resume.save({
+                "step": done, "models": ckpt.module_states(modules), "optimizers": ckpt.optimizer_states(optimizers),
+                "rng": ckpt.rng_state(), "sampler": sampler.state_dict(), "history": history.state()})
+        world.barrier()  # no rank goes on (or exits) before the file is complete
+        return resume.step_file(done)
 
     t0 = time.perf_counter()
     _iterate(run, data, generator, sampler, train_step, history, log, save, start)
     seconds = time.perf_counter() - t0
-    ckpt.save_model(run.out_model, generator, run.preset, cfg.iters, dataclasses.asdict(cfg),
-                    data.segmenter if run.with_seg else None, method=run.method,
-                    info={**run.record, "precision": precision_label(device, cfg.mixed_precision),
-                          "device": describe(device, cfg.mixed_precision)})
+    if world.is_main:
+        ckpt.save_model(run.out_model, generator, run.preset, cfg.iters, dataclasses.asdict(cfg),
+                        data.segmenter if run.with_seg else None, method=run.method,
+                        info={**run.record, "precision": precision_label(device, cfg.mixed_precision),
+                              "device": _device_label(run)})
     log.close()
+    world.barrier()  # every rank returns once the model file exists
     ran = cfg.iters - start
     return {"stage": run.stage, "preset": run.preset, "step": cfg.iters,
             "resumed_from": start if state is not None else None, "iterations_run": ran,
             "seconds": round(seconds, 3), "it_per_s": round(ran / seconds, 3) if ran and seconds > 0 else None,
-            "device": describe(device, cfg.mixed_precision), "checkpoint_dir": str(resume.path),
+            "device": _device_label(run), "checkpoint_dir": str(resume.path),
             "metrics": {**log.latest(), **({"val/psnr_bicubic": bicubic} if bicubic is not None else {})}}
+
+
+def _device_label(run: Run) -> str:
+    """The device, with the number of processes of a data-parallel run: "cuda:0 (...) x 4 processes"."""
+    label = describe(run.device, run.cfg.mixed_precision)
+    return f"{label} x {run.world.size} processes" if run.world.distributed else label
+
+
+def _load_state(resume: ckpt.ResumeDir, world: World) -> dict | None:
+    """The newest complete checkpoint, or None; every rank loads the file rank 0 picked."""
+    path, state = resume.latest() if world.is_main else (None, None)
+    path = world.broadcast(None if path is None else str(path))
+    if path is not None and state is None:
+        state = resume.load_file(path)
+    return state
 
 
 def _restore(state: dict, modules: dict, optimizers: dict, sampler) -> int:
@@ -282,11 +332,11 @@ def _iterate(run: Run, data: TrainData, generator: torch.nn.Module, sampler, tra
     raises `Preempted`."""
     from tqdm import tqdm
 
-    cfg, device, iters = run.cfg, run.device, run.cfg.iters
+    cfg, device, iters, world = run.cfg, run.device, run.cfg.iters, run.world
     stream = batches(data, sampler, cfg.crop_size, run.with_seg, start, iters, cfg.workers,
                      pin_memory=device.type == "cuda")
     bar = tqdm(total=iters, initial=start, desc=f"{run.stage}:{run.preset}", unit="it", mininterval=2.0,
-               disable=not run.progress, dynamic_ncols=True, file=QuietStream(sys.stderr))
+               disable=not (run.progress and world.is_main), dynamic_ncols=True, file=QuietStream(sys.stderr))
     try:
         with ckpt.StopSignals() as stop:
             for step in range(start, iters):
@@ -297,18 +347,20 @@ def _iterate(run: Run, data: TrainData, generator: torch.nn.Module, sampler, tra
                 sampler.next_step = done
                 metrics = {}
                 if due(done, cfg.log_every, iters):
-                    metrics.update(history.take_means())
+                    metrics.update(world.mean(history.take_means()))
                     metrics.update(lrs)
                     shown = {k.split("/")[-1]: f"{v:.4g}" for k, v in metrics.items() if k.startswith("train/")}
                     bar.set_postfix(shown, refresh=False)
                 if data.val and due(done, cfg.val_every, iters):
-                    metrics["val/psnr"] = validate(generator, data.val, device, run.with_seg)
+                    if world.is_main:  # the eager generator: no collective inside
+                        metrics["val/psnr"] = validate(generator, data.val, device, run.with_seg)
+                    world.barrier()
                 if metrics:
                     log.log(done, metrics)
                 bar.update(1)
                 if run.on_step is not None:
                     run.on_step(done)
-                why = stop.check()
+                why = _agree_to_stop(stop.check(), world)
                 if done % cfg.ckpt_every == 0 or done == iters or why:
                     path = save(done)
                     if why and done < iters:
@@ -316,3 +368,11 @@ def _iterate(run: Run, data: TrainData, generator: torch.nn.Module, sampler, tra
     finally:
         bar.close()
         stream.close()
+
+
+def _agree_to_stop(why: str | None, world: World) -> str | None:
+    """Whether to stop now, the same answer on every rank: a signal may reach the ranks of a
+    data-parallel run in different iterations, and they must all save the same one."""
+    if world.any(why is not None) and why is None:
+        why = "another process of this data-parallel run was asked to stop"
+    return why

@@ -3,6 +3,7 @@
 `train_psnr` trains the RRDB (or, with a pruning mask, the RRSB) with L1, Adam and a step schedule
 (ESRGAN: lr 2e-4 halved every 200k of 1M iterations), validates PSNR on held-out images, logs to
 dvclive and checkpoints for resumption, all through the shared loop (`spsagan.training.loop`).
+With `gpus` > 1 it runs as one of the processes torchrun started (`spsagan.training.distributed`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,16 @@ from spsagan.device import resolve_device
 from spsagan.models.presets import build_generator, method_name, preset_arch
 from spsagan.training import checkpoint as ckpt
 from spsagan.training.data import TrainData
-from spsagan.training.device import autocast, determinism, seed_everything, to_device, use_channels_last
+from spsagan.training.device import (
+    autocast,
+    check_compile,
+    compiled,
+    determinism,
+    seed_everything,
+    to_device,
+    use_channels_last,
+)
+from spsagan.training.distributed import process_group, rank_device, world_from_env, wrap
 from spsagan.training.loop import Run, default_instance, fit, resume_key
 from spsagan.training.schedule import set_lr
 
@@ -36,23 +46,27 @@ def train_psnr(cfg: PretrainPSNRConfig, preset: str, data: TrainData, out_model:
     required exactly for pruned presets. data: training sets, mix ratios and held-out images (no
     segmentation maps are read). ckpt_root: side folder for resume checkpoints
     (`<ckpt_root>/pretrain_psnr-<instance>/<key>/`). live_dir: dvclive folder, or None.
-    device: "auto", "cpu", "cuda", ... (`spsagan.device.resolve_device`).
+    device: "auto", "cpu", "cuda", ... (`spsagan.device.resolve_device`); with several processes,
+    each takes cuda:LOCAL_RANK on CUDA.
     Raises `checkpoint.Preempted` after saving when SIGTERM/SIGUSR1 arrives; a rerun resumes.
     Returns a summary: step, seconds, it/s, device, latest metrics (train/l1, val/psnr, ...).
     """
+    world = world_from_env(cfg.gpus, STAGE)
     arch = {**preset_arch(preset, cfg.num_feat, cfg.num_block, cfg.num_grow_ch, keep), "attention": None}
-    device = resolve_device(device)
+    device = rank_device(world, resolve_device(device))
+    check_compile(device, cfg.compile, STAGE)
     out_model = Path(out_model)
     key = resume_key(STAGE, cfg, {"preset": preset, "keep": keep}, {"data": data.fingerprint(with_seg=False)})
     channels_last = use_channels_last(device, cfg.channels_last)
-    run = Run(stage=STAGE, cfg=cfg, preset=preset, method=method_name(STAGE, arch, preset), out_model=out_model,
-              resume=ckpt.ResumeDir(ckpt_root, STAGE, instance or default_instance(out_model), key),
-              live_dir=live_dir, device=device, channels_last=channels_last, with_seg=False,
-              progress=progress, on_step=on_step)
 
-    with determinism(cfg.deterministic):
+    with process_group(world, device) as world, determinism(cfg.deterministic):
+        run = Run(stage=STAGE, cfg=cfg, preset=preset, method=method_name(STAGE, arch, preset), out_model=out_model,
+                  resume=ckpt.ResumeDir(ckpt_root, STAGE, instance or default_instance(out_model), key),
+                  live_dir=live_dir, device=device, channels_last=channels_last, with_seg=False,
+                  progress=progress, on_step=on_step, world=world)
         seed_everything(cfg.seed)
         model = to_device(build_generator(arch), device, channels_last).train()
+        net = compiled(wrap(model, world, device), device, cfg.compile)  # what the step calls
         opt = torch.optim.Adam([{"params": list(model.parameters()), "initial_lr": cfg.lr}], lr=cfg.lr,
                                betas=tuple(cfg.adam_betas), fused=device.type == "cuda")
         milestones = cfg.lr_milestones()
@@ -60,7 +74,7 @@ def train_psnr(cfg: PretrainPSNRConfig, preset: str, data: TrainData, out_model:
         def train_step(batch, step):
             lr_now = set_lr(opt, step, milestones, cfg.lr_gamma)
             with autocast(device, cfg.mixed_precision):
-                sr = model(batch["lq"])
+                sr = net(batch["lq"])
             loss = F.l1_loss(sr.float(), batch["gt"])
             opt.zero_grad(set_to_none=True)
             loss.backward()
