@@ -190,6 +190,7 @@ class EvaluateConfig(_Section):
     timing_warmup: int
     timing_repeats: int
     max_attention_mb: int
+    compile: bool
     published: dict[str, str]
     export: dict[str, Literal["esrgan", "basicsr"]]
     outside_folders: dict[str, str]

@@ -35,15 +35,24 @@ from spsagan.models.published import load_published, published_source
 from spsagan.pipeline.step import labelled, main_guard, parse, stage_parser
 from spsagan.segmentation.storage import load_seg
 from spsagan.timing import model_cost, time_generator
+from spsagan.training.device import check_compile, compiled
 
 
 @dataclass
 class Method:
-    """A model to evaluate: the network, whether it reads the segmentation prior, facts for the costs table."""
+    """A model to evaluate: the network, whether it reads the segmentation prior, facts for the costs table.
+
+    runner: what super-resolves and is timed (the model, or its torch.compile'd form with `compile`);
+    parameters and FLOPs are counted on the model itself.
+    """
 
     model: torch.nn.Module
     needs_seg: bool
     record: dict = field(default_factory=dict)
+    runner: torch.nn.Module | None = None
+
+    def __post_init__(self):
+        self.runner = self.runner or self.model
 
 
 def pipeline_methods(files: list[Path]) -> dict[str, Method]:
@@ -94,7 +103,7 @@ def super_resolve(methods: dict[str, Method], lr_dir: Path, seg_dir: Path, devic
     lqs = {n: read_image(p, gray="keep") for n, p in list_images(lr_dir).items()}
     outputs = {"bicubic": {n: bicubic_sr(lq) for n, lq in lqs.items()}}
     for name, m in methods.items():
-        outputs[name] = {n: sr_with_model(m.model, lq, seg=load_seg(seg_dir / f"{n}.npz") if m.needs_seg else None,
+        outputs[name] = {n: sr_with_model(m.runner, lq, seg=load_seg(seg_dir / f"{n}.npz") if m.needs_seg else None,
                                           device=device) for n, lq in lqs.items()}
     return outputs
 
@@ -115,12 +124,13 @@ def inference_costs(methods: dict[str, Method], lr_dir: Path, seg_dir: Path, cfg
         for n, path in files:
             lq = to_tensor(read_image(path, gray="rgb"))[None]
             seg = torch.from_numpy(load_seg(seg_dir / f"{n}.npz"))[None] if m.needs_seg else None
-            times.append(time_generator(m.model, lq, seg, warmup=cfg.timing_warmup,
+            times.append(time_generator(m.runner, lq, seg, warmup=cfg.timing_warmup,
                                         repeats=cfg.timing_repeats)["median_s"])
             sizes.append(list(lq.shape[2:]))
             cost = cost or {**model_cost(m.model, tuple(lq.shape)), "size": list(lq.shape[2:])}
         costs[name] = {**cost, "median_s": float(np.mean(times)), "images": len(times), "sizes": sizes,
-                       "device": device_label(device), "dtype": "float32", **m.record}
+                       "device": device_label(device), "dtype": "float32", "compiled": m.runner is not m.model,
+                       **m.record}
     return costs
 
 
@@ -138,14 +148,16 @@ def main() -> None:
     device = resolve_device(args.device)
     methods = pipeline_methods(list(labelled(args.models, "--models").values()))
     published, skipped = published_methods(cfg.published)
-    for m in (*methods.values(), *published.values()):
-        set_attention_budget(m.model, cfg.max_attention_mb * 2**20)
+    check_compile(device, cfg.compile, "evaluate")
     rows, summary = [], {"profile": args.profile, "crop_border": cfg.crop_border, "test_y_channel": cfg.test_y_channel,
                          "methods": {}, "costs": {}, "skipped": skipped}
     score = dict(crop_border=cfg.crop_border, test_y_channel=cfg.test_y_channel, niqe=cfg.niqe, pi=cfg.pi)
 
     with atomic_dir(args.exported) as exported_dir, atomic_dir(args.sr) as sr_root:
         methods = {**methods, **published, **exported_methods(methods, cfg.export, exported_dir)}
+        for m in methods.values():
+            set_attention_budget(m.model, cfg.max_attention_mb * 2**20)
+            m.runner = compiled(m.model.to(device).eval(), device, cfg.compile)
         for dataset in cfg.test_sets:
             hr_dir, lr_dir = args.data / dataset / "HR", args.data / dataset / "LR_x4"
             if not hr_dir.is_dir():

@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+
+from spsagan.training.device import compiler_missing
 from PIL import Image
 
 from spsagan import evaluation, metrics, timing
@@ -399,3 +401,18 @@ def test_bicubic_reproduces_the_protocol_numbers(tmp_path, dataset, psnr, ssim, 
     assert means["num_images"] == {"Set5": 5, "Set14": 14}[dataset]
     assert means["psnr"] == pytest.approx(psnr, abs=5e-4)
     assert means["ssim"] == pytest.approx(ssim, abs=5e-5)
+
+
+@pytest.mark.slow  # compiles a tiny generator's forward: tens of seconds on a 2-core CPU
+@pytest.mark.skipif(compiler_missing(torch.device("cpu")) is not None, reason="torch.compile on CPU needs a C++ compiler")
+def test_compiled_inference_equals_eager_within_float_rounding():
+    """evaluate.compile: the compiled generator super-resolves like the eager one (one grey level at most)."""
+    from spsagan.models.rrdb import RRDBNet
+    from spsagan.training.device import compiled
+
+    torch.manual_seed(0)
+    model = RRDBNet(num_feat=8, num_block=1, num_grow_ch=4).eval()
+    lq = np.random.default_rng(0).integers(0, 256, (12, 16, 3), dtype=np.uint8)
+    eager = evaluation.sr_with_model(model, lq)
+    fast = evaluation.sr_with_model(compiled(model, torch.device("cpu"), True), lq)
+    assert np.abs(eager.astype(int) - fast.astype(int)).max() <= 1  # float reordering may flip a rounding
