@@ -38,7 +38,7 @@ def train_psnr(cfg: PretrainPSNRConfig, preset: str, data: TrainData, out_model:
     (`<ckpt_root>/pretrain_psnr-<instance>/<key>/`). live_dir: dvclive folder, or None.
     device: "auto", "cpu", "cuda", ... (`spsagan.device.resolve_device`).
     Raises `checkpoint.Preempted` after saving when SIGTERM/SIGUSR1 arrives; a rerun resumes.
-    Returns a summary: step, seconds, it/s, device, latest metrics (train/l1, val/psnr, ...).
+    Returns a summary: method, step, seconds, it/s, parameters, device, latest metrics (train/l1, val/psnr, ...).
     """
     arch = {**preset_arch(preset, cfg.num_feat, cfg.num_block, cfg.num_grow_ch, keep), "attention": None}
     device = resolve_device(device)
