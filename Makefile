@@ -13,7 +13,7 @@ PROFILE ?= paper
 export PATH := $(abspath $(BIN)):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup demo paper fetch preflight dvc-demo pull test lint report clean-results FORCE
+.PHONY: setup demo paper fetch preflight dvc-demo pull test lint report plots dry-run clean-results FORCE
 
 setup: $(VENV)/.installed
 
@@ -62,6 +62,17 @@ pull: setup
 report: setup
 	mkdir -p reports
 	$(BIN)/snakemake --report reports/report.html
+
+# `dvc plots show` (or `make plots DIFF="exp-a exp-b"`: `dvc plots diff`) as a page that works
+# offline: DVC's plotting libraries, fetched once from npm into downloads/npm/, are inlined into it.
+PLOTS_TEMPLATE := dvc_plots/offline_template.html
+plots: setup
+	$(BIN)/python -m spsagan.pipeline plots-template --out $(PLOTS_TEMPLATE)
+	$(BIN)/dvc plots $(if $(DIFF),diff $(DIFF),show) --html-template $(PLOTS_TEMPLATE)
+
+# What `dvc exp run -S ...` would rerun, without running it: make dry-run S="train_gan.demo.lr_g=2.0e-4"
+dry-run: setup
+	$(BIN)/python -m spsagan.pipeline dry-run $(foreach s,$(S),-S $(s))
 
 test: setup lint
 	$(BIN)/python -m pytest

@@ -11,8 +11,9 @@ Methods, each a column of Table 1:
   weights, written to `--exported`: their scores must equal the model's own;
 - SR folders made elsewhere (`outside_folders`).
 Writes `--sr <dir>/<method>/<dataset>/<image>.png`, `--per-image` (PSNR/SSIM on Y with the border
-shave, NIQE, Ma/PI where available) and `--summary` (set means, parameters, FLOPs, inference time
-with device and dtype, the segmenter, skipped methods: DVC's metrics file).
+shave, NIQE, Ma/PI where available), `--summary` (set means, parameters, FLOPs, inference time
+with device and dtype, the segmenter, skipped methods) and `--metrics` (PSNR/SSIM/NIQE/PI of bicubic
+and the pipeline models per test set: what `dvc exp show` compares).
 """
 
 import json
@@ -134,6 +135,15 @@ def inference_costs(methods: dict[str, Method], lr_dir: Path, seg_dir: Path, cfg
     return costs
 
 
+def compared_metrics(summary: dict, names: list[str]) -> dict:
+    """{method: {set: {psnr, ssim, niqe, pi}}} of `names` from the summary, rounded to 4 decimals;
+    a score that is not available (null) is left out."""
+    return {name: {dataset: {k: round(means[k], 4) for k in ("psnr", "ssim", "niqe", "pi")
+                             if means.get(k) is not None}
+                   for dataset, means in summary["methods"][name].items()}
+            for name in names if name in summary["methods"]}
+
+
 def main() -> None:
     parser = stage_parser(__doc__)
     parser.add_argument("--data", required=True, type=Path, help="make_lr's output folder")
@@ -143,10 +153,12 @@ def main() -> None:
     parser.add_argument("--exported", required=True, type=Path, help="folder for the exported models")
     parser.add_argument("--per-image", required=True, type=Path, help="per-image scores (CSV)")
     parser.add_argument("--summary", required=True, type=Path, help="set means and costs (JSON)")
+    parser.add_argument("--metrics", required=True, type=Path, help="the numbers experiments compare (JSON)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     args, cfg = parse(parser, "evaluate")
     device = resolve_device(args.device)
     methods = pipeline_methods(list(labelled(args.models, "--models").values()))
+    compared = ["bicubic", *methods]
     published, skipped = published_methods(cfg.published)
     check_compile(device, cfg.compile, "evaluate")
     rows, summary = [], {"profile": args.profile, "crop_border": cfg.crop_border, "test_y_channel": cfg.test_y_channel,
@@ -183,6 +195,7 @@ def main() -> None:
     seg_summary = args.seg / "summary.json"
     summary["segmenter"] = json.loads(seg_summary.read_text())["segmenter"] if seg_summary.exists() else None
     write_json(args.summary, summary)
+    write_json(args.metrics, compared_metrics(summary, compared))
 
 
 if __name__ == "__main__":

@@ -2,17 +2,20 @@
 
 Instance `rrdb` trains the RRDB (used to measure dissimilarity, and to initialise esrgan, +fa and
 +spsa); instance `rrsb` trains the pruned RRSB from scratch with prune's mask (initialises spsagan).
-Writes `--model` atomically at the end and dvclive metrics/plots in `--live`; resume checkpoints go
+Writes `--model` atomically at the end, dvclive metrics/plots in `--live` and its it/s, final
+validation PSNR and parameter count in `--metrics` (what `dvc exp show` compares); resume checkpoints go
 to `<ckpt-root>/pretrain_psnr-<instance>/<hash of the params>/`, so a killed or preempted run
 continues where it stopped when rerun.
 """
 
 from pathlib import Path
 
+from spsagan.atomic import write_json
 from spsagan.data.pairs import index_path, read_index
 from spsagan.pipeline.step import main_guard, parse, stage_parser
 from spsagan.pruning import load_mask
 from spsagan.training.data import load_val_images, open_train_data
+from spsagan.training.loop import compared_metrics
 from spsagan.training.psnr import train_psnr
 
 
@@ -23,6 +26,7 @@ def main() -> None:
     parser.add_argument("--mask", type=Path, default=None, help="prune's mask.json (RRSB)")
     parser.add_argument("--model", required=True, type=Path, help="the model file to write")
     parser.add_argument("--live", required=True, type=Path, help="dvclive folder")
+    parser.add_argument("--metrics", required=True, type=Path, help="the numbers experiments compare (JSON)")
     parser.add_argument("--ckpt-root", required=True, type=Path)
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     args, cfg = parse(parser, "pretrain_psnr")
@@ -33,6 +37,7 @@ def main() -> None:
     summary = train_psnr(cfg, args.preset, data, args.model, args.ckpt_root, args.live,
                          keep=load_mask(args.mask) if args.mask else None, device=args.device,
                          instance=args.model.parent.name)
+    write_json(args.metrics, compared_metrics(summary))
     print(f"pretrain_psnr: {args.model.parent.name}: {summary}")
 
 

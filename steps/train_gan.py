@@ -5,16 +5,19 @@ loss is perceptual (VGG19 conv5_4) + 5e-3 relativistic-average GAN + 1e-2 L1, wi
 attention parameters and 1e-4 for the rest. Training crops mix the sets in `mix` (OST : DIV2K =
 10 : 1 in the paper); sets in `selected_only` keep only make_seg_maps' multi-category selection.
 Presets with SPSA read the segmentation maps; the others never load them. Writes `--model`
-atomically and dvclive metrics in `--live`; resume checkpoints go to `<ckpt-root>/train_gan-<instance>/`.
+atomically, dvclive metrics in `--live` and its it/s, final validation PSNR and parameter count in
+`--metrics` (what `dvc exp show` compares); resume checkpoints go to `<ckpt-root>/train_gan-<instance>/`.
 """
 
 from pathlib import Path
 
+from spsagan.atomic import write_json
 from spsagan.models.presets import needs_seg
 from spsagan.pipeline.step import main_guard, parse, stage_parser
 from spsagan.segmentation.selection import read_selected
 from spsagan.training.data import load_val_images, open_train_data
 from spsagan.training.gan import train_gan
+from spsagan.training.loop import compared_metrics
 
 
 def main() -> None:
@@ -25,6 +28,7 @@ def main() -> None:
     parser.add_argument("--preset", required=True)
     parser.add_argument("--model", required=True, type=Path, help="the model file to write")
     parser.add_argument("--live", required=True, type=Path, help="dvclive folder")
+    parser.add_argument("--metrics", required=True, type=Path, help="the numbers experiments compare (JSON)")
     parser.add_argument("--ckpt-root", required=True, type=Path)
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     args, cfg = parse(parser, "train_gan")
@@ -36,6 +40,7 @@ def main() -> None:
                            sources={name: read_selected(args.seg, name) for name in cfg.selected_only})
     summary = train_gan(cfg, args.preset, args.init, data, args.model, args.ckpt_root, args.live,
                         device=args.device, instance=args.model.parent.name)
+    write_json(args.metrics, compared_metrics(summary))
     print(f"train_gan: {args.model.parent.name}: {summary}")
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -181,3 +182,26 @@ def load_config(stage: str, profile: str | None = None, params_path: str | os.Pa
     """
     params = load_params(params_path, schema_path)
     return from_section(stage, stage_params(params, stage, profile))
+
+
+def read_numbers(params, stage_schemas):
+    """Where the schema wants a number, take text that YAML 1.2 reads as one as that float, in place.
+
+    `dvc exp run -S` writes floats as Python spells them (5.0e-5 becomes `5e-05`); DVC reads that as a
+    number, but Snakemake's YAML loader (PyYAML, YAML 1.1) reads the string '5e-05', which the schema
+    would refuse. Any other mismatch is left for `validate` to report.
+    """
+    import jsonschema
+
+    number = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
+    found = []
+    for error in jsonschema.Draft202012Validator(full_schema(stage_schemas)).iter_errors(params):
+        wanted = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+        if (error.validator == "type" and {"number", "integer"} & set(wanted) and error.absolute_path
+                and isinstance(error.instance, str) and number.fullmatch(error.instance.strip())):
+            found.append(list(error.absolute_path))
+    for path in found:
+        node = params
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = float(node[path[-1]])

@@ -12,7 +12,7 @@ An entry::
       script: steps/pretrain_psnr.py
       deps: {data: "@make_lr.out"}            # named inputs: paths, or "@stage.name" references
       outs: {model: results/pretrain_psnr/{instance}/model.pt}   # named outputs (trailing / = folder)
-      metrics: {summary: results/x/summary.json}                 # outputs DVC shows as metrics
+      metrics: {metrics: metrics/pretrain_psnr/{instance}.json}  # the few numbers `dvc exp show` compares
       live: results/pretrain_psnr/{instance}/live                # a dvclive folder: metrics.json + plots/
       state: {ckpt_root: results/ckpt}        # side folders that survive failures (resume), not outputs
       args: {preset: "{preset}"}              # other flags, from the instance's values
@@ -32,6 +32,14 @@ Placeholders `{instance}` and any key of the instance's dict are filled in paths
 
 Code dependencies are not listed: each stage depends on its script's import closure inside the
 package (`spsagan.pipeline.imports`), plus `extra_code`.
+
+In dvc.yaml, `metrics` become DVC metrics and a dvclive folder's `plots/` DVC plots (its
+`metrics.json`, with every logged key, is a plain output). Metrics and plots under `metrics/` (see
+`GIT_KEPT`) are small files git keeps (`cache: false`): each experiment's commit holds them, so
+`dvc exp show` and `dvc metrics diff` read them for any experiment. Metrics and plots anywhere else
+are under the git-ignored `results/` and are cached (`cache: true`): DVC reads an experiment's copy
+from its cache (a `cache: false` file there exists only in the workspace, and every other revision
+shows `!`).
 """
 
 from __future__ import annotations
@@ -80,8 +88,13 @@ def _as_tuple(value) -> tuple[str, ...]:
     return tuple(value) if isinstance(value, (list, tuple)) else (value,)
 
 
+# Metrics and plots under this folder are committed to git (dvc.yaml: `cache: false`); all others are
+# in git-ignored folders and cached by DVC.
+GIT_KEPT = "metrics/"
+
+
 def _live_paths(live: str) -> tuple[str, str]:
-    """The outputs of a dvclive folder: its summary (DVC metrics) and its plots folder (DVC plots)."""
+    """The outputs of a dvclive folder: its summary (a plain output) and its plots folder (DVC plots)."""
     return f"{live}/metrics.json", f"{live}/plots/"
 
 
@@ -113,7 +126,11 @@ class Stage:
 
     @property
     def metric_paths(self) -> list[str]:
-        return [*self.metrics.values(), *([_live_paths(self.live)[0]] if self.live else [])]
+        return list(self.metrics.values())
+
+    @property
+    def live_summary_paths(self) -> list[str]:
+        return [_live_paths(self.live)[0]] if self.live else []
 
     @property
     def plot_paths(self) -> list[str]:
@@ -135,8 +152,8 @@ class Stage:
         return {**self.deps, **own}
 
     def output_templates(self) -> list[str]:
-        """Every output path (outs, metrics, plots) with `{instance}` left as a wildcard."""
-        return [*self.out_paths, *self.metric_paths, *self.plot_paths]
+        """Every output path (outs, metrics, dvclive summary and plots) with `{instance}` left as a wildcard."""
+        return [*self.out_paths, *self.metric_paths, *self.live_summary_paths, *self.plot_paths]
 
     def outputs(self, instance: str | None) -> list[str]:
         """Every output path of one job (outs, metrics, plots), `/`-terminated for folders."""
@@ -297,8 +314,8 @@ def _dvc_template(stage: Stage, template: str) -> str:
 def _dvc_stage(stage: Stage) -> dict:
     """One dvc.yaml stage body (inside `do:` for a stage with instances)."""
     fill = lambda p: _dvc_template(stage, p)  # noqa: E731
-    outs, metrics, plots = ([fill(p) for p in paths] for paths in (stage.out_paths, stage.metric_paths,
-                                                                     stage.plot_paths))
+    outs, metrics, plots = ([fill(p) for p in paths] for paths in (
+        [*stage.out_paths, *stage.live_summary_paths], stage.metric_paths, stage.plot_paths))
     body: dict = {"desc": stage.desc, "cmd": snakemake_cmd(stage, [*outs, *metrics, *plots])}
     shared = [fill(p) for deps in stage.deps.values() for d in deps for p in d.paths]
     body["deps"] = list(dict.fromkeys(_dvc_path(d) for d in (stage.script, *stage.code, *stage.extra_code, *shared)))
@@ -311,10 +328,15 @@ def _dvc_stage(stage: Stage) -> dict:
     # Metrics and plots are cached like every output: results/ is not in git, so the cache and its remote are
     # the only way they reach a clone (`dvc pull`).
     if metrics:
-        body["metrics"] = [{_dvc_path(m): {"persist": True}} for m in metrics]
+        body["metrics"] = [{_dvc_path(m): _dvc_kept(m)} for m in metrics]
     if plots:
-        body["plots"] = [{_dvc_path(p): {"persist": True}} for p in plots]
+        body["plots"] = [{_dvc_path(p): _dvc_kept(p)} for p in plots]
     return body
+
+
+def _dvc_kept(path: str) -> dict:
+    """A metrics or plots entry: committed to git under GIT_KEPT, else cached (see the module docstring)."""
+    return {"cache": False, "persist": True} if path.startswith(GIT_KEPT) else {"persist": True}
 
 
 def dvc_yaml(registry: Registry) -> str:

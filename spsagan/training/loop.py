@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import re
 import sys
 import time
@@ -295,7 +296,8 @@ def _fit(run: Run, data: TrainData, generator: torch.nn.Module, modules: dict, o
     log.close()
     world.barrier()  # every rank returns once the model file exists
     ran = cfg.iters - start
-    return {"stage": run.stage, "preset": run.preset, "step": cfg.iters,
+    return {"stage": run.stage, "preset": run.preset, "method": run.method, "step": cfg.iters,
+            "params": sum(p.numel() for p in generator.parameters()),
             "resumed_from": start if state is not None else None, "iterations_run": ran,
             "seconds": round(seconds, 3), "it_per_s": round(ran / seconds, 3) if ran and seconds > 0 else None,
             "device": _device_label(run), "checkpoint_dir": str(resume.path),
@@ -315,6 +317,20 @@ def _load_state(resume: ckpt.ResumeDir, world: World) -> dict | None:
     if path is not None and state is None:
         state = resume.load_file(path)
     return state
+
+
+def compared_metrics(summary: dict) -> dict:
+    """The numbers experiments compare for one training run (a `fit` summary), under the method's
+    name as evaluate's metrics use it: {method: {it_per_s, val_psnr, params}}; a missing one is left out.
+
+    Keyed by method so that `dvc exp show` names each column once (`spsagan.it_per_s`) instead of
+    prefixing the file path to a key every training run shares.
+    """
+    val = summary.get("metrics", {}).get("val/psnr")
+    val = round(float(val), 4) if val is not None and math.isfinite(val) else None
+    numbers = {"it_per_s": summary.get("it_per_s"), "val_psnr": val,
+               "params": summary.get("params")}
+    return {summary["method"]: {k: v for k, v in numbers.items() if v is not None}}
 
 
 def _restore(state: dict, modules: dict, optimizers: dict, sampler) -> int:

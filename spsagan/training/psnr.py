@@ -49,7 +49,7 @@ def train_psnr(cfg: PretrainPSNRConfig, preset: str, data: TrainData, out_model:
     device: "auto", "cpu", "cuda", ... (`spsagan.device.resolve_device`); with several processes,
     each takes cuda:LOCAL_RANK on CUDA.
     Raises `checkpoint.Preempted` after saving when SIGTERM/SIGUSR1 arrives; a rerun resumes.
-    Returns a summary: step, seconds, it/s, device, latest metrics (train/l1, val/psnr, ...).
+    Returns a summary: method, step, seconds, it/s, parameters, device, latest metrics (train/l1, val/psnr, ...).
     """
     world = world_from_env(cfg.gpus, STAGE)
     arch = {**preset_arch(preset, cfg.num_feat, cfg.num_block, cfg.num_grow_ch, keep), "attention": None}
