@@ -60,11 +60,15 @@ def measure(name: str, probs: np.ndarray, tmp: Path, repeats: int = 3) -> dict:
     megapixels = probs.shape[1] * probs.shape[2] / 1e6
     error = float(np.abs(loaded - probs).max())
     return {
-        "maps": name, "size": f"{probs.shape[2]}x{probs.shape[1]}",
+        "maps": name,
+        "size": f"{probs.shape[2]}x{probs.shape[1]}",
         "B/MP": path.stat().st_size / megapixels,
         "plain deflate B/MP": plain_deflate_size(storage.quantize(probs)) / megapixels,
-        "uint8 B/MP": 8e6, "float32 B/MP": 32e6,
-        "write ms": write_ms, "load ms": load_ms, "max err x255": error * 255,
+        "uint8 B/MP": 8e6,
+        "float32 B/MP": 32e6,
+        "write ms": write_ms,
+        "load ms": load_ms,
+        "max err x255": error * 255,
     }
 
 
@@ -84,16 +88,24 @@ def main() -> int:
     header = list(rows[0])
     print(" | ".join(header))
     for row in rows:
-        print(" | ".join(f"{v:,.0f}" if isinstance(v, float) and k != "max err x255" else
-                         (f"{v:.3f}" if isinstance(v, float) else str(v)) for k, v in row.items()))
+        print(
+            " | ".join(
+                f"{v:,.0f}"
+                if isinstance(v, float) and k != "max err x255"
+                else (f"{v:.3f}" if isinstance(v, float) else str(v))
+                for k, v in row.items()
+            )
+        )
     standin_mean = np.mean([r["B/MP"] for r in rows if r["maps"].startswith("standin")])
     proxy_mean = np.mean([r["B/MP"] for r in rows if r["maps"].startswith("smooth")])
     print(f"\nmean bytes per megapixel: stand-in {standin_mean:,.0f}, smooth-softmax proxy {proxy_mean:,.0f}")
     # Paper scale: SFTGAN's float32 maps of the training data are quoted at over 60 GB, i.e. at least
     # 60e9 / 32 = 1.9 gigapixels; 800 DIV2K images alone are about 2.2 gigapixels.
     for gigapixels in (1.9, 5.0):
-        print(f"{gigapixels} gigapixels of maps: float32 {gigapixels * 32:.0f} GB, this format "
-              f"{gigapixels * proxy_mean / 1e6:.1f} GB (proxy) / {gigapixels * standin_mean / 1e6:.1f} GB (stand-in)")
+        print(
+            f"{gigapixels} gigapixels of maps: float32 {gigapixels * 32:.0f} GB, this format "
+            f"{gigapixels * proxy_mean / 1e6:.1f} GB (proxy) / {gigapixels * standin_mean / 1e6:.1f} GB (stand-in)"
+        )
     return 0
 
 

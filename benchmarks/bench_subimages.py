@@ -79,24 +79,32 @@ def main() -> None:
         make_pairs(tmp / "HR", tmp / "full", gray="rgb")
         t_full = time.perf_counter() - start
         start = time.perf_counter()
-        summary = make_pairs(tmp / "HR", tmp / "subs", gray="rgb", subimage_size=args.size,
-                             subimage_step=args.step, min_size=CROP)
+        summary = make_pairs(
+            tmp / "HR", tmp / "subs", gray="rgb", subimage_size=args.size, subimage_step=args.step, min_size=CROP
+        )
         t_sub = time.perf_counter() - start
         full_times = time_batches(tmp / "full", args.batches)
         sub_times = time_batches(tmp / "subs" / "sub", args.batches)
         full_bytes = folder_bytes(tmp / "full")
         sub_bytes = folder_bytes(tmp / "subs" / "sub")
     n = args.images
-    print(f"{n} HR images of {HR_SHAPE[0]} x {HR_SHAPE[1]}; sub-images {args.size}/{args.step} "
-          f"({summary['subimages']} = {summary['subimages'] / n:.0f} per image); batch of {BATCH} crops "
-          f"{CROP}/{CROP // SCALE}; median of {args.batches} batches")
+    print(
+        f"{n} HR images of {HR_SHAPE[0]} x {HR_SHAPE[1]}; sub-images {args.size}/{args.step} "
+        f"({summary['subimages']} = {summary['subimages'] / n:.0f} per image); batch of {BATCH} crops "
+        f"{CROP}/{CROP // SCALE}; median of {args.batches} batches"
+    )
     print(f"{'layout':<22}{'make_lr s/img':>14}{'ms / batch':>12}{'MB / img (HR+LR)':>18}")
-    print(f"{'full images':<22}{t_full / n:>14.2f}{1e3 * statistics.median(full_times):>12.0f}"
-          f"{full_bytes / n / 1e6:>18.2f}")
-    print(f"{'sub-images':<22}{t_sub / n:>14.2f}{1e3 * statistics.median(sub_times):>12.0f}"
-          f"{sub_bytes / n / 1e6:>18.2f}")
-    print(f"speed-up per batch {statistics.median(full_times) / statistics.median(sub_times):.1f}x, "
-          f"disk {sub_bytes / full_bytes:.2f}x the full images")
+    print(
+        f"{'full images':<22}{t_full / n:>14.2f}{1e3 * statistics.median(full_times):>12.0f}"
+        f"{full_bytes / n / 1e6:>18.2f}"
+    )
+    print(
+        f"{'sub-images':<22}{t_sub / n:>14.2f}{1e3 * statistics.median(sub_times):>12.0f}{sub_bytes / n / 1e6:>18.2f}"
+    )
+    print(
+        f"speed-up per batch {statistics.median(full_times) / statistics.median(sub_times):.1f}x, "
+        f"disk {sub_bytes / full_bytes:.2f}x the full images"
+    )
 
 
 if __name__ == "__main__":

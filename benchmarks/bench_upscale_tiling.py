@@ -59,8 +59,22 @@ print(json.dumps({"seconds": seconds, "peak_bytes": rss_kb("VmHWM") * 1024 - bef
 
 
 def run_case(net: str, height: int, width: int, tile: int, overlap: int, threads: int) -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(NETS[net]), str(height), str(width), str(tile),
-                          str(overlap), str(threads)], capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            CHILD,
+            json.dumps(NETS[net]),
+            str(height),
+            str(width),
+            str(tile),
+            str(overlap),
+            str(threads),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if out.returncode != 0:
         return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed"}
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -72,20 +86,23 @@ def untiled_gb(net: str, height: int, width: int) -> float:
 
 
 def memory_table(args) -> None:
-    print(f"Part 1: sr_with_model on the CPU, {args.threads} thread(s), float32, random RRDBNet; "
-          "peak = resident memory above what was in use before the call")
+    print(
+        f"Part 1: sr_with_model on the CPU, {args.threads} thread(s), float32, random RRDBNet; "
+        "peak = resident memory above what was in use before the call"
+    )
     print(f"{'net':>5} {'LR size':>10} {'tile':>5} {'overlap':>7} | {'peak GB':>8} {'seconds':>8}")
     for net in args.nets:
         for size in args.sizes:
             width, height = map(int, size.split("x"))
             for tile in (0, *args.tiles):
                 if tile == 0 and untiled_gb(net, height, width) > args.max_untiled_gb:
-                    print(f"{net:>5} {size:>10} {'none':>5} {'-':>7} | {'skip':>8} {'-':>8}  "
-                          f"(about {untiled_gb(net, height, width):.0f} GB)")
+                    print(
+                        f"{net:>5} {size:>10} {'none':>5} {'-':>7} | {'skip':>8} {'-':>8}  "
+                        f"(about {untiled_gb(net, height, width):.0f} GB)"
+                    )
                     continue
                 r = run_case(net, height, width, tile, args.overlap, args.threads)
-                cells = (f"{r['error'][:40]}" if "error" in r
-                         else f"{r['peak_bytes'] / 1e9:>8.3f} {r['seconds']:>8.1f}")
+                cells = f"{r['error'][:40]}" if "error" in r else f"{r['peak_bytes'] / 1e9:>8.3f} {r['seconds']:>8.1f}"
                 print(f"{net:>5} {size:>10} {tile or 'none':>5} {args.overlap if tile else '-':>7} | {cells}")
 
 
@@ -129,10 +146,14 @@ def error_table(args) -> None:
     torch.set_num_threads(args.threads)
     lq = make_lq(data.astronaut())[:96, :128]  # 96 x 128 LR
     x = to_tensor(lq)[None]
-    print(f"\nPart 2: tiling error on astronaut's LR ({lq.shape[0]}x{lq.shape[1]}), tile {args.error_tile}, "
-          "demo-size RRDBNet (2 blocks, 32 features; receptive radius 34 LR pixels)")
-    print(f"{'network':>28} {'overlap':>7} | {'max |float|':>11} {'mean |float|':>12} | "
-          f"{'max grey':>8} {'pixels moved':>12}")
+    print(
+        f"\nPart 2: tiling error on astronaut's LR ({lq.shape[0]}x{lq.shape[1]}), tile {args.error_tile}, "
+        "demo-size RRDBNet (2 blocks, 32 features; receptive radius 34 LR pixels)"
+    )
+    print(
+        f"{'network':>28} {'overlap':>7} | {'max |float|':>11} {'mean |float|':>12} | "
+        f"{'max grey':>8} {'pixels moved':>12}"
+    )
     torch.manual_seed(0)
     model = build_generator(preset_arch("esrgan", **NETS["demo"])).eval()
     for label, steps in (("random", 0), (f"trained {args.train_steps} steps", args.train_steps)):
@@ -147,10 +168,13 @@ def error_table(args) -> None:
             with torch.no_grad():
                 tiled = tiling.tiled_forward(model, x, None, args.error_tile, overlap)
             diff = (tiled - full).abs()
-            grey = np.abs(sr_with_model(model, lq, tile=args.error_tile, tile_overlap=overlap).astype(int)
-                          - full8.astype(int))
-            print(f"{label:>28} {overlap:>7} | {float(diff.max()):>11.2e} {float(diff.mean()):>12.2e} | "
-                  f"{grey.max():>8} {100 * (grey > 0).mean():>11.3f}%")
+            grey = np.abs(
+                sr_with_model(model, lq, tile=args.error_tile, tile_overlap=overlap).astype(int) - full8.astype(int)
+            )
+            print(
+                f"{label:>28} {overlap:>7} | {float(diff.max()):>11.2e} {float(diff.mean()):>12.2e} | "
+                f"{grey.max():>8} {100 * (grey > 0).mean():>11.3f}%"
+            )
 
 
 def main() -> None:

@@ -53,9 +53,7 @@ def synthetic_data(n: int, size: int, seed: int = 0) -> TrainData:
     """n random RGB sub-images (size x size HR) with matching LR (box-downsampled) and soft maps."""
     rng = np.random.default_rng(seed)
     gts = [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(n)]
-    lqs = [
-        g.reshape(size // 4, 4, size // 4, 4, 3).mean((1, 3)).round().astype(np.uint8) for g in gts
-    ]
+    lqs = [g.reshape(size // 4, 4, size // 4, 4, 3).mean((1, 3)).round().astype(np.uint8) for g in gts]
     segs = []
     for _ in range(n):
         logits = rng.normal(size=(8, size, size)).astype(np.float32)
@@ -87,9 +85,7 @@ def measure(fn, device: torch.device, warmup: int, iters: int):
         torch.cuda.reset_peak_memory_stats(device)
     timer = Timer(device, warmup, iters)
     fn(timer)
-    peak = (
-        torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
-    )
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
     return timer.rate(), peak
 
 
@@ -101,12 +97,23 @@ def check_resume(device: torch.device) -> None:
     """Deterministic mode on `device`: a run interrupted mid-way and resumed ends with the same
     weights (torch.equal) as an uninterrupted one, for PSNR pretraining and +spsa GAN training."""
     data = synthetic_data(4, 192)
-    common = dict(iters=6, batch_size=2, crop_size=96, lr_step=3, val_every=6, ckpt_every=2, log_every=1, seed=3,
-                  deterministic=True)
-    psnr_cfg = replace(load_config("pretrain_psnr", "paper"), **common, num_feat=16, num_block=2, num_grow_ch=8,
-                       lr=1.0e-3)
-    gan_cfg = replace(load_config("train_gan", "paper"), **common, perceptual_layer="conv3_4", perceptual_weights="",
-                      d_num_feat=8)
+    common = dict(
+        iters=6,
+        batch_size=2,
+        crop_size=96,
+        lr_step=3,
+        val_every=6,
+        ckpt_every=2,
+        log_every=1,
+        seed=3,
+        deterministic=True,
+    )
+    psnr_cfg = replace(
+        load_config("pretrain_psnr", "paper"), **common, num_feat=16, num_block=2, num_grow_ch=8, lr=1.0e-3
+    )
+    gan_cfg = replace(
+        load_config("train_gan", "paper"), **common, perceptual_layer="conv3_4", perceptual_weights="", d_num_feat=8
+    )
 
     def interrupt_at(step):
         def hook(done):
@@ -122,12 +129,19 @@ def check_resume(device: torch.device) -> None:
             for run, cut in (("full", None), ("cut", 3)):
                 root = tmp / stage / run
                 if stage == "pretrain_psnr":
-                    fn = lambda **kw: train_psnr(
-                        psnr_cfg, "esrgan", data, root / "model.pt", root / "ckpt", None, device=device,
-                        progress=False, **kw
+                    fn = lambda root=root, **kw: train_psnr(
+                        psnr_cfg,
+                        "esrgan",
+                        data,
+                        root / "model.pt",
+                        root / "ckpt",
+                        None,
+                        device=device,
+                        progress=False,
+                        **kw,
                     )
                 else:
-                    fn = lambda **kw: train_gan(
+                    fn = lambda root=root, **kw: train_gan(
                         gan_cfg,
                         "+spsa",
                         tmp / "pretrain_psnr" / "full" / "model.pt",
@@ -147,9 +161,7 @@ def check_resume(device: torch.device) -> None:
                 summary = fn()
                 outs.append(torch.load(root / "model.pt", weights_only=True)["params_g"])
             equal = all(torch.equal(outs[0][k], outs[1][k]) for k in outs[0])
-            worst = max(
-                float((outs[0][k].float() - outs[1][k].float()).abs().max()) for k in outs[0]
-            )
+            worst = max(float((outs[0][k].float() - outs[1][k].float()).abs().max()) for k in outs[0])
             print(
                 f"resume check {stage:<14} on {describe(device, False)}: resumed from step "
                 f"{summary['resumed_from']}, weights equal: {equal} (max |diff| {worst:.3g})"
@@ -173,10 +185,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--deterministic", action="store_true")
     ap.add_argument("--check-resume", action="store_true", help="only run the deterministic resume check")
-    ap.add_argument("--compile", action="store_true",
-                    help="time every configuration eager and with torch.compile (compile: true)")
-    ap.add_argument("--gpus", type=int, default=None,
-                    help="data-parallel scaling: world sizes 1, 2, 4, 8 up to this, each under torchrun")
+    ap.add_argument(
+        "--compile", action="store_true", help="time every configuration eager and with torch.compile (compile: true)"
+    )
+    ap.add_argument(
+        "--gpus",
+        type=int,
+        default=None,
+        help="data-parallel scaling: world sizes 1, 2, 4, 8 up to this, each under torchrun",
+    )
     ap.add_argument("--scaling-worker", type=Path, default=None, help=argparse.SUPPRESS)  # set by --gpus
     return ap.parse_args(argv)
 
@@ -187,9 +204,14 @@ def sizes(args) -> dict:
     timed = args.iters or (3 if tiny else 10)
     return dict(
         device=resolve_device("cpu" if tiny and args.device is None else (args.device or "auto")),
-        nf=args.num_feat or (8 if tiny else 64), nb=args.num_block or (1 if tiny else 23),
-        batch=args.batch or (2 if tiny else 16), timed=timed, iters=args.warmup + timed,
-        layer=args.vgg_layer or ("conv2_2" if tiny else "conv5_4"), d_feat=args.d_feat or (8 if tiny else 64))
+        nf=args.num_feat or (8 if tiny else 64),
+        nb=args.num_block or (1 if tiny else 23),
+        batch=args.batch or (2 if tiny else 16),
+        timed=timed,
+        iters=args.warmup + timed,
+        layer=args.vgg_layer or ("conv2_2" if tiny else "conv5_4"),
+        d_feat=args.d_feat or (8 if tiny else 64),
+    )
 
 
 def compile_choices(args, device: torch.device) -> list[bool]:
@@ -210,8 +232,19 @@ def time_rows(args, z: dict, workdir: Path, gpus: int = 1) -> list[tuple]:
     pretrained model); gpus: the world size of a torchrun launch (this process is one of its ranks)."""
     device, iters = z["device"], z["iters"]
     data = synthetic_data(max(4, z["batch"]), 2 * args.crop)
-    common = dict(iters=iters, batch_size=z["batch"], crop_size=args.crop, lr_step=10**9, val_every=iters,
-                  ckpt_every=10**9, log_every=iters, seed=0, deterministic=args.deterministic, workers=0, gpus=gpus)
+    common = dict(
+        iters=iters,
+        batch_size=z["batch"],
+        crop_size=args.crop,
+        lr_step=10**9,
+        val_every=iters,
+        ckpt_every=10**9,
+        log_every=iters,
+        seed=0,
+        deterministic=args.deterministic,
+        workers=0,
+        gpus=gpus,
+    )
     # The paper profile's settings (precision, Adam betas, ...) with the benchmark's sizes.
     paper_psnr, paper_gan = load_config("pretrain_psnr", "paper"), load_config("train_gan", "paper")
     rank_device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if device.type == "cuda" else device
@@ -221,14 +254,25 @@ def time_rows(args, z: dict, workdir: Path, gpus: int = 1) -> list[tuple]:
     def timed_run(train, *head, **kw):
         folder = workdir / f"run{next(runs)}"
         out, ckpt_root = folder / "model.pt", folder / "ckpt"
-        rate, peak = measure(lambda hook: train(*head, data, out, ckpt_root, None, device=device, progress=False,
-                                                on_step=hook, **kw), rank_device, args.warmup, iters)
+        rate, peak = measure(
+            lambda hook: train(*head, data, out, ckpt_root, None, device=device, progress=False, on_step=hook, **kw),
+            rank_device,
+            args.warmup,
+            iters,
+        )
         return rate, peak, out
 
     def pretrain(name, keep, compiled, mixed_precision=False, channels_last="auto", note="", **extra):
-        cfg = replace(paper_psnr, **{**common, **extra}, num_feat=z["nf"], num_block=z["nb"],
-                      num_grow_ch=z["nf"] // 2, mixed_precision=mixed_precision, channels_last=channels_last,
-                      compile=compiled)
+        cfg = replace(
+            paper_psnr,
+            **{**common, **extra},
+            num_feat=z["nf"],
+            num_block=z["nb"],
+            num_grow_ch=z["nf"] // 2,
+            mixed_precision=mixed_precision,
+            channels_last=channels_last,
+            compile=compiled,
+        )
         rate, peak, out = timed_run(train_psnr, cfg, "spsagan" if keep else "esrgan", keep=keep)
         dtype = "bf16" if mixed_precision and device.type == "cuda" else "fp32"
         layout = "NHWC" if channels_last is True or (channels_last == "auto" and device.type == "cuda") else "NCHW"
@@ -245,29 +289,42 @@ def time_rows(args, z: dict, workdir: Path, gpus: int = 1) -> list[tuple]:
             pretrain("rrdb", None, compiled, note="4 workers", workers=4)
 
         for preset in [p for p in args.presets.split(",") if p]:
-            cfg = replace(paper_gan, **common, perceptual_layer=z["layer"], perceptual_weights="",
-                          d_num_feat=z["d_feat"], compile=compiled)
+            cfg = replace(
+                paper_gan,
+                **common,
+                perceptual_layer=z["layer"],
+                perceptual_weights="",
+                d_num_feat=z["d_feat"],
+                compile=compiled,
+            )
             rate, peak, _ = timed_run(train_gan, cfg, preset, rrsb if preset == "spsagan" else rrdb)
-            rows.append(("train_gan", preset, "fp32", "NHWC" if device.type == "cuda" else "NCHW", compiled,
-                         rate, peak, ""))
+            rows.append(
+                ("train_gan", preset, "fp32", "NHWC" if device.type == "cuda" else "NCHW", compiled, rate, peak, "")
+            )
     return rows
 
 
 def header(args, z: dict) -> str:
-    return (f"device: {describe(z['device'], False)}; torch {torch.__version__}; generator {z['nb']} blocks x "
-            f"{z['nf']} features, batch {z['batch']}, HR crop {args.crop}; VGG to {z['layer']}, D width "
-            f"{z['d_feat']}; {z['timed']} timed iterations after {args.warmup} warm-up; "
-            f"deterministic={args.deterministic}")
+    return (
+        f"device: {describe(z['device'], False)}; torch {torch.__version__}; generator {z['nb']} blocks x "
+        f"{z['nf']} features, batch {z['batch']}, HR crop {args.crop}; VGG to {z['layer']}, D width "
+        f"{z['d_feat']}; {z['timed']} timed iterations after {args.warmup} warm-up; "
+        f"deterministic={args.deterministic}"
+    )
 
 
 def print_rows(rows: list[tuple], device: torch.device) -> None:
     mode = compile_mode(device)
-    print(f"{'stage':<14} {'preset':<8} {'dtype':<5} {'layout':<6} {'compiled':<27} {'it/s':>8} {'ms/it':>8} "
-          f"{'peak GiB':>9}  note")
+    print(
+        f"{'stage':<14} {'preset':<8} {'dtype':<5} {'layout':<6} {'compiled':<27} {'it/s':>8} {'ms/it':>8} "
+        f"{'peak GiB':>9}  note"
+    )
     for stage, preset, dtype, layout, compiled, rate, peak, note in rows:
         label = mode if compiled else "eager"
-        print(f"{stage:<14} {preset:<8} {dtype:<5} {layout:<6} {label:<27} {rate:>8.2f} {1000 / rate:>8.1f} "
-              f"{peak:>9.2f}  {note}")
+        print(
+            f"{stage:<14} {preset:<8} {dtype:<5} {layout:<6} {label:<27} {rate:>8.2f} {1000 / rate:>8.1f} "
+            f"{peak:>9.2f}  {note}"
+        )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -301,14 +358,26 @@ def scaling(args, z: dict, argv: list[str]) -> None:
                 continue
             out = Path(tmp) / f"world{w}"
             out.mkdir()
-            cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(w),
-                   str(Path(__file__).resolve()), *without_option(argv, "--gpus"), "--scaling-worker", str(out)]
+            cmd = [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--standalone",
+                "--nproc_per_node",
+                str(w),
+                str(Path(__file__).resolve()),
+                *without_option(argv, "--gpus"),
+                "--scaling-worker",
+                str(out),
+            ]
             print(f"world size {w}: {' '.join(cmd)}", flush=True)
             subprocess.run(cmd, check=True)
             results[w] = [tuple(r) for r in json.loads((out / "rows.json").read_text())]
     print(header(args, z) + "; global batch fixed, split over the processes")
-    print(f"{'stage':<14} {'preset':<8} {'compiled':<8} {'world size':>10} {'batch/process':>13} {'it/s':>8} "
-          f"{'speed-up':>8}")
+    print(
+        f"{'stage':<14} {'preset':<8} {'compiled':<8} {'world size':>10} {'batch/process':>13} {'it/s':>8} "
+        f"{'speed-up':>8}"
+    )
     base = {r[:2] + (r[4],): r[5] for r in results.get(1, [])}
     for w, rows in results.items():
         for stage, preset, _, _, compiled, rate, _, _ in rows:

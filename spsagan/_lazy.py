@@ -9,7 +9,8 @@ imports by `spsagan.pipeline.imports`, which reads the same `_LAZY` literal) as 
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 def lazy_exports(package: str, table: dict[str, str]) -> Callable[[str], Any]:

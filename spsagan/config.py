@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 PROFILES = ("demo", "paper")
 SCALE = 4
@@ -108,7 +108,7 @@ class _Training(_Section):
     seed: int
     deterministic: bool
     mixed_precision: bool
-    channels_last: Union[bool, Literal["auto"]]
+    channels_last: bool | Literal["auto"]
     workers: int
     gpus: int
     compile: bool
@@ -117,8 +117,12 @@ class _Training(_Section):
         if self.crop_size % SCALE:
             _fail(stage, "crop_size", f"{self.crop_size} is not a multiple of {SCALE} (the LR crop is crop_size / 4)")
         if self.batch_size % self.gpus:
-            _fail(stage, "batch_size", f"{self.batch_size} is not divisible by {stage}.gpus {self.gpus} (batch_size "
-                                       "is the global batch; each process trains on batch_size / gpus)")
+            _fail(
+                stage,
+                "batch_size",
+                f"{self.batch_size} is not divisible by {stage}.gpus {self.gpus} (batch_size "
+                "is the global batch; each process trains on batch_size / gpus)",
+            )
 
     def lr_milestones(self) -> list[int]:
         """Iterations at which every rate is multiplied by lr_gamma: every lr_step, before iters."""
@@ -171,8 +175,12 @@ class TrainGANConfig(_Training):
     def check(self) -> None:
         self._check_training("train_gan")
         if self.crop_size not in DISCRIMINATOR_CROPS:
-            _fail("train_gan", "crop_size", f"{self.crop_size} is not an input size of the discriminator; "
-                                            f"allowed: {', '.join(map(str, DISCRIMINATOR_CROPS))}")
+            _fail(
+                "train_gan",
+                "crop_size",
+                f"{self.crop_size} is not an input size of the discriminator; "
+                f"allowed: {', '.join(map(str, DISCRIMINATOR_CROPS))}",
+            )
         stray = sorted(set(self.selected_only) - set(self.mix))
         if stray:
             _fail("train_gan", "selected_only", f"{stray} not in train_gan.mix {sorted(self.mix)}")
@@ -186,7 +194,7 @@ class EvaluateConfig(_Section):
     niqe: bool
     pi: bool
     timing_set: str
-    timing_images: Union[int, Literal["all"]]
+    timing_images: int | Literal["all"]
     timing_warmup: int
     timing_repeats: int
     max_attention_mb: int
@@ -246,17 +254,24 @@ def check_across_stages(configs: dict[str, Any]) -> None:
     problems = []
     for stage in ("pretrain_psnr", "prune", "train_gan"):
         if configs[stage].crop_size > lr.subimage_size:
-            problems.append(f"{stage}.crop_size: {configs[stage].crop_size} is larger than the training "
-                            f"sub-images (make_lr.subimage_size {lr.subimage_size})")
-    wanted = {"pretrain_psnr.train_sets": configs["pretrain_psnr"].train_sets,
-              "prune.train_sets": configs["prune"].train_sets, "train_gan.mix": list(configs["train_gan"].mix)}
+            problems.append(
+                f"{stage}.crop_size: {configs[stage].crop_size} is larger than the training "
+                f"sub-images (make_lr.subimage_size {lr.subimage_size})"
+            )
+    wanted = {
+        "pretrain_psnr.train_sets": configs["pretrain_psnr"].train_sets,
+        "prune.train_sets": configs["prune"].train_sets,
+        "train_gan.mix": list(configs["train_gan"].mix),
+    }
     for key, sets in wanted.items():
         missing = sorted(set(sets) - set(lr.train_sets))
         if missing:
             problems.append(f"{key}: {missing} not in make_lr.train_sets")
-    for key, name in (("pretrain_psnr.val_set", configs["pretrain_psnr"].val_set),
-                      ("train_gan.val_set", configs["train_gan"].val_set),
-                      ("evaluate.timing_set", configs["evaluate"].timing_set)):
+    for key, name in (
+        ("pretrain_psnr.val_set", configs["pretrain_psnr"].val_set),
+        ("train_gan.val_set", configs["train_gan"].val_set),
+        ("evaluate.timing_set", configs["evaluate"].timing_set),
+    ):
         if name not in made:
             problems.append(f"{key}: {name!r} is not made by make_lr (train_sets or test_sets)")
     missing = sorted(set(configs["evaluate"].test_sets) - set(lr.test_sets))
@@ -267,8 +282,10 @@ def check_across_stages(configs: dict[str, Any]) -> None:
         problems.append(f"make_seg_maps.sets: {missing} not made by make_lr")
     selected = configs["train_gan"].selected_only
     if selected and selected != [seg.select_set]:
-        problems.append(f"train_gan.selected_only: {selected} must be [make_seg_maps.select_set] "
-                        f"= [{seg.select_set!r}] (only that set has a multi-category selection)")
+        problems.append(
+            f"train_gan.selected_only: {selected} must be [make_seg_maps.select_set] "
+            f"= [{seg.select_set!r}] (only that set has a multi-category selection)"
+        )
     missing = sorted(made - set(configs["download_data"].datasets))
     if missing:
         problems.append(f"make_lr: {missing} not in download_data.datasets")

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -79,14 +79,19 @@ def match_names(sr_names: list[str], hr_names: list[str]) -> dict[str, str]:
         problems.append(f"SR images with no HR image of the same name: {', '.join(unmatched)}")
     twice = {hr: srs for hr, srs in claimed.items() if len(srs) > 1}
     if twice:
-        problems.append("HR images matched by several SR images: "
-                        + "; ".join(f"{hr} <- {', '.join(srs)}" for hr, srs in twice.items()))
+        problems.append(
+            "HR images matched by several SR images: "
+            + "; ".join(f"{hr} <- {', '.join(srs)}" for hr, srs in twice.items())
+        )
     missing = [h for h in hr_names if h not in claimed]
     if missing:
         problems.append(f"HR images with no SR image: {', '.join(missing)}")
     if problems:
-        raise EvaluationError("cannot pair SR and HR images by name (" + "; ".join(problems)
-                              + "); name each SR image after its HR image, optionally with a suffix like _x4")
+        raise EvaluationError(
+            "cannot pair SR and HR images by name ("
+            + "; ".join(problems)
+            + "); name each SR image after its HR image, optionally with a suffix like _x4"
+        )
     return mapping
 
 
@@ -99,8 +104,14 @@ def bicubic_sr(lq: np.ndarray) -> np.ndarray:
     return imresize(lq, 4)
 
 
-def sr_with_model(model: torch.nn.Module, lq: np.ndarray, seg=None, device=None, tile: int | None = None,
-                  tile_overlap: int = tiling.DEFAULT_OVERLAP) -> np.ndarray:
+def sr_with_model(
+    model: torch.nn.Module,
+    lq: np.ndarray,
+    seg=None,
+    device=None,
+    tile: int | None = None,
+    tile_overlap: int = tiling.DEFAULT_OVERLAP,
+) -> np.ndarray:
     """Super-resolve one uint8 image with a generator; returns uint8 `(4h, 4w, 3)` or `(4h, 4w)`.
 
     lq: uint8 `(h, w, 3)` RGB, or `(h, w)` gray. A gray image is replicated to RGB for the network
@@ -126,8 +137,10 @@ def sr_with_model(model: torch.nn.Module, lq: np.ndarray, seg=None, device=None,
         seg_t = torch.as_tensor(np.asarray(seg) if not torch.is_tensor(seg) else seg, dtype=torch.float32)
         expected = (8, 4 * lq.shape[0], 4 * lq.shape[1])
         if tuple(seg_t.shape) != expected:
-            raise ValueError(f"segmentation prior has shape {tuple(seg_t.shape)}, expected {expected} "
-                             f"(8 classes at 4x the input size)")
+            raise ValueError(
+                f"segmentation prior has shape {tuple(seg_t.shape)}, expected {expected} "
+                f"(8 classes at 4x the input size)"
+            )
         seg_t = seg_t[None].to(device)
     sr = np.empty((4 * lq.shape[0], 4 * lq.shape[1], *lq.shape[2:]), np.uint8)
 
@@ -210,8 +223,10 @@ def _as_reference_layout(sr: np.ndarray, gt: np.ndarray, name: str) -> np.ndarra
     if sr.ndim == 2 and gt.ndim == 3:
         raise EvaluationError(f"{name}: SR image is gray but the HR image is RGB; super-resolve all 3 channels")
     if sr.shape != gt.shape:
-        raise EvaluationError(f"{name}: SR image is {sr.shape[:2]} but the HR image is {gt.shape[:2]}; "
-                              "SR must be 4x the LR made from the mod-cropped HR")
+        raise EvaluationError(
+            f"{name}: SR image is {sr.shape[:2]} but the HR image is {gt.shape[:2]}; "
+            "SR must be 4x the LR made from the mod-cropped HR"
+        )
     return sr
 
 
@@ -228,9 +243,15 @@ def _niqe(sr: np.ndarray, crop_border: int) -> tuple[float, str]:
         return math.nan, "NIQE undefined (degenerate block statistics)"
 
 
-def evaluate_pairs(sr_images: dict[str, np.ndarray], hr_dir: str | os.PathLike, crop_border: int = 4,
-                   test_y_channel: bool = True, niqe: bool = True, pi: bool = True,
-                   nrqm_weights: str | os.PathLike | None = None) -> pd.DataFrame:
+def evaluate_pairs(
+    sr_images: dict[str, np.ndarray],
+    hr_dir: str | os.PathLike,
+    crop_border: int = 4,
+    test_y_channel: bool = True,
+    niqe: bool = True,
+    pi: bool = True,
+    nrqm_weights: str | os.PathLike | None = None,
+) -> pd.DataFrame:
     """Score SR images against the HR images of the same name in `hr_dir`.
 
     sr_images: name -> uint8 `(H, W, 3)` or `(H, W)`, each the size of `hr_dir/<name>.<ext>`.
@@ -243,8 +264,9 @@ def evaluate_pairs(sr_images: dict[str, np.ndarray], hr_dir: str | os.PathLike, 
     hr_files = list_images(hr_dir)
     missing = sorted(set(sr_images) - set(hr_files))
     if missing:
-        raise EvaluationError(f"{hr_dir}: no HR image for {', '.join(missing)}; "
-                              f"HR images there: {', '.join(hr_files) or 'none'}")
+        raise EvaluationError(
+            f"{hr_dir}: no HR image for {', '.join(missing)}; HR images there: {', '.join(hr_files) or 'none'}"
+        )
     if not sr_images:
         raise EvaluationError("no SR images to evaluate")
     score_ma, reason = (None, "PI not requested") if not pi else ma_scorer(crop_border, nrqm_weights)
@@ -281,17 +303,30 @@ def read_sr_folder(sr_dir: str | os.PathLike, hr_dir: str | os.PathLike) -> dict
     return {mapping[sr]: read_image(path, gray="keep") for sr, path in sr_files.items()}
 
 
-def evaluate_folder(sr_dir: str | os.PathLike, hr_dir: str | os.PathLike, crop_border: int = 4,
-                    test_y_channel: bool = True, niqe: bool = True, pi: bool = True,
-                    nrqm_weights: str | os.PathLike | None = None) -> pd.DataFrame:
+def evaluate_folder(
+    sr_dir: str | os.PathLike,
+    hr_dir: str | os.PathLike,
+    crop_border: int = 4,
+    test_y_channel: bool = True,
+    niqe: bool = True,
+    pi: bool = True,
+    nrqm_weights: str | os.PathLike | None = None,
+) -> pd.DataFrame:
     """Evaluate an outside method's folder of SR images against `hr_dir` (same result as evaluate_pairs).
 
     SR files are matched to HR files by name, tolerating suffixes (`baby_x4.png`, `baby_SR.png`);
     every HR image needs exactly one SR image. RGB results of gray HR images are reduced to their
     channel mean (rounded), as for this library's own outputs.
     """
-    return evaluate_pairs(read_sr_folder(sr_dir, hr_dir), hr_dir, crop_border=crop_border,
-                          test_y_channel=test_y_channel, niqe=niqe, pi=pi, nrqm_weights=nrqm_weights)
+    return evaluate_pairs(
+        read_sr_folder(sr_dir, hr_dir),
+        hr_dir,
+        crop_border=crop_border,
+        test_y_channel=test_y_channel,
+        niqe=niqe,
+        pi=pi,
+        nrqm_weights=nrqm_weights,
+    )
 
 
 def summarise(df: pd.DataFrame) -> dict:
@@ -308,4 +343,3 @@ def summarise(df: pd.DataFrame) -> dict:
     reasons = sorted({r for r in df.get("pi_reason", pd.Series(dtype=str)).fillna("") if r})
     out["pi_reason"] = "; ".join(reasons)
     return out
-

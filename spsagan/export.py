@@ -44,14 +44,18 @@ def check_exportable(model: RRDBNet, fmt: str) -> None:
     arch = model.arch
     if arch["attention"] is not None:
         kind = {"spsa": "an SPSA (segmentation-prior self-attention)", "fa": "a feature-attention"}[arch["attention"]]
-        raise ExportError(f"the generator has {kind} layer, which the {fmt} RRDBNet layout has no place for; "
-                          "only the esrgan preset (no attention) can be exported")
+        raise ExportError(
+            f"the generator has {kind} layer, which the {fmt} RRDBNet layout has no place for; "
+            "only the esrgan preset (no attention) can be exported"
+        )
     masks = block_masks(arch["keep"], arch["num_block"])
     pruned = sum(not kept for mask in masks for row in mask for kept in row)
     if pruned:
-        raise ExportError(f"the generator is a pruned RRSB ({pruned} connections removed across {len(masks)} dense "
-                          f"blocks, so its convs have fewer input channels than the {fmt} RRDBNet layout); "
-                          "only unpruned RRDB can be exported")
+        raise ExportError(
+            f"the generator is a pruned RRSB ({pruned} connections removed across {len(masks)} dense "
+            f"blocks, so its convs have fewer input channels than the {fmt} RRDBNet layout); "
+            "only unpruned RRDB can be exported"
+        )
 
 
 def export_state(model: RRDBNet, fmt: str) -> dict:
@@ -83,11 +87,16 @@ def export_model(model_pt: str | os.PathLike, fmt: str, out: str | os.PathLike) 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spsagan-export",
-        description="Write a trained RRDB generator (esrgan preset) in BasicSR's or ESRGAN's weights layout.")
+        description="Write a trained RRDB generator (esrgan preset) in BasicSR's or ESRGAN's weights layout.",
+    )
     parser.add_argument("checkpoint", help="model.pt written by the training stage")
-    parser.add_argument("--format", required=True, choices=sorted(FORMATS),
-                        help="basicsr: {'params': ...} with BasicSR RRDBNet names; "
-                             "esrgan: bare state dict with ESRGAN RRDBNet_arch.py names")
+    parser.add_argument(
+        "--format",
+        required=True,
+        choices=sorted(FORMATS),
+        help="basicsr: {'params': ...} with BasicSR RRDBNet names; "
+        "esrgan: bare state dict with ESRGAN RRDBNet_arch.py names",
+    )
     parser.add_argument("-o", "--output", required=True, help="the weights file to write (.pth)")
     return parser
 

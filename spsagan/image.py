@@ -277,7 +277,9 @@ def _pil_to_array(im: Image.Image, path: Path) -> np.ndarray:
     if mode.startswith("I;16") or mode == "I":
         values = np.asarray(im).astype(np.int64)
         if values.size and (values.min() < 0 or values.max() > 65535):
-            raise ImageError(f"{path}: integer image with values outside 0..65535 is not supported; convert it to 8-bit")
+            raise ImageError(
+                f"{path}: integer image with values outside 0..65535 is not supported; convert it to 8-bit"
+            )
         return _from_16bit(values)
     raise ImageError(f"{path}: unsupported image mode {mode!r}; convert it to 8-bit RGB or gray PNG")
 
@@ -297,8 +299,9 @@ def write_image(path: str | os.PathLike, img: np.ndarray) -> None:
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
-def list_images(folder: str | os.PathLike, hint: str = "check the path or run the stage that creates it"
-                ) -> dict[str, Path]:
+def list_images(
+    folder: str | os.PathLike, hint: str = "check the path or run the stage that creates it"
+) -> dict[str, Path]:
     """Image files directly inside `folder` (hidden files skipped), keyed by file stem, sorted by stem.
 
     Raises FileNotFoundError when the folder is missing or holds no image (the message ends with
@@ -312,10 +315,11 @@ def list_images(folder: str | os.PathLike, hint: str = "check the path or run th
         if not (path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES) or path.name.startswith("."):
             continue
         if path.stem in found:
-            raise ImageError(f"{folder}: two images share the name {path.stem!r} "
-                             f"({found[path.stem].name}, {path.name}); keep one file per image name")
+            raise ImageError(
+                f"{folder}: two images share the name {path.stem!r} "
+                f"({found[path.stem].name}, {path.name}); keep one file per image name"
+            )
         found[path.stem] = path
     if not found:
         raise FileNotFoundError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) found; {hint}")
     return found
-

@@ -62,6 +62,5 @@ def ragan_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tenso
     (the gradient equals BasicSR's two separate backward passes).
     """
     return 0.5 * (
-        _bce(real_logits - fake_logits.detach().mean(), 1.0)
-        + _bce(fake_logits - real_logits.detach().mean(), 0.0)
+        _bce(real_logits - fake_logits.detach().mean(), 1.0) + _bce(fake_logits - real_logits.detach().mean(), 0.0)
     )

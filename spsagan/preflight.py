@@ -154,28 +154,36 @@ class Report:
 
     def table(self) -> str:
         header = ("asset", "needed by", "status", "where to get it", "where to put it")
-        body = [(r.need.name, r.need.needed_by, r.status(self.mirror), r.need.where_from(), r.where_to_put())
-                for r in self.rows]
+        body = [
+            (r.need.name, r.need.needed_by, r.status(self.mirror), r.need.where_from(), r.where_to_put())
+            for r in self.rows
+        ]
         lines = [self.summary(), _format_table(header, body)]
         if any(r.state != OK and r.need.alternative for r in self.rows):
             lines.append("A dataset may also be a file or extracted folder you have: download_data.local.<name>.")
         if any(r.state != OK and r.need.fetchable(self.mirror) for r in self.rows):
             lines.append(f"Fetch what can be downloaded with {FETCH_HINT}; it checks every checksum.")
-        if any(r.state != OK and r.need.asset is not None and r.need.asset.manual and not r.need.fetchable(self.mirror)
-               for r in self.rows):
+        if any(
+            r.state != OK and r.need.asset is not None and r.need.asset.manual and not r.need.fetchable(self.mirror)
+            for r in self.rows
+        ):
             lines.append("Files marked 'by hand' sit behind Google Drive links: docs/data.md says what to download.")
         return "\n".join(lines)
 
     def error_message(self) -> str:
         """Every missing required file and every failed download, each with what to do."""
         failed = f", {len(self.failures)} download(s) failed" if self.failures else ""
-        lines = [f"preflight ({self.profile} profile): {len(self.errors)} required file(s) missing or wrong{failed} "
-                 "(no stage runs until they are in place):"]
+        lines = [
+            f"preflight ({self.profile} profile): {len(self.errors)} required file(s) missing or wrong{failed} "
+            "(no stage runs until they are in place):"
+        ]
         for row in self.errors:
             lines += [f"  - {row.need.name} ({row.need.needed_by}): {_problem(row, self.mirror)}"]
         lines += [f"  - download failed: {failure}" for failure in self.failures]
-        lines.append(f"Fetch what can be downloaded with {FETCH_HINT}; put the others where the table says. "
-                     "To plan a run without them: snakemake -n --config profile=paper preflight=false.")
+        lines.append(
+            f"Fetch what can be downloaded with {FETCH_HINT}; put the others where the table says. "
+            "To plan a run without them: snakemake -n --config profile=paper preflight=false."
+        )
         return "\n".join(lines)
 
 
@@ -194,11 +202,13 @@ def _problem(row: Row, mirror: str | None) -> str:
     if need.asset is not None and need.asset.manual:
         asset = need.asset
         alt = f" (or set {need.alternative})" if need.alternative else ""
-        return (f"{asset.filename} must be downloaded by hand\n"
-                f"      from:   {asset.page}\n"
-                f"      what:   {asset.instructions or asset.filename}\n"
-                f"      put it: {need.target}{alt}\n"
-                f"      check:  {asset.verification()}")
+        return (
+            f"{asset.filename} must be downloaded by hand\n"
+            f"      from:   {asset.page}\n"
+            f"      what:   {asset.instructions or asset.filename}\n"
+            f"      put it: {need.target}{alt}\n"
+            f"      check:  {asset.verification()}"
+        )
     return f"{need.target} is missing; get it from {need.where_from()}"
 
 
@@ -247,10 +257,18 @@ def needed_assets(params: dict, profile: str | None = None, extracted: str | os.
             except KeyError as exc:
                 raise ConfigError(f"download_data.datasets: {exc}") from None
             local = download.local.get(name)
-            needs.append(Need(f"{name}: {asset.filename}", "download_data.datasets",
-                              Path(download.downloads_dir) / asset.filename, asset,
-                              also=(Path(extracted) / name / "HR",), local=Path(local) if local else None,
-                              later="download_data", alternative=f"download_data.local.{name}"))
+            needs.append(
+                Need(
+                    f"{name}: {asset.filename}",
+                    "download_data.datasets",
+                    Path(download.downloads_dir) / asset.filename,
+                    asset,
+                    also=(Path(extracted) / name / "HR",),
+                    local=Path(local) if local else None,
+                    later="download_data",
+                    alternative=f"download_data.local.{name}",
+                )
+            )
     seg = cfg["make_seg_maps"]
     if seg.segmenter == "outdoor_scene_seg":
         asset = ASSETS["OutdoorSceneSeg"]
@@ -258,28 +276,67 @@ def needed_assets(params: dict, profile: str | None = None, extracted: str | os.
             pin = Checksum("sha256", seg.weights_sha256.strip().lower()) if seg.weights_sha256 else None
         except ValueError as exc:
             raise ConfigError(f"make_seg_maps.weights_sha256: {exc}") from None
-        needs.append(Need(f"OutdoorSceneSeg: {asset.filename}", "make_seg_maps.weights",
-                          Path(seg.weights) if seg.weights else None, asset, pin=pin))
+        needs.append(
+            Need(
+                f"OutdoorSceneSeg: {asset.filename}",
+                "make_seg_maps.weights",
+                Path(seg.weights) if seg.weights else None,
+                asset,
+                pin=pin,
+            )
+        )
     gan = cfg["train_gan"]
     if gan.w_perceptual > 0 and gan.perceptual_weights:
         asset = ASSETS["vgg19"]
-        needs.append(Need(f"VGG19: {asset.filename}", "train_gan.perceptual_weights", Path(gan.perceptual_weights),
-                          asset))
+        needs.append(
+            Need(f"VGG19: {asset.filename}", "train_gan.perceptual_weights", Path(gan.perceptual_weights), asset)
+        )
     evaluate = cfg["evaluate"]
     if evaluate.pi:
         asset = ASSETS["pyiqa_nrqm"]
-        needs.append(Need("pyiqa (Python package)", "evaluate.pi", None, severity=WARNING, package="pyiqa",
-                          source="make setup EXTRAS=gpu (pip install pyiqa)", consequence="PI not reported"))
-        needs.append(Need(f"NRQM: {asset.filename}", "evaluate.pi", nrqm_path(), asset, severity=WARNING,
-                          consequence="PI not reported"))
+        needs.append(
+            Need(
+                "pyiqa (Python package)",
+                "evaluate.pi",
+                None,
+                severity=WARNING,
+                package="pyiqa",
+                source="make setup EXTRAS=gpu (pip install pyiqa)",
+                consequence="PI not reported",
+            )
+        )
+        needs.append(
+            Need(
+                f"NRQM: {asset.filename}",
+                "evaluate.pi",
+                nrqm_path(),
+                asset,
+                severity=WARNING,
+                consequence="PI not reported",
+            )
+        )
     for column, path in evaluate.published.items():
         filename = Path(path).name
-        needs.append(Need(f"{column}: {filename}", f"evaluate.published.{column}", Path(path), severity=OPTIONAL,
-                          source=PUBLISHED_WEIGHTS.get(filename, "its authors' release (docs/data.md)"),
-                          consequence="column skipped"))
+        needs.append(
+            Need(
+                f"{column}: {filename}",
+                f"evaluate.published.{column}",
+                Path(path),
+                severity=OPTIONAL,
+                source=PUBLISHED_WEIGHTS.get(filename, "its authors' release (docs/data.md)"),
+                consequence="column skipped",
+            )
+        )
     for column, folder in evaluate.outside_folders.items():
-        needs.append(Need(f"{column}: result images", f"evaluate.outside_folders.{column}", Path(folder),
-                          source="its authors' released results, <dataset>/<image>.png", folder=True))
+        needs.append(
+            Need(
+                f"{column}: result images",
+                f"evaluate.outside_folders.{column}",
+                Path(folder),
+                source="its authors' released results, <dataset>/<image>.png",
+                folder=True,
+            )
+        )
     return needs
 
 
@@ -313,8 +370,9 @@ class _Verified:
         if self.entries.get(key) == stamp:
             return ""
         if stamp[0] > _ANNOUNCE_BYTES and (size is None or stamp[0] == size):
-            print(f"preflight: checking {path} ({stamp[0] / 2**30:.1f} GiB) once; later runs remember it",
-                  file=sys.stderr)
+            print(
+                f"preflight: checking {path} ({stamp[0] / 2**30:.1f} GiB) once; later runs remember it", file=sys.stderr
+            )
         try:
             verify_file(path, size, checksum, label=label)
         except ChecksumMismatch as exc:
@@ -342,7 +400,7 @@ class _Verified:
 def _mirror_folder(mirror: str | None) -> Path | None:
     if not mirror or mirror.startswith(("http://", "https://")):
         return None
-    return Path(mirror[len("file://"):]) if mirror.startswith("file://") else Path(mirror)
+    return Path(mirror[len("file://") :]) if mirror.startswith("file://") else Path(mirror)
 
 
 def _use_mirror(asset: Asset, mirror: str | None) -> str | None:
@@ -392,9 +450,15 @@ def _state(need: Need, root: Path, mirror: str | None, verified: _Verified) -> R
     return Row(need, MISSING)
 
 
-def inspect(params: dict, profile: str | None = None, *, root: str | os.PathLike = ".",
-            extracted: str | os.PathLike = EXTRACTED, cache: str | os.PathLike | None = CACHE,
-            mirror: str | None = None) -> Report:
+def inspect(
+    params: dict,
+    profile: str | None = None,
+    *,
+    root: str | os.PathLike = ".",
+    extracted: str | os.PathLike = EXTRACTED,
+    cache: str | os.PathLike | None = CACHE,
+    mirror: str | None = None,
+) -> Report:
     """The state of every need of the profile. `mirror`: default download_data.mirror."""
     from spsagan.pipeline.params import stage_params
 
@@ -408,9 +472,16 @@ def inspect(params: dict, profile: str | None = None, *, root: str | os.PathLike
     return Report(profile, rows, mirror)
 
 
-def check(params: dict, profile: str | None = None, *, root: str | os.PathLike = ".",
-          extracted: str | os.PathLike = EXTRACTED, cache: str | os.PathLike | None = CACHE,
-          file=None, quiet_when_ok: bool = False) -> Report:
+def check(
+    params: dict,
+    profile: str | None = None,
+    *,
+    root: str | os.PathLike = ".",
+    extracted: str | os.PathLike = EXTRACTED,
+    cache: str | os.PathLike | None = CACHE,
+    file=None,
+    quiet_when_ok: bool = False,
+) -> Report:
     """Print the preflight table; raise ConfigError listing every missing required file at once.
 
     quiet_when_ok: print one summary line instead of the table when nothing is missing, wrong or absent.
@@ -430,9 +501,18 @@ def check(params: dict, profile: str | None = None, *, root: str | os.PathLike =
 # Fetching (`make fetch`)
 
 
-def fetch(params: dict, profile: str | None = None, *, root: str | os.PathLike = ".",
-          extracted: str | os.PathLike = EXTRACTED, cache: str | os.PathLike | None = CACHE,
-          mirror: str | None = None, progress: bool = True, retries: int = 3, file=None) -> Report:
+def fetch(
+    params: dict,
+    profile: str | None = None,
+    *,
+    root: str | os.PathLike = ".",
+    extracted: str | os.PathLike = EXTRACTED,
+    cache: str | os.PathLike | None = CACHE,
+    mirror: str | None = None,
+    progress: bool = True,
+    retries: int = 3,
+    file=None,
+) -> Report:
     """Download every fetchable need that is absent or wrong (verified), then return the new report.
 
     Datasets go to `downloads_dir` (download_data then finds them there); weights to the path their
@@ -465,6 +545,7 @@ def fetch(params: dict, profile: str | None = None, *, root: str | os.PathLike =
 
 def _fetch_one(asset: Asset, target: Path, mirror: str | None, progress: bool, retries: int) -> Path:
     """fetch_asset into the target's folder, then the file at `target` (renamed or copied there)."""
+
     def get() -> Path:
         return fetch_asset(asset, target.parent, mirror=mirror, progress=progress, retries=retries)[0]
 

@@ -76,8 +76,8 @@ def measure_dissimilarity(model: RRDBNet, batches: Iterable[torch.Tensor]) -> np
     """Eq. 8 for every dense block, averaged over batches.
 
     model: an RRDBNet (or RRSB). batches: iterable of lq tensors (B, 3, h, w) in [0, 1] on the
-    model's device; only the trunk runs (attention and upsampling are not needed). Each batch gives one DS per (block, l, i),
-    the norms taken over the whole batch tensor (B, num_grow_ch, h, w); DS is then averaged over
+    model's device; only the trunk runs (attention and upsampling are not needed). Each batch gives one
+    DS per (block, l, i), the norms taken over the whole batch tensor (B, num_grow_ch, h, w); DS is then averaged over
     batches. Returns float64 (3 * num_block, 3, 3): [d, l - 2, i - 1] = DS(i, l) of dense block d,
     NaN where i >= l.
     """
@@ -88,10 +88,7 @@ def measure_dissimilarity(model: RRDBNet, batches: Iterable[torch.Tensor]) -> np
     def observer_for(d):
         def observe(feats):  # feats = [x1, x2, x3, x4]
             for l in range(2, 5):
-                dist = [
-                    torch.linalg.vector_norm((feats[p - 1] - feats[l - 1]).double()).item()
-                    for p in range(1, l)
-                ]
+                dist = [torch.linalg.vector_norm((feats[p - 1] - feats[l - 1]).double()).item() for p in range(1, l)]
                 total = sum(dist)
                 for i in range(1, l):
                     sums[d, l - 2, i - 1] += dist[i - 1] / total if total > 0 else math.nan
@@ -146,12 +143,7 @@ def _mask_from_ds(ds: np.ndarray, min_gap: float) -> list[list[bool]]:
 
 def pruned_connections(keep) -> list[str]:
     """Human-readable list of dropped connections of a shared mask, e.g. ['x1 -> conv4']."""
-    return [
-        f"x{i} -> conv{k}"
-        for k, row in enumerate(keep, start=1)
-        for i, kept in enumerate(row)
-        if not kept
-    ]
+    return [f"x{i} -> conv{k}" for k, row in enumerate(keep, start=1) for i, kept in enumerate(row) if not kept]
 
 
 def arch_parameter_count(arch: dict) -> int:
@@ -167,9 +159,7 @@ def arch_parameter_count(arch: dict) -> int:
     c = qk_channels(nf)
     if arch["attention"] == "fa":  # f (no bias), g, h, gamma
         total += nf * c + (nf * c + c) + (nf * nf + nf) + 1
-    elif (
-        arch["attention"] == "spsa"
-    ):  # f/g for both branches, h, transform 8 -> C 4x4, alpha, gamma
+    elif arch["attention"] == "spsa":  # f/g for both branches, h, transform 8 -> C 4x4, alpha, gamma
         total += 2 * (nf * c + nf * c + c) + (nf * nf + nf) + (8 * nf * 16 + nf) + 2
     return total
 

@@ -9,20 +9,27 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
 from spsagan.device import device_label
 from spsagan.models.flops import count_flops
 
+
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def time_inference(fn: Callable[[], object], warmup: int = 2, repeats: int = 5, device: str | torch.device = "cpu",
-                   dtype: str | torch.dtype = "float32", size: str | tuple | None = None) -> dict:
+def time_inference(
+    fn: Callable[[], object],
+    warmup: int = 2,
+    repeats: int = 5,
+    device: str | torch.device = "cpu",
+    dtype: str | torch.dtype = "float32",
+    size: str | tuple | None = None,
+) -> dict:
     """Median wall-clock seconds of `fn()` over `repeats` timed calls, after `warmup` untimed calls.
 
     fn: a zero-argument callable running one inference (for example `lambda: model(lq)` under
@@ -61,8 +68,9 @@ def time_inference(fn: Callable[[], object], warmup: int = 2, repeats: int = 5, 
     }
 
 
-def time_generator(model: torch.nn.Module, lq: torch.Tensor, seg: torch.Tensor | None = None, warmup: int = 2,
-                   repeats: int = 5) -> dict:
+def time_generator(
+    model: torch.nn.Module, lq: torch.Tensor, seg: torch.Tensor | None = None, warmup: int = 2, repeats: int = 5
+) -> dict:
     """time_inference of one generator forward pass on `lq` (B, 3, h, w) in [0, 1] (seg: (B, 8, 4h, 4w)).
 
     Runs in eval mode under `torch.no_grad()` on the model's device; inputs are moved there first.

@@ -21,9 +21,15 @@ def main() -> None:
     with atomic_dir(args.out) as tmp:
         for name in cfg.datasets:
             folder = prepare_dataset(
-                name, tmp, source=cfg.source, names=cfg.demo_split.get(name),
-                archive_dir=cfg.downloads_dir, local=cfg.local.get(name),
-                mirror=cfg.mirror or None, progress=True)
+                name,
+                tmp,
+                source=cfg.source,
+                names=cfg.demo_split.get(name),
+                archive_dir=cfg.downloads_dir,
+                local=cfg.local.get(name),
+                mirror=cfg.mirror or None,
+                progress=True,
+            )
             print(f"download_data: {name}: {sum(1 for _ in (folder / 'HR').iterdir())} images")
 
 

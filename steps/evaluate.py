@@ -65,11 +65,21 @@ def pipeline_methods(files: list[Path]) -> dict[str, Method]:
         if name in methods:
             raise ValueError(f"--models: {path} and another file are both method {name!r}")
         info, params = ckpt.get("info") or {}, ckpt.get("params") or {}
-        methods[name] = Method(model, takes_seg(ckpt["arch"]), {
-            "preset": ckpt.get("preset"), "segmenter": ckpt.get("segmenter"),
-            "perceptual": info.get("perceptual_extractor"), "train_precision": info.get("precision"),
-            "num_block": ckpt["arch"]["num_block"], "num_feat": ckpt["arch"]["num_feat"],
-            "iters": ckpt.get("step"), "crop_size": params.get("crop_size"), "model_file": str(path)})
+        methods[name] = Method(
+            model,
+            takes_seg(ckpt["arch"]),
+            {
+                "preset": ckpt.get("preset"),
+                "segmenter": ckpt.get("segmenter"),
+                "perceptual": info.get("perceptual_extractor"),
+                "train_precision": info.get("precision"),
+                "num_block": ckpt["arch"]["num_block"],
+                "num_feat": ckpt["arch"]["num_feat"],
+                "iters": ckpt.get("step"),
+                "crop_size": params.get("crop_size"),
+                "model_file": str(path),
+            },
+        )
     return methods
 
 
@@ -91,8 +101,9 @@ def exported_methods(methods: dict[str, Method], export: dict[str, str], out_dir
     out = {}
     for name, fmt in export.items():
         if name not in methods or "model_file" not in methods[name].record:
-            raise ValueError(f"evaluate.export names {name!r}, which is not a pipeline model here "
-                             f"(models: {', '.join(methods)})")
+            raise ValueError(
+                f"evaluate.export names {name!r}, which is not a pipeline model here (models: {', '.join(methods)})"
+            )
         path = export_model(methods[name].record["model_file"], fmt, out_dir / f"{name}_x4_{fmt}.pth")
         model, info = load_published(path)
         out[f"{name} (exported, {fmt} layout)"] = Method(model, info["needs_seg"], {"published": info["arch"]})
@@ -104,8 +115,10 @@ def super_resolve(methods: dict[str, Method], lr_dir: Path, seg_dir: Path, devic
     lqs = {n: read_image(p, gray="keep") for n, p in list_images(lr_dir).items()}
     outputs = {"bicubic": {n: bicubic_sr(lq) for n, lq in lqs.items()}}
     for name, m in methods.items():
-        outputs[name] = {n: sr_with_model(m.runner, lq, seg=load_seg(seg_dir / f"{n}.npz") if m.needs_seg else None,
-                                          device=device) for n, lq in lqs.items()}
+        outputs[name] = {
+            n: sr_with_model(m.runner, lq, seg=load_seg(seg_dir / f"{n}.npz") if m.needs_seg else None, device=device)
+            for n, lq in lqs.items()
+        }
     return outputs
 
 
@@ -125,23 +138,35 @@ def inference_costs(methods: dict[str, Method], lr_dir: Path, seg_dir: Path, cfg
         for n, path in files:
             lq = to_tensor(read_image(path, gray="rgb"))[None]
             seg = torch.from_numpy(load_seg(seg_dir / f"{n}.npz"))[None] if m.needs_seg else None
-            times.append(time_generator(m.runner, lq, seg, warmup=cfg.timing_warmup,
-                                        repeats=cfg.timing_repeats)["median_s"])
+            times.append(
+                time_generator(m.runner, lq, seg, warmup=cfg.timing_warmup, repeats=cfg.timing_repeats)["median_s"]
+            )
             sizes.append(list(lq.shape[2:]))
             cost = cost or {**model_cost(m.model, tuple(lq.shape)), "size": list(lq.shape[2:])}
-        costs[name] = {**cost, "median_s": float(np.mean(times)), "images": len(times), "sizes": sizes,
-                       "device": device_label(device), "dtype": "float32", "compiled": m.runner is not m.model,
-                       **m.record}
+        costs[name] = {
+            **cost,
+            "median_s": float(np.mean(times)),
+            "images": len(times),
+            "sizes": sizes,
+            "device": device_label(device),
+            "dtype": "float32",
+            "compiled": m.runner is not m.model,
+            **m.record,
+        }
     return costs
 
 
 def compared_metrics(summary: dict, names: list[str]) -> dict:
     """{method: {set: {psnr, ssim, niqe, pi}}} of `names` from the summary, rounded to 4 decimals;
     a score that is not available (null) is left out."""
-    return {name: {dataset: {k: round(means[k], 4) for k in ("psnr", "ssim", "niqe", "pi")
-                             if means.get(k) is not None}
-                   for dataset, means in summary["methods"][name].items()}
-            for name in names if name in summary["methods"]}
+    return {
+        name: {
+            dataset: {k: round(means[k], 4) for k in ("psnr", "ssim", "niqe", "pi") if means.get(k) is not None}
+            for dataset, means in summary["methods"][name].items()
+        }
+        for name in names
+        if name in summary["methods"]
+    }
 
 
 def main() -> None:
@@ -161,8 +186,17 @@ def main() -> None:
     compared = ["bicubic", *methods]
     published, skipped = published_methods(cfg.published)
     check_compile(device, cfg.compile, "evaluate")
-    rows, summary = [], {"profile": args.profile, "crop_border": cfg.crop_border, "test_y_channel": cfg.test_y_channel,
-                         "methods": {}, "costs": {}, "skipped": skipped}
+    rows, summary = (
+        [],
+        {
+            "profile": args.profile,
+            "crop_border": cfg.crop_border,
+            "test_y_channel": cfg.test_y_channel,
+            "methods": {},
+            "costs": {},
+            "skipped": skipped,
+        },
+    )
     score = dict(crop_border=cfg.crop_border, test_y_channel=cfg.test_y_channel, niqe=cfg.niqe, pi=cfg.pi)
 
     with atomic_dir(args.exported) as exported_dir, atomic_dir(args.sr) as sr_root:
@@ -185,8 +219,9 @@ def main() -> None:
                 rows.append(frame.assign(method=name, dataset=dataset))
                 summary["methods"].setdefault(name, {})[dataset] = summarise(frame)
                 print(f"evaluate: {dataset} {name}: PSNR {summary['methods'][name][dataset]['psnr']}")
-        summary["costs"] = inference_costs(methods, args.data / cfg.timing_set / "LR_x4", args.seg / cfg.timing_set,
-                                           cfg, device)
+        summary["costs"] = inference_costs(
+            methods, args.data / cfg.timing_set / "LR_x4", args.seg / cfg.timing_set, cfg, device
+        )
 
     per_image = pd.concat(rows, ignore_index=True)
     cols = ["method", "dataset", "name", "psnr", "ssim", "niqe", "ma", "pi", "pi_reason", "niqe_reason"]

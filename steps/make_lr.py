@@ -26,10 +26,16 @@ def main() -> None:
                 raise FileNotFoundError(f"{hr_dir} does not exist: add {name!r} to download_data.datasets")
             train = name in cfg.train_sets
             summary[name] = make_pairs(
-                hr_dir, tmp / name, scale=cfg.scale, gray="rgb" if train else "keep",
+                hr_dir,
+                tmp / name,
+                scale=cfg.scale,
+                gray="rgb" if train else "keep",
                 subimage_size=cfg.subimage_size if train else None,
                 subimage_step=cfg.subimage_step if train else None,
-                min_size=cfg.min_size if train else 0, workers=min(4, threads()), progress=True)
+                min_size=cfg.min_size if train else 0,
+                workers=min(4, threads()),
+                progress=True,
+            )
             if (args.src / name / "provenance.json").exists():  # where the images came from, for the reports
                 shutil.copy(args.src / name / "provenance.json", tmp / name / "provenance.json")
             print(f"make_lr: {name}: {summary[name]['images']} images, {summary[name]['subimages']} sub-images")

@@ -21,6 +21,7 @@ from spsagan.segmentation.run import build_segmenter, segment_dataset
 from spsagan.segmentation.selection import fractions_from_maps, select_multi_category, selection_paths, write_selection
 from spsagan.segmentation.storage import load_seg
 
+
 def link_tree(src: Path, dst: Path) -> None:
     """Hard-link (copy where links are impossible) every file of src into dst."""
     for path in src.rglob("*"):
@@ -43,8 +44,9 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     args, cfg = parse(parser, "make_seg_maps")
     # Built first: a missing or wrong weights file stops here, before any map is written.
-    segmenter = build_segmenter(cfg.segmenter, weights=cfg.weights or None, seed=cfg.seed,
-                                device=args.device, sha256=cfg.weights_sha256 or None)
+    segmenter = build_segmenter(
+        cfg.segmenter, weights=cfg.weights or None, seed=cfg.seed, device=args.device, sha256=cfg.weights_sha256 or None
+    )
     summary = {"profile": args.profile, "segmenter": segmenter.label, "semantic": segmenter.semantic, "sets": {}}
     for name in cfg.sets:
         hr_dir = args.lr_root / name / "HR"
@@ -52,8 +54,8 @@ def main() -> None:
             raise FileNotFoundError(f"{hr_dir} does not exist: add {name!r} to make_lr's train_sets or test_sets")
         index = index_path(args.lr_root / name)
         summary["sets"][name] = segment_dataset(
-            segmenter, hr_dir, args.work / name, index_csv=index if index.exists() else None,
-            batch_size=cfg.batch_size)
+            segmenter, hr_dir, args.work / name, index_csv=index if index.exists() else None, batch_size=cfg.batch_size
+        )
 
     with atomic_dir(args.out) as tmp:
         for name in cfg.sets:
@@ -64,10 +66,14 @@ def main() -> None:
         summary["selection"] = {"set": cfg.select_set, "selected": selected, "of": len(table)}
         test_sets = [n for n in cfg.sets if not index_path(args.lr_root / n).exists()]
         for name in test_sets:
-            for path in sorted((args.lr_root / name / "HR").glob("*.png"))[:cfg.figures_per_set]:
-                plot_segmentation(read_image(path, gray="rgb"), load_seg(tmp / name / f"{path.stem}.npz"),
-                                  tmp / "figures" / f"{name}_{path.stem}.png",
-                                  title=f"{name}/{path.stem}", segmenter_label=segmenter.label)
+            for path in sorted((args.lr_root / name / "HR").glob("*.png"))[: cfg.figures_per_set]:
+                plot_segmentation(
+                    read_image(path, gray="rgb"),
+                    load_seg(tmp / name / f"{path.stem}.npz"),
+                    tmp / "figures" / f"{name}_{path.stem}.png",
+                    title=f"{name}/{path.stem}",
+                    segmenter_label=segmenter.label,
+                )
         write_json(tmp / "summary.json", summary)
     print(f"make_seg_maps: {segmenter.label}; selected {len(selected)}/{len(table)} of {cfg.select_set}")
 

@@ -34,9 +34,17 @@ def main() -> None:
     # Uniform over all sub-images: each set is drawn in proportion to its number of sub-images.
     counts = {name: float(len(read_index(index_path(args.data / name)))) for name in cfg.train_sets}
     data = open_train_data(args.data, counts, val=val)
-    summary = train_psnr(cfg, args.preset, data, args.model, args.ckpt_root, args.live,
-                         keep=load_mask(args.mask) if args.mask else None, device=args.device,
-                         instance=args.model.parent.name)
+    summary = train_psnr(
+        cfg,
+        args.preset,
+        data,
+        args.model,
+        args.ckpt_root,
+        args.live,
+        keep=load_mask(args.mask) if args.mask else None,
+        device=args.device,
+        instance=args.model.parent.name,
+    )
     write_json(args.metrics, compared_metrics(summary))
     print(f"pretrain_psnr: {args.model.parent.name}: {summary}")
 

@@ -33,13 +33,27 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     args, cfg = parse(parser, "train_gan")
     prior = needs_seg(args.preset)
-    val = load_val_images(args.data / cfg.val_set / "HR", args.data / cfg.val_set / "LR_x4",
-                          args.seg / cfg.val_set if prior else None)
-    data = open_train_data(args.data, {k: float(v) for k, v in cfg.mix.items()},
-                           seg_root=args.seg if prior else None, val=val,
-                           sources={name: read_selected(args.seg, name) for name in cfg.selected_only})
-    summary = train_gan(cfg, args.preset, args.init, data, args.model, args.ckpt_root, args.live,
-                        device=args.device, instance=args.model.parent.name)
+    val = load_val_images(
+        args.data / cfg.val_set / "HR", args.data / cfg.val_set / "LR_x4", args.seg / cfg.val_set if prior else None
+    )
+    data = open_train_data(
+        args.data,
+        {k: float(v) for k, v in cfg.mix.items()},
+        seg_root=args.seg if prior else None,
+        val=val,
+        sources={name: read_selected(args.seg, name) for name in cfg.selected_only},
+    )
+    summary = train_gan(
+        cfg,
+        args.preset,
+        args.init,
+        data,
+        args.model,
+        args.ckpt_root,
+        args.live,
+        device=args.device,
+        instance=args.model.parent.name,
+    )
     write_json(args.metrics, compared_metrics(summary))
     print(f"train_gan: {args.model.parent.name}: {summary}")
 

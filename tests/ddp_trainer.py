@@ -31,20 +31,48 @@ from spsagan.training import SubImageSet, TrainData, ValImage  # noqa: E402
 torch.set_num_threads(1)
 
 _PARAMS = dict(params_path=REPO / "params.yaml", schema_path=REPO / "workflow" / "schemas" / "params.schema.yaml")
-PSNR = replace(load_config("pretrain_psnr", "demo", **_PARAMS), num_feat=8, num_block=1, num_grow_ch=4, iters=12,
-               batch_size=4, crop_size=32, lr=1.0e-3, lr_step=6, val_every=6, ckpt_every=4, log_every=2, seed=5,
-               deterministic=True)
-GAN = replace(load_config("train_gan", "demo", **_PARAMS), iters=10, batch_size=4, crop_size=96, lr_g=1.0e-4,
-              lr_step=5, perceptual_layer="conv1_2", perceptual_weights="", d_num_feat=4, val_every=5, ckpt_every=4,
-              log_every=2, seed=6, deterministic=True, w_gan=0.0)
+PSNR = replace(
+    load_config("pretrain_psnr", "demo", **_PARAMS),
+    num_feat=8,
+    num_block=1,
+    num_grow_ch=4,
+    iters=12,
+    batch_size=4,
+    crop_size=32,
+    lr=1.0e-3,
+    lr_step=6,
+    val_every=6,
+    ckpt_every=4,
+    log_every=2,
+    seed=5,
+    deterministic=True,
+)
+GAN = replace(
+    load_config("train_gan", "demo", **_PARAMS),
+    iters=10,
+    batch_size=4,
+    crop_size=96,
+    lr_g=1.0e-4,
+    lr_step=5,
+    perceptual_layer="conv1_2",
+    perceptual_weights="",
+    d_num_feat=4,
+    val_every=5,
+    ckpt_every=4,
+    log_every=2,
+    seed=6,
+    deterministic=True,
+    w_gan=0.0,
+)
 GAN_ADV = replace(GAN, w_gan=5.0e-3)
 JOBS = {"psnr": PSNR, "psnr-paced": PSNR, "gan": GAN, "gan-adv": GAN_ADV}
 
 
 def textured(rng, size):
     y, x = np.mgrid[0:size, 0:size]
-    base = np.stack([np.sin(x / (5 + c) + rng.random() * 6) * 60 + np.cos(y / (4 + c)) * 50 + 128
-                     for c in range(3)], -1)
+    base = np.stack(
+        [np.sin(x / (5 + c) + rng.random() * 6) * 60 + np.cos(y / (4 + c)) * 50 + 128 for c in range(3)], -1
+    )
     return np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
 
 
@@ -72,10 +100,12 @@ def run(job: str, root: Path, cfg=None, init: Path | None = None, on_step=None) 
     folder = job.removesuffix("-paced")
     common = dict(device="cpu", progress=False, on_step=on_step)
     if job.startswith("psnr"):
-        return train_psnr(cfg, "esrgan", toy_data(), root / folder / "model.pt", root / "ckpt", root / f"live-{folder}",
-                          **common)
-    return train_gan(cfg, "+spsa", init, toy_data(), root / folder / "model.pt", root / "ckpt", root / f"live-{folder}",
-                     **common)
+        return train_psnr(
+            cfg, "esrgan", toy_data(), root / folder / "model.pt", root / "ckpt", root / f"live-{folder}", **common
+        )
+    return train_gan(
+        cfg, "+spsa", init, toy_data(), root / folder / "model.pt", root / "ckpt", root / f"live-{folder}", **common
+    )
 
 
 def paced(root: Path):
@@ -90,6 +120,7 @@ def paced(root: Path):
             (root / "started").write_text(str(done))
         if done >= 3:
             time.sleep(0.5)
+
     return hook
 
 
@@ -98,10 +129,12 @@ def keep_final_weights(where: dict) -> None:
     from spsagan.training import gan, psnr
 
     for module in (gan, psnr):
+
         def fit(run, data, generator, modules, optimizers, train_step, _fit=module.fit):
             summary = _fit(run, data, generator, modules, optimizers, train_step)
             torch.save({name: m.state_dict() for name, m in modules.items()}, where["path"])
             return summary
+
         module.fit = fit
 
 

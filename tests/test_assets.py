@@ -28,14 +28,24 @@ def test_every_dataset_points_to_an_asset():
 
 def test_dataset_image_counts_match_the_published_sets():
     counts = {name: spec.count for name, spec in DATASETS.items()}
-    assert counts == {"DIV2K": 800, "DIV2K_valid": 100, "Flickr2K": 2650, "Set5": 5, "Set14": 14, "BSD100": 100,
-                      "Urban100": 100, "OST": 10_324, "OST300": 300}
+    assert counts == {
+        "DIV2K": 800,
+        "DIV2K_valid": 100,
+        "Flickr2K": 2650,
+        "Set5": 5,
+        "Set14": 14,
+        "BSD100": 100,
+        "Urban100": 100,
+        "OST": 10_324,
+        "OST300": 300,
+    }
 
 
 def test_registry_matches_spec_section_5():
     div2k = ASSETS["DIV2K_train_HR"]
     assert div2k.size == 3_530_603_713 and div2k.checksum == Checksum(
-        "sha256", "9d0b9c463f6e35b6c62cc6a930ee2224f670b34c1df841a57670f9acf0f6c335")
+        "sha256", "9d0b9c463f6e35b6c62cc6a930ee2224f670b34c1df841a57670f9acf0f6c335"
+    )
     assert ASSETS["DIV2K_valid_HR"].size == 448_993_893
     assert ASSETS["benchmark"].checksum == Checksum("md5", "4ace41d33c2384b97e6b320cd0afd6ba")
     assert ASSETS["Flickr2K"].checksum == Checksum("md5", "5d3f39443d5e9489bff8963f8f26cb03")
@@ -104,8 +114,12 @@ def _tree(folder):
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
 
 
-GOOD = {"pack/Set5/HR/a.png": b"a" * 700, "pack/Set5/HR/b.png": b"b" * 900, "pack/Set5/LR/a.png": b"l" * 10,
-        "pack/Set14/HR/c.png": b"c" * 10}
+GOOD = {
+    "pack/Set5/HR/a.png": b"a" * 700,
+    "pack/Set5/HR/b.png": b"b" * 900,
+    "pack/Set5/LR/a.png": b"l" * 10,
+    "pack/Set14/HR/c.png": b"c" * 10,
+}
 
 
 @pytest.mark.parametrize("kind", ["zip", "tar", "tar.gz"])
@@ -117,8 +131,7 @@ def test_extract_member_only(tmp_path, kind):
         _tar(archive, GOOD, "w:gz" if kind == "tar.gz" else "w")
     folder = safe_extract(archive, tmp_path / "out", member="pack/Set5/HR")
     assert folder == tmp_path / "out" / "pack" / "Set5" / "HR"
-    assert _tree(tmp_path / "out") == ["pack", "pack/Set5", "pack/Set5/HR", "pack/Set5/HR/a.png",
-                                       "pack/Set5/HR/b.png"]
+    assert _tree(tmp_path / "out") == ["pack", "pack/Set5", "pack/Set5/HR", "pack/Set5/HR/a.png", "pack/Set5/HR/b.png"]
     assert (folder / "b.png").read_bytes() == b"b" * 900
 
 
@@ -222,6 +235,7 @@ def test_failed_extraction_keeps_previous_output(tmp_path):
 
 def _refuse_extraction(monkeypatch):
     """Make every zip/tar extraction call fail: the test proves the archive was rejected before it."""
+
     def refuse(*args, **kwargs):
         raise AssertionError("extraction started before the archive was rejected")
 
@@ -255,8 +269,11 @@ def test_too_large_rejected_before_extraction(tmp_path, monkeypatch, kind):
     entries = {"big/a.png": b"a" * 3000, "big/b.png": b"b" * 3000}
     archive = _zip(tmp_path / "big.zip", entries) if kind == "zip" else _tar(tmp_path / "big.tar", entries)
     _refuse_extraction(monkeypatch)
-    with pytest.raises(ArchiveError, match=rf"big.{kind}: (at least )?6,000 bytes uncompressed, over the limit of "
-                                           r"5,000 bytes"):
+    with pytest.raises(
+        ArchiveError,
+        match=rf"big.{kind}: (at least )?6,000 bytes uncompressed, over the limit of "
+        r"5,000 bytes",
+    ):
         safe_extract(archive, tmp_path / "out", max_total_bytes=5000)
     assert _tree(tmp_path) == [archive.name]
 
@@ -327,7 +344,7 @@ def no_network(monkeypatch):
 def test_all_demo_images_are_bundled(no_network):
     import skimage.data
 
-    for name, (loader, _, index) in DEMO_IMAGES.items():
+    for name in DEMO_IMAGES:
         img = demo_image(name)
         assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3 and min(img.shape[:2]) >= 300, name
     left, right, _ = skimage.data.stereo_motorcycle()

@@ -43,27 +43,49 @@ SLURM_STAGES = {
     "package": "toypkg",
     "params_schema": "workflow/schemas/params.schema.yaml",
     "stages": {
-        "download_data": {"desc": "toy download", "script": "steps/download_data.py",
-                          "outs": {"out": "results/download_data/"}, "local": True},
-        "pretrain_psnr": {"desc": "toy GPU training, one GPU", "script": "steps/pretrain_psnr.py",
-                          "deps": {"data": "@download_data.out"},
-                          "outs": {"out": "results/pretrain_psnr/{instance}/model.txt"},
-                          "instances": {"rrdb": {}}, "gpu": 1, "threads": 4},
-        "prune": {"desc": "toy CPU stage", "script": "steps/prune.py",
-                  "deps": {"model": "@pretrain_psnr.out[rrdb]"}, "outs": {"out": "results/prune/mask.json"}},
-        "train_ddp": {"desc": "toy GPU training, two GPUs (torchrun)", "script": "steps/train_ddp.py",
-                      "deps": {"mask": "@prune.out"}, "outs": {"out": "results/train_ddp/model.txt"}, "gpu": 1},
-        "evaluate": {"desc": "toy GPU evaluation", "script": "steps/evaluate.py",
-                     "deps": {"models": ["@pretrain_psnr.out", "@train_ddp.out"]},
-                     "outs": {"out": "results/evaluate/per_image.csv"},
-                     "metrics": {"metrics": "results/evaluate/summary.json"}, "gpu": 1},
+        "download_data": {
+            "desc": "toy download",
+            "script": "steps/download_data.py",
+            "outs": {"out": "results/download_data/"},
+            "local": True,
+        },
+        "pretrain_psnr": {
+            "desc": "toy GPU training, one GPU",
+            "script": "steps/pretrain_psnr.py",
+            "deps": {"data": "@download_data.out"},
+            "outs": {"out": "results/pretrain_psnr/{instance}/model.txt"},
+            "instances": {"rrdb": {}},
+            "gpu": 1,
+            "threads": 4,
+        },
+        "prune": {
+            "desc": "toy CPU stage",
+            "script": "steps/prune.py",
+            "deps": {"model": "@pretrain_psnr.out[rrdb]"},
+            "outs": {"out": "results/prune/mask.json"},
+        },
+        "train_ddp": {
+            "desc": "toy GPU training, two GPUs (torchrun)",
+            "script": "steps/train_ddp.py",
+            "deps": {"mask": "@prune.out"},
+            "outs": {"out": "results/train_ddp/model.txt"},
+            "gpu": 1,
+        },
+        "evaluate": {
+            "desc": "toy GPU evaluation",
+            "script": "steps/evaluate.py",
+            "deps": {"models": ["@pretrain_psnr.out", "@train_ddp.out"]},
+            "outs": {"out": "results/evaluate/per_image.csv"},
+            "metrics": {"metrics": "results/evaluate/summary.json"},
+            "gpu": 1,
+        },
     },
 }
 
 FAKE_SLURM = {
     # Records its argv, runs the job here at once (the --wrap command, or the script on stdin) in the -D folder
     # with its stdout in --output, records the exit status, and prints the job id as `--parsable` does.
-    "sbatch": '''
+    "sbatch": """
 import json, os, subprocess, sys
 state, argv = os.environ["FAKE_SLURM_DIR"], sys.argv[1:]
 def value(flag):
@@ -95,9 +117,9 @@ with open(log, "w") as out:
 with open(os.path.join(state, "jobs.jsonl"), "a") as fh:
     fh.write(json.dumps({"id": jobid, "name": value("--job-name"), "exit": code}) + "\\n")
 print(jobid)
-''',
+""",
     # `sacct ... --format=JobIdRaw,State --name <run>` and `squeue --format=%i|%T --name <run>`: id|STATE per job.
-    "sacct": '''
+    "sacct": """
 import json, os, sys
 state, argv = os.environ["FAKE_SLURM_DIR"], sys.argv[1:]
 if "--name" in argv:
@@ -107,9 +129,9 @@ if "--name" in argv:
         job = json.loads(line)
         if job["name"] == name:
             print(f"{job['id']}|{'COMPLETED' if job['exit'] == 0 else 'FAILED'}")
-''',
+""",
     # A job step: runs its command (everything after srun's own options) in place.
-    "srun": '''
+    "srun": """
 import json, os, sys
 argv = sys.argv[1:]
 with open(os.path.join(os.environ["FAKE_SLURM_DIR"], "srun.jsonl"), "a") as fh:
@@ -117,7 +139,7 @@ with open(os.path.join(os.environ["FAKE_SLURM_DIR"], "srun.jsonl"), "a") as fh:
 while argv and argv[0].startswith("-"):
     argv.pop(0)
 os.execvp(argv[0], argv)
-''',
+""",
     "sinfo": 'print("PARTITION\\ncpu*\\ngpu")',
     "scontrol": 'print("MaxArraySize            = 1001")',
     "sacctmgr": 'import os; print(os.environ["FAKE_SLURM_ACCOUNT"])',
@@ -131,9 +153,11 @@ def fake_slurm(folder: Path) -> Path:
     bin_dir = folder / "bin"
     bin_dir.mkdir(parents=True)
     for name, body in FAKE_SLURM.items():
-        log_call = ("import json as _j, os as _o, sys as _s\n"
-                    "with open(_o.path.join(_o.environ['FAKE_SLURM_DIR'], 'calls.jsonl'), 'a') as _f:\n"
-                    f"    _f.write(_j.dumps(['{name}', *_s.argv[1:]]) + '\\n')\n")
+        log_call = (
+            "import json as _j, os as _o, sys as _s\n"
+            "with open(_o.path.join(_o.environ['FAKE_SLURM_DIR'], 'calls.jsonl'), 'a') as _f:\n"
+            f"    _f.write(_j.dumps(['{name}', *_s.argv[1:]]) + '\\n')\n"
+        )
         path = bin_dir / name
         path.write_text(f"#!{sys.executable}\n{log_call}{body}\n")
         path.chmod(0o755)
@@ -150,7 +174,7 @@ def sbatch_option(argv: list[str], flag: str) -> str | None:
         if arg == flag:
             return argv[i + 1]
         if arg.startswith(flag + "="):
-            return arg[len(flag) + 1:]
+            return arg[len(flag) + 1 :]
     return None
 
 
@@ -160,10 +184,17 @@ def test_slurm_profile_submits_each_gpu_stage_with_its_resources(tmp_path):
     real_schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "params.schema.yaml").read_text())["stages"]
     real = [s for s in SLURM_STAGES["stages"] if s in real_schema]
     toy_section = {"v": 1.0, "gpus": 2}
-    params = {"profile": "demo", **{s: real_params[s] for s in real},
-              "train_ddp": {"demo": toy_section, "paper": {**toy_section, "gpus": 4}}}
-    schema = {"stages": {**{s: real_schema[s] for s in real},
-                         "train_ddp": {"properties": {"v": {"type": "number"}, "gpus": {"type": "integer"}}}}}
+    params = {
+        "profile": "demo",
+        **{s: real_params[s] for s in real},
+        "train_ddp": {"demo": toy_section, "paper": {**toy_section, "gpus": 4}},
+    }
+    schema = {
+        "stages": {
+            **{s: real_schema[s] for s in real},
+            "train_ddp": {"properties": {"v": {"type": "number"}, "gpus": {"type": "integer"}}},
+        }
+    }
     repo = build_toy(tmp_path / "toy", SLURM_STAGES, params=params, schema=schema, steps={}, repro=False)
 
     profile_path = repo / "workflow" / "profiles" / "slurm" / "profile.yaml"
@@ -177,8 +208,20 @@ def test_slurm_profile_submits_each_gpu_stage_with_its_resources(tmp_path):
     env = {**toy_env(repo), "FAKE_SLURM_DIR": str(state), "FAKE_SLURM_ACCOUNT": account}
     env["PATH"] = f"{fake_bin}{os.pathsep}{env['PATH']}"
     # Status checks every second (the plugin waits 40 s before its first one by default).
-    log = run([SNAKEMAKE, "--profile", "workflow/profiles/slurm", "--slurm-init-seconds-before-status-checks", "1",
-               "--seconds-between-status-checks", "1"], repo, env=env, timeout=240)
+    log = run(
+        [
+            SNAKEMAKE,
+            "--profile",
+            "workflow/profiles/slurm",
+            "--slurm-init-seconds-before-status-checks",
+            "1",
+            "--seconds-between-status-checks",
+            "1",
+        ],
+        repo,
+        env=env,
+        timeout=240,
+    )
 
     submitted = {}
     for call in read_jsonl(state / "sbatch.jsonl"):
@@ -205,8 +248,10 @@ def test_slurm_profile_submits_each_gpu_stage_with_its_resources(tmp_path):
     argv = submitted["prune"]
     assert not any(a.startswith("--gpus") for a in argv) and "--ntasks=1" in argv, argv
     assert sbatch_option(argv, "-p") == profile["default-resources"]["slurm_partition"]
-    assert (sbatch_option(argv, "--mem"), sbatch_option(argv, "-t")) == (str(sets["prune"]["mem_mb"]),
-                                                                          str(sets["prune"]["runtime"]))
+    assert (sbatch_option(argv, "--mem"), sbatch_option(argv, "-t")) == (
+        str(sets["prune"]["mem_mb"]),
+        str(sets["prune"]["runtime"]),
+    )
     # Inside the job, the step asks for the job's GPUs, and the two-GPU stage ran under torchrun.
     steps = read_jsonl(state / "srun.jsonl")
     assert any("--gpus=2" in s and "train_ddp" in " ".join(s) for s in steps), steps
@@ -215,8 +260,14 @@ def test_slurm_profile_submits_each_gpu_stage_with_its_resources(tmp_path):
     # Job status came from sacct, for this run's jobs only.
     assert any(c[0] == "sacct" and "--name" in c for c in read_jsonl(state / "calls.jsonl"))
 
-    for path in ("results/download_data/data.txt", "results/pretrain_psnr/rrdb/model.txt", "results/prune/mask.json",
-                 "results/train_ddp/model.txt", "results/evaluate/per_image.csv", "results/evaluate/summary.json"):
+    for path in (
+        "results/download_data/data.txt",
+        "results/pretrain_psnr/rrdb/model.txt",
+        "results/prune/mask.json",
+        "results/train_ddp/model.txt",
+        "results/evaluate/per_image.csv",
+        "results/evaluate/summary.json",
+    ):
         assert (repo / path).is_file(), path
     assert snakemake_jobs(repo) == set()
 
@@ -255,8 +306,13 @@ def test_results_pulled_from_a_team_remote_rerun_nothing(finished_toy, tmp_path)
     assert not (clone / "results").exists()
     run([DVC, "pull"], clone)
     # Every output arrived, metrics included (they are cached like every output: results/ is not in git).
-    for path in ("results/fetch/data.txt", "results/train/big/model.txt", "results/train/big/metrics.json",
-                 "results/train/small/metrics.json", "results/report.txt"):
+    for path in (
+        "results/fetch/data.txt",
+        "results/train/big/model.txt",
+        "results/train/big/metrics.json",
+        "results/train/small/metrics.json",
+        "results/report.txt",
+    ):
         assert (clone / path).is_file(), path
     # The pulled files carry no Snakemake metadata, so Snakemake judges them by mtime alone, and `dvc pull`
     # writes them in no particular order: here the downstream outputs happen to be the older ones.
@@ -291,8 +347,14 @@ def test_make_pull_refuses_results_that_do_not_match_the_checkout(finished_toy, 
     clone = tmp_path / "clone"
     run(["git", "clone", "-q", str(repo), str(clone)], tmp_path)
     venv = BIN.parent
-    proc = subprocess.run(["make", "-o", f"{venv}/.installed", "pull", f"VENV={venv}"], cwd=clone,
-                          env=toy_env(clone), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        ["make", "-o", f"{venv}/.installed", "pull", f"VENV={venv}"],
+        cwd=clone,
+        env=toy_env(clone),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode != 0 and "do not match this checkout" in proc.stdout + proc.stderr
     assert not (clone / ".snakemake" / "metadata").exists()  # nothing was marked up to date
     assert snakemake_jobs(clone) >= {"report"}
@@ -330,8 +392,12 @@ def test_a_moved_project_with_another_interpreter_reruns_nothing(finished_toy, t
     # What Snakemake compares to decide a rerun: the rule's code, params, inputs and log, its environment.
     # None of it holds the folder or the interpreter. (The formatted `shellcmd` is stored, never compared.)
     for path, record in records.items():
-        compared = json.dumps({k: record.get(k) for k in ("code", "params", "input", "log", "conda_env",
-                                                           "software_stack_hash", "container_img_url")})
+        compared = json.dumps(
+            {
+                k: record.get(k)
+                for k in ("code", "params", "input", "log", "conda_env", "software_stack_hash", "container_img_url")
+            }
+        )
         assert str(tmp_path.parent) not in compared and sys.executable not in compared, (path, compared)
         assert "{PYTHON:q}" in record["code"], record["code"]
 
@@ -385,24 +451,37 @@ def test_make_setup_reinstalls_only_when_its_choices_change(tmp_path):
     def setup(*choices: str) -> list[str]:
         """The interpreter calls of one `make setup`."""
         before = len(log.read_text().splitlines())
-        proc = subprocess.run(["make", "setup", f"VENV={venv}", f"PYTHON={fake}", *choices], cwd=project, env=env,
-                              capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            ["make", "setup", f"VENV={venv}", f"PYTHON={fake}", *choices],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         return log.read_text().splitlines()[before:]
 
     first = setup()
     torch = next(line.split()[-1] for line in first if "pip install --quiet torch" in line)
-    assert first == [f"-m venv {venv}", "-m pip install --quiet --upgrade pip", f"-m pip install --quiet {torch}",
-                     "-m pip install --quiet -e ."]
-    assert setup() == []                                   # the same command: nothing to do
-    gpu = setup("EXTRAS=gpu")                              # new extras on the existing venv: reinstall
-    assert gpu == ["-m pip install --quiet --upgrade pip", f"-m pip install --quiet {torch}",
-                   "-m pip install --quiet -e .[gpu]"]
+    assert first == [
+        f"-m venv {venv}",
+        "-m pip install --quiet --upgrade pip",
+        f"-m pip install --quiet {torch}",
+        "-m pip install --quiet -e .",
+    ]
+    assert setup() == []  # the same command: nothing to do
+    gpu = setup("EXTRAS=gpu")  # new extras on the existing venv: reinstall
+    assert gpu == [
+        "-m pip install --quiet --upgrade pip",
+        f"-m pip install --quiet {torch}",
+        "-m pip install --quiet -e .[gpu]",
+    ]
     assert setup("EXTRAS=gpu") == []
     other = setup("EXTRAS=gpu", "TORCH=torch==2.2.0+cpu")  # another torch
     assert "-m pip install --quiet torch==2.2.0+cpu" in other and "-m pip install --quiet -e .[gpu]" in other
     assert (venv / ".setup-args").read_text().split() == ["TORCH=torch==2.2.0+cpu", "EXTRAS=gpu"]
     assert setup("EXTRAS=gpu", "TORCH=torch==2.2.0+cpu") == []
     later = time.time() + 5
-    os.utime(project / "pyproject.toml", (later, later))   # new dependencies: reinstall with the same choices
+    os.utime(project / "pyproject.toml", (later, later))  # new dependencies: reinstall with the same choices
     assert "-m pip install --quiet -e .[gpu]" in setup("EXTRAS=gpu", "TORCH=torch==2.2.0+cpu")

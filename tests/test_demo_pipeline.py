@@ -22,16 +22,34 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 TINY = {  # demo-profile overrides: same code path, toy sizes
-    "download_data": {"datasets": ["demo_scenes", "demo_misc", "demo_test"],
-                      "demo_split": {"demo_scenes": ["rocket"], "demo_misc": ["immunohistochemistry"],
-                                     "demo_test": ["chelsea"]}},
+    "download_data": {
+        "datasets": ["demo_scenes", "demo_misc", "demo_test"],
+        "demo_split": {"demo_scenes": ["rocket"], "demo_misc": ["immunohistochemistry"], "demo_test": ["chelsea"]},
+    },
     "make_lr": {"subimage_size": 128, "subimage_step": 128},
     "make_seg_maps": {"min_categories": 1},
-    "pretrain_psnr": {"num_feat": 8, "num_block": 1, "num_grow_ch": 8, "iters": 6, "batch_size": 2,
-                      "crop_size": 32, "lr_step": 4, "val_every": 3, "ckpt_every": 3, "log_every": 2},
+    "pretrain_psnr": {
+        "num_feat": 8,
+        "num_block": 1,
+        "num_grow_ch": 8,
+        "iters": 6,
+        "batch_size": 2,
+        "crop_size": 32,
+        "lr_step": 4,
+        "val_every": 3,
+        "ckpt_every": 3,
+        "log_every": 2,
+    },
     "prune": {"batches": 2, "batch_size": 2, "crop_size": 32},
-    "train_gan": {"iters": 2, "batch_size": 1, "perceptual_layer": "conv1_2", "d_num_feat": 4,
-                  "val_every": 1, "ckpt_every": 1, "log_every": 1},
+    "train_gan": {
+        "iters": 2,
+        "batch_size": 1,
+        "perceptual_layer": "conv1_2",
+        "d_num_feat": 4,
+        "val_every": 1,
+        "ckpt_every": 1,
+        "log_every": 1,
+    },
     "evaluate": {"timing_warmup": 0, "timing_repeats": 1},
     "render_reports": {"bootstrap_samples": 100, "grid_crop": 32},
 }
@@ -46,8 +64,13 @@ def run(cmd, cwd, check=True):
 
 
 def repo_files() -> list[str]:
-    out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return [f for f in out.splitlines() if (ROOT / f).is_file()]
 
 
@@ -75,8 +98,10 @@ def pipeline(tmp_path_factory):
 
     hr = modcrop(demo_image("chelsea"), 4)
     write_image(repo / "outside_sr" / "demo_test" / "chelsea_x4.png", imresize(imresize(hr, 0.25), 4))
-    params["evaluate"]["demo"]["published"] = {"published_rrdb": "outside_rrdb.pth",
-                                               "SFTGAN": "downloads/published/SFTGAN_noBN_OST_bg.pth"}
+    params["evaluate"]["demo"]["published"] = {
+        "published_rrdb": "outside_rrdb.pth",
+        "SFTGAN": "downloads/published/SFTGAN_noBN_OST_bg.pth",
+    }
     params["evaluate"]["demo"]["outside_folders"] = {"elsewhere": "outside_sr"}
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
@@ -91,13 +116,34 @@ def pipeline(tmp_path_factory):
 @pytest.mark.slow
 def test_dvc_repro_runs_every_stage_through_snakemake(pipeline):
     repo, log, seconds = pipeline
-    for stage in ("download_data", "make_lr", "make_seg_maps", "pretrain_psnr@rrdb", "prune", "pretrain_psnr@rrsb",
-                  "train_gan@esrgan", "train_gan@fa", "train_gan@spsa", "train_gan@spsagan", "evaluate",
-                  "render_reports"):
+    for stage in (
+        "download_data",
+        "make_lr",
+        "make_seg_maps",
+        "pretrain_psnr@rrdb",
+        "prune",
+        "pretrain_psnr@rrsb",
+        "train_gan@esrgan",
+        "train_gan@fa",
+        "train_gan@spsa",
+        "train_gan@spsagan",
+        "evaluate",
+        "render_reports",
+    ):
         assert f"Running stage '{stage}'" in log
-    for name in ("table1.md", "table1.csv", "table1.tex", "ablation.md", "figures/fig11_crops.png",
-                 "figures/fig6_attention.png", "figures/fig5_pruning.png", "figures/inference_time.png",
-                 "figures/training_curves_psnr.png", "figures/training_curves_gan.png", "table1.html"):
+    for name in (
+        "table1.md",
+        "table1.csv",
+        "table1.tex",
+        "ablation.md",
+        "figures/fig11_crops.png",
+        "figures/fig6_attention.png",
+        "figures/fig5_pruning.png",
+        "figures/inference_time.png",
+        "figures/training_curves_psnr.png",
+        "figures/training_curves_gan.png",
+        "table1.html",
+    ):
         assert (repo / "reports" / name).stat().st_size > 0, name
     table = (repo / "reports" / "table1.md").read_text()
     assert "demo" in table and "published_rrdb" in table and "elsewhere" in table
@@ -146,8 +192,11 @@ def test_changed_gan_learning_rate_reruns_only_train_gan_and_downstream(pipeline
     params["train_gan"]["demo"]["lr_g"] = 2.0e-4
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = run([str(BIN / "snakemake"), "-n", "--quiet", "rules"], repo)
-    jobs = {line.split()[0] for line in out.splitlines()
-            if len(line.split()) == 2 and line.split()[1].isdigit() and line.split()[0] not in ("all", "total")}
+    jobs = {
+        line.split()[0]
+        for line in out.splitlines()
+        if len(line.split()) == 2 and line.split()[1].isdigit() and line.split()[0] not in ("all", "total")
+    }
     assert jobs == {"train_gan", "evaluate", "render_reports"}
     stale = set(json.loads(run([str(BIN / "dvc"), "status", "--json"], repo).strip().splitlines()[-1]))
     assert stale == {"train_gan@esrgan", "train_gan@fa", "train_gan@spsa", "train_gan@spsagan"}

@@ -23,18 +23,14 @@ def _discriminator_param_count(nf, side):
     total = 3 * nf * 9 + nf + nf * nf * 16 + 2 * nf
     chans = [nf, 2 * nf, 4 * nf, 8 * nf, 8 * nf]
     for s in range(1, 5):
-        total += (
-            chans[s - 1] * chans[s] * 9 + 2 * chans[s] + chans[s] * chans[s] * 16 + 2 * chans[s]
-        )
+        total += chans[s - 1] * chans[s] * 9 + 2 * chans[s] + chans[s] * chans[s] * 16 + 2 * chans[s]
     return total + (8 * nf * side * side * 100 + 100) + (100 + 1)
 
 
 def test_discriminator_sizes_and_names():
     d96 = VGGStyleDiscriminator()
     assert d96.linear1.in_features == 4608
-    assert (
-        sum(p.numel() for p in d96.parameters()) == _discriminator_param_count(64, 3) == 14_141_001
-    )
+    assert sum(p.numel() for p in d96.parameters()) == _discriminator_param_count(64, 3) == 14_141_001
     d128 = VGGStyleDiscriminator(input_size=128)
     assert sum(p.numel() for p in d128.parameters()) == _discriminator_param_count(64, 4)
     basicsr_names = {
@@ -54,8 +50,7 @@ def test_discriminator_sizes_and_names():
     for s in range(1, 5):
         for half in (0, 1):
             basicsr_names |= {f"conv{s}_{half}.weight"} | {
-                f"bn{s}_{half}.{k}"
-                for k in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+                f"bn{s}_{half}.{k}" for k in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
             }
     assert set(d128.state_dict()) == basicsr_names
 
@@ -110,9 +105,7 @@ def _torchvision_state(seed=0):
         if item == "M":
             idx += 1
             continue
-        state[f"features.{idx}.weight"] = (
-            torch.randn(item, cin, 3, 3, generator=gen) * (2 / (9 * cin)) ** 0.5
-        )
+        state[f"features.{idx}.weight"] = torch.randn(item, cin, 3, 3, generator=gen) * (2 / (9 * cin)) ** 0.5
         state[f"features.{idx}.bias"] = torch.randn(item, generator=gen) * 0.01
         idx, cin = idx + 2, item
     state["classifier.0.weight"] = torch.zeros(4, 8)  # present in the real file, ignored
@@ -185,14 +178,8 @@ def test_ragan_losses_match_literal_formulas():
     mr, mf = real.mean().item(), fake.mean().item()
     r, f = real.flatten().tolist(), fake.flatten().tolist()
     n = len(r)
-    d_ref = (
-        0.5 * sum(_bce_literal(x - mf, 1) for x in r) / n
-        + 0.5 * sum(_bce_literal(x - mr, 0) for x in f) / n
-    )
-    g_ref = (
-        0.5 * sum(_bce_literal(x - mf, 0) for x in r) / n
-        + 0.5 * sum(_bce_literal(x - mr, 1) for x in f) / n
-    )
+    d_ref = 0.5 * sum(_bce_literal(x - mf, 1) for x in r) / n + 0.5 * sum(_bce_literal(x - mr, 0) for x in f) / n
+    g_ref = 0.5 * sum(_bce_literal(x - mf, 0) for x in r) / n + 0.5 * sum(_bce_literal(x - mr, 1) for x in f) / n
     assert math.isclose(ragan_discriminator_loss(real, fake).item(), d_ref, rel_tol=1e-6)
     assert math.isclose(ragan_generator_loss(real, fake).item(), g_ref, rel_tol=1e-6)
     # The generator's loss is the discriminator's with the roles of real and fake swapped.
@@ -202,12 +189,7 @@ def test_ragan_losses_match_literal_formulas():
         rel_tol=1e-6,
     )
     # A discriminator that separates real from fake well has a low loss, the generator a high one.
-    assert (
-        ragan_discriminator_loss(real + 5, fake - 5)
-        < 0.01
-        < 5
-        < ragan_generator_loss(real + 5, fake - 5)
-    )
+    assert ragan_discriminator_loss(real + 5, fake - 5) < 0.01 < 5 < ragan_generator_loss(real + 5, fake - 5)
 
 
 def test_ragan_gradients_follow_basicsr_two_pass_form():

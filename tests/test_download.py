@@ -95,8 +95,17 @@ def server():
 
 
 def _asset(url, checksum=Checksum("sha256", SHA256), size=len(PAYLOAD), manual=False, filename="file.bin"):
-    return Asset(key="test", filename=filename, url=url, page="https://example.org/page", size=size,
-                 checksum=checksum, license="test", manual=manual, instructions="the test file")
+    return Asset(
+        key="test",
+        filename=filename,
+        url=url,
+        page="https://example.org/page",
+        size=size,
+        checksum=checksum,
+        license="test",
+        manual=manual,
+        instructions="the test file",
+    )
 
 
 def _leftovers(folder):
@@ -105,8 +114,9 @@ def _leftovers(folder):
 
 def test_full_download_verified(server, tmp_path):
     dest = tmp_path / "file.bin"
-    sha = download_url(server.url + "/data/file.bin", dest, size=len(PAYLOAD), checksum=Checksum("sha256", SHA256),
-                       progress=False)
+    sha = download_url(
+        server.url + "/data/file.bin", dest, size=len(PAYLOAD), checksum=Checksum("sha256", SHA256), progress=False
+    )
     assert sha == SHA256 and dest.read_bytes() == PAYLOAD
     assert _leftovers(tmp_path) == ["file.bin"]
     assert server.requests == [("/data/file.bin", None)]
@@ -115,8 +125,13 @@ def test_full_download_verified(server, tmp_path):
 def test_resume_from_part_uses_range(server, tmp_path):
     half = 123_457
     (tmp_path / "file.bin.part").write_bytes(PAYLOAD[:half])
-    download_url(server.url + "/data/file.bin", tmp_path / "file.bin", size=len(PAYLOAD),
-                 checksum=Checksum("md5", MD5), progress=False)
+    download_url(
+        server.url + "/data/file.bin",
+        tmp_path / "file.bin",
+        size=len(PAYLOAD),
+        checksum=Checksum("md5", MD5),
+        progress=False,
+    )
     assert (tmp_path / "file.bin").read_bytes() == PAYLOAD
     assert server.requests == [("/data/file.bin", f"bytes={half}-")]
     assert server.bytes_sent == len(PAYLOAD) - half  # only the missing tail was transferred
@@ -126,15 +141,21 @@ def test_resume_from_part_uses_range(server, tmp_path):
 def test_server_ignoring_range_restarts_cleanly(server, tmp_path):
     server.ignore_range = True
     (tmp_path / "file.bin.part").write_bytes(PAYLOAD[:1000])
-    download_url(server.url + "/data/file.bin", tmp_path / "file.bin", size=len(PAYLOAD),
-                 checksum=Checksum("sha256", SHA256), progress=False)
+    download_url(
+        server.url + "/data/file.bin",
+        tmp_path / "file.bin",
+        size=len(PAYLOAD),
+        checksum=Checksum("sha256", SHA256),
+        progress=False,
+    )
     assert (tmp_path / "file.bin").read_bytes() == PAYLOAD
 
 
 def test_complete_part_is_not_refetched(server, tmp_path):
     (tmp_path / "file.bin.part").write_bytes(PAYLOAD)  # size unknown: server answers 416
-    download_url(server.url + "/data/file.bin", tmp_path / "file.bin", checksum=Checksum("sha256", SHA256),
-                 progress=False)
+    download_url(
+        server.url + "/data/file.bin", tmp_path / "file.bin", checksum=Checksum("sha256", SHA256), progress=False
+    )
     assert (tmp_path / "file.bin").read_bytes() == PAYLOAD
     assert server.bytes_sent == 0
 
@@ -142,8 +163,9 @@ def test_complete_part_is_not_refetched(server, tmp_path):
 def test_checksum_mismatch_leaves_nothing(server, tmp_path):
     wrong = "0" * 64
     with pytest.raises(ChecksumMismatch) as err:
-        download_url(server.url + "/data/file.bin", tmp_path / "file.bin", checksum=Checksum("sha256", wrong),
-                     progress=False)
+        download_url(
+            server.url + "/data/file.bin", tmp_path / "file.bin", checksum=Checksum("sha256", wrong), progress=False
+        )
     message = str(err.value)
     assert "file.bin" in message and wrong in message and SHA256 in message
     assert _leftovers(tmp_path) == []
@@ -159,20 +181,38 @@ def test_dropped_connection_keeps_part_then_resumes(server, tmp_path):
     server.drop_after = 100_000
     dest = tmp_path / "file.bin"
     with pytest.raises(DownloadError, match="run again to resume"):
-        download_url(server.url + "/data/file.bin", dest, size=len(PAYLOAD), checksum=Checksum("sha256", SHA256),
-                     progress=False, retries=0)
+        download_url(
+            server.url + "/data/file.bin",
+            dest,
+            size=len(PAYLOAD),
+            checksum=Checksum("sha256", SHA256),
+            progress=False,
+            retries=0,
+        )
     assert not dest.exists()  # never a file that looks complete
     assert (tmp_path / "file.bin.part").stat().st_size == 100_000
-    download_url(server.url + "/data/file.bin", dest, size=len(PAYLOAD), checksum=Checksum("sha256", SHA256),
-                 progress=False, retries=0)
+    download_url(
+        server.url + "/data/file.bin",
+        dest,
+        size=len(PAYLOAD),
+        checksum=Checksum("sha256", SHA256),
+        progress=False,
+        retries=0,
+    )
     assert dest.read_bytes() == PAYLOAD
     assert server.requests[-1] == ("/data/file.bin", "bytes=100000-")
 
 
 def test_dropped_connection_retried_within_one_call(server, tmp_path):
     server.drop_after = 50_000
-    download_url(server.url + "/data/file.bin", tmp_path / "file.bin", checksum=Checksum("sha256", SHA256),
-                 progress=False, retries=2, retry_wait=0)
+    download_url(
+        server.url + "/data/file.bin",
+        tmp_path / "file.bin",
+        checksum=Checksum("sha256", SHA256),
+        progress=False,
+        retries=2,
+        retry_wait=0,
+    )
     assert (tmp_path / "file.bin").read_bytes() == PAYLOAD
     assert [r for _, r in server.requests] == [None, "bytes=50000-"]
 
@@ -279,8 +319,15 @@ def tiny_registry(monkeypatch, server):
         zf.writestr("Tiny_LR/0000.png", _png_bytes(2, 3))
     data = buf.getvalue()
     server.files["/tiny.zip"] = data
-    asset = Asset(key="tiny", filename="tiny.zip", url=server.url + "/tiny.zip", page="https://example.org",
-                  size=len(data), checksum=Checksum("sha256", hashlib.sha256(data).hexdigest()), license="test")
+    asset = Asset(
+        key="tiny",
+        filename="tiny.zip",
+        url=server.url + "/tiny.zip",
+        page="https://example.org",
+        size=len(data),
+        checksum=Checksum("sha256", hashlib.sha256(data).hexdigest()),
+        license="test",
+    )
     monkeypatch.setitem(registry.ASSETS, "tiny", asset)
     monkeypatch.setitem(registry.DATASETS, "Tiny", DatasetSource("tiny", "Tiny_HR", 3, "tiny test set"))
     monkeypatch.setitem(registry.DATASETS, "Tiny4", DatasetSource("tiny", "Tiny_HR", 4, "wrong count"))
@@ -333,8 +380,9 @@ def _unchecked(monkeypatch, asset):
     return plain
 
 
-def test_cached_archive_rejected_by_content_is_quarantined_and_fetched_again(tiny_registry, tmp_path, monkeypatch,
-                                                                          server):
+def test_cached_archive_rejected_by_content_is_quarantined_and_fetched_again(
+    tiny_registry, tmp_path, monkeypatch, server
+):
     _unchecked(monkeypatch, tiny_registry)
     archives = tmp_path / "archives"
     archives.mkdir()

@@ -30,13 +30,23 @@ TOY_STAGES = {
     "params_schema": "workflow/schemas/params.schema.yaml",
     "stages": {
         "prep": {"desc": "toy data", "script": "steps/toy.py", "outs": {"out": "results/prep/"}},
-        "train": {"desc": "toy GAN training", "script": "steps/toy.py", "deps": {"data": "@prep.out"},
-                  "outs": {"model": "results/train/{instance}/model.txt"},
-                  "metrics": {"metrics": "metrics/train/{instance}.json"},
-                  "live": "results/train/{instance}/live", "instances": {"esrgan": {}, "spsagan": {}}},
+        "train": {
+            "desc": "toy GAN training",
+            "script": "steps/toy.py",
+            "deps": {"data": "@prep.out"},
+            "outs": {"model": "results/train/{instance}/model.txt"},
+            "metrics": {"metrics": "metrics/train/{instance}.json"},
+            "live": "results/train/{instance}/live",
+            "instances": {"esrgan": {}, "spsagan": {}},
+        },
         # not "evaluate": a toy section named like a real stage would be checked as the real one
-        "score": {"desc": "toy evaluation", "script": "steps/toy.py", "deps": {"models": "@train.model"},
-                  "outs": {"summary": "results/score/summary.json"}, "metrics": {"metrics": "metrics/score.json"}},
+        "score": {
+            "desc": "toy evaluation",
+            "script": "steps/toy.py",
+            "deps": {"models": "@train.model"},
+            "outs": {"summary": "results/score/summary.json"},
+            "metrics": {"metrics": "metrics/score.json"},
+        },
     },
 }
 TOY_SCHEMA = {"stages": {name: {"properties": {"lr": {"type": "number"}}} for name in TOY_STAGES["stages"]}}
@@ -44,7 +54,7 @@ TOY_SCHEMA = {"stages": {name: {"properties": {"lr": {"type": "number"}}} for na
 # plots/metrics/train/l1.tsv) and {method: {it_per_s, val_psnr, params}}, as the real steps do;
 # scoring writes a big summary under results/ and {method: {set: {psnr, ssim, niqe}}} under the
 # demo's names: bicubic and the PSNR models stay, the four GAN methods follow the training rate.
-TOY_STEP = '''
+TOY_STEP = """
 import argparse, json, os, time
 parser = argparse.ArgumentParser()
 for flag in ("--params", "--profile", "--out", "--data", "--model", "--live", "--metrics", "--summary"):
@@ -74,13 +84,18 @@ if args.models:
     write(args.summary, json.dumps({"methods": psnr, "costs": {"many": list(range(100))}}))
     write(args.metrics, json.dumps({m: {"demo_test": {"psnr": round(v, 4), "ssim": round(v / 31, 4),
                                                       "niqe": round(30 - v, 4)}} for m, v in psnr.items()}))
-'''
+"""
 
 
 def env() -> dict:
     # PYTHONPATH: the toy's Snakefile imports the project's registry code from this checkout.
-    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
-            "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
+    return {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "DVC_NO_ANALYTICS": "1",
+        "PYTHONPATH": str(ROOT),
+        "COLUMNS": "200",
+    }
 
 
 def run(cmd, cwd) -> str:
@@ -174,14 +189,29 @@ def test_metrics_and_plots_diff_between_experiments(experiments):
 def test_exp_show_views_fit_in_200_columns(experiments):
     """docs/pipeline.md's views after two GAN-rate experiments: one score at a time fits a 200-column
     screen without DVC folding columns into '…'; `dvc metrics diff` lists every change as rows."""
+
     def width(text):
         return max(len(line.rstrip()) for line in text.splitlines())
 
-    view = dvc("exp", "show", "--only-changed", "--no-pager", "--drop", "Created|results/",
-               "--drop", r".*\.(ssim|niqe|pi|it_per_s|val_psnr|params)$", cwd=experiments)
+    view = dvc(
+        "exp",
+        "show",
+        "--only-changed",
+        "--no-pager",
+        "--drop",
+        "Created|results/",
+        "--drop",
+        r".*\.(ssim|niqe|pi|it_per_s|val_psnr|params)$",
+        cwd=experiments,
+    )
     assert width(view) <= 200 and "…" not in view, view
-    for column in ("esrgan.demo_test.psnr", "+fa.demo_test.psnr", "+spsa.demo_test.psnr", "spsagan.demo_test.psnr",
-                   "train.demo.lr"):
+    for column in (
+        "esrgan.demo_test.psnr",
+        "+fa.demo_test.psnr",
+        "+spsa.demo_test.psnr",
+        "spsagan.demo_test.psnr",
+        "train.demo.lr",
+    ):
         assert column in view
     assert "bicubic" not in view and "ssim" not in view and "results/" not in view
     assert width(dvc("metrics", "diff", "lr2", "lr3", cwd=experiments)) <= 100
@@ -196,8 +226,11 @@ def test_dry_run_names_the_changed_stage_and_its_downstream_only(toy):
     params = (toy / "params.yaml").read_text()
     # 5.0e-5 is written `5e-05`, text to PyYAML: the Snakefile reads it as the number DVC sees.
     out = run([sys.executable, "-m", "spsagan.pipeline", "dry-run", "-S", "train.demo.lr=5.0e-5"], toy)
-    jobs = {line.split()[0]: int(line.split()[1]) for line in out.splitlines()
-            if len(line.split()) == 2 and line.split()[1].isdigit()}
+    jobs = {
+        line.split()[0]: int(line.split()[1])
+        for line in out.splitlines()
+        if len(line.split()) == 2 and line.split()[1].isdigit()
+    }
     assert jobs == {"train": 2, "score": 1, "all": 1, "total": 4}, out
     assert "params have changed since last execution:\n        train" in out  # the reason, under its header
     assert (toy / "params.yaml").read_text() == params  # nothing written
@@ -223,9 +256,11 @@ def test_params_yaml_is_kept_by_dvc_and_a_set_param_changes_one_line(tmp_path):
 
     original = (ROOT / "params.yaml").read_text()
     assert overridden_params(["profile=demo"], ROOT / "params.yaml", tmp_path / "same.yaml").read_text() == original
-    for override, line in (("train_gan.demo.lr_g=2.0e-4", "    lr_g: 0.0002"),
-                           ("make_lr.paper.min_size=64", "    min_size: 64"),
-                           ("render_reports.paper.attention_query=[0.25,0.5]", "    - 0.25")):
+    for override, line in (
+        ("train_gan.demo.lr_g=2.0e-4", "    lr_g: 0.0002"),
+        ("make_lr.paper.min_size=64", "    min_size: 64"),
+        ("render_reports.paper.attention_query=[0.25,0.5]", "    - 0.25"),
+    ):
         changed = overridden_params([override], ROOT / "params.yaml", tmp_path / "p.yaml").read_text().splitlines()
         before = original.splitlines()
         assert len(changed) == len(before)
@@ -254,8 +289,10 @@ def fake_registry(root: Path, libraries, corrupt: str | None = None) -> str:
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w:gz") as tar:
             code = f"window.fake_{name.replace('-', '_')} = '</script>';"  # a `</script>` inside, to be escaped
-            for path, text in (("package/package.json", json.dumps({"jsdelivr": f"build/{name}.min.js"})),
-                               (f"package/build/{name}.min.js", code)):
+            for path, text in (
+                ("package/package.json", json.dumps({"jsdelivr": f"build/{name}.min.js"})),
+                (f"package/build/{name}.min.js", code),
+            ):
                 data = text.encode()
                 info = tarfile.TarInfo(path)
                 info.size = len(data)
@@ -264,8 +301,9 @@ def fake_registry(root: Path, libraries, corrupt: str | None = None) -> str:
         tarball.write_bytes(buf.getvalue())
         digest = base64.b64encode(hashlib.sha512(buf.getvalue() + (b"x" if name == corrupt else b"")).digest())
         (root / name).mkdir(parents=True, exist_ok=True)
-        (root / name / version).write_text(json.dumps({"dist": {"tarball": tarball.as_uri(),
-                                                                "integrity": "sha512-" + digest.decode()}}))
+        (root / name / version).write_text(
+            json.dumps({"dist": {"tarball": tarball.as_uri(), "integrity": "sha512-" + digest.decode()}})
+        )
     return root.as_uri()
 
 
@@ -286,8 +324,9 @@ def test_offline_plots_page_loads_nothing_from_the_internet(experiments, tmp_pat
     assert page.count("vegaEmbed('#") == 2  # one l1 curve per training instance, both experiments in each
 
     with pytest.raises(ValueError, match="sha512"):
-        write_offline_template(tmp_path / "t2.html", tmp_path / "npm2", fake_registry(tmp_path / "bad", libraries,
-                                                                                        corrupt="vega-lite"))
+        write_offline_template(
+            tmp_path / "t2.html", tmp_path / "npm2", fake_registry(tmp_path / "bad", libraries, corrupt="vega-lite")
+        )
 
 
 def test_dvc_yaml_commits_metrics_and_caches_what_git_ignores():
@@ -303,5 +342,5 @@ def test_dvc_yaml_commits_metrics_and_caches_what_git_ignores():
     for name, stage in stages.items():
         body = stage.get("do", stage)
         for entry in [*body.get("metrics", []), *body.get("plots", [])]:
-            (path, spec), = entry.items()
+            ((path, spec),) = entry.items()
             assert spec.get("cache", True) == (not path.startswith("metrics/")), (name, path)

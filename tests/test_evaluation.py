@@ -12,13 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
-from spsagan.training.device import compiler_missing
 from PIL import Image
 
 from spsagan import evaluation, metrics, timing
 from spsagan.evaluation import EvaluationError
 from spsagan.image import imresize
+from spsagan.training.device import compiler_missing
 
 torch.set_num_threads(1)
 
@@ -28,7 +27,7 @@ H, W = 104, 200
 
 def _smooth_rgb(seed: int, shape=(H, W)) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
     base = [np.sin(xx / (7 + 3 * c) + c) * np.cos(yy / (5 + 2 * c)) for c in range(3)]
     img = 127.5 + 80 * np.stack(base, axis=2) + rng.normal(0, 12, size=(*shape, 3))
     return np.clip(np.round(img), 0, 255).astype(np.uint8)
@@ -41,13 +40,15 @@ def _noisy(img: np.ndarray, seed: int, sigma: float = 8.0) -> np.ndarray:
 
 def _literal_psnr_y(sr: np.ndarray, hr: np.ndarray, border: int) -> float:
     """PSNR on MATLAB Y (or the gray values), written out per the protocol: crop, convert, MSE."""
+
     def y(img):
         img = img[border:-border, border:-border].astype(np.float64)
         if img.ndim == 2:
             return img
         return 16.0 + (65.481 * img[..., 0] + 128.553 * img[..., 1] + 24.966 * img[..., 2]) / 255.0
+
     mse = np.mean((y(sr) - y(hr)) ** 2)
-    return 10.0 * math.log10(255.0 ** 2 / mse)
+    return 10.0 * math.log10(255.0**2 / mse)
 
 
 @pytest.fixture()
@@ -136,11 +137,16 @@ def test_evaluate_pairs_errors_name_the_image(pairs, no_pyiqa):
 
 class _FakeNRQM:
     """Records its options; scores an image as 10 * mean of what it receives (in [0, 1] units)."""
+
     instances: list = []
 
     def __init__(self, test_y_channel=True, color_space="yiq", crop_border=0, pretrained_model_path=None):
-        self.options = dict(test_y_channel=test_y_channel, color_space=color_space, crop_border=crop_border,
-                            pretrained_model_path=pretrained_model_path)
+        self.options = dict(
+            test_y_channel=test_y_channel,
+            color_space=color_space,
+            crop_border=crop_border,
+            pretrained_model_path=pretrained_model_path,
+        )
         self.inputs = []
         _FakeNRQM.instances.append(self)
 
@@ -169,8 +175,9 @@ def test_pi_with_pyiqa_and_local_weights(pairs, fake_pyiqa, tmp_path):
     weights.write_bytes(b"fake")
     df = evaluation.evaluate_pairs(sr, hr_dir, crop_border=4, nrqm_weights=weights).set_index("name")
     (net,) = fake_pyiqa.instances
-    assert net.options == dict(test_y_channel=True, color_space="ycbcr", crop_border=4,
-                               pretrained_model_path=str(weights))
+    assert net.options == dict(
+        test_y_channel=True, color_space="ycbcr", crop_border=4, pretrained_model_path=str(weights)
+    )
     rgb_in, _, gray_in = net.inputs
     assert rgb_in.shape == (1, 3, H, W) and float(rgb_in.max()) <= 1.0
     assert torch.equal(rgb_in[0, 1], torch.from_numpy(sr["alpha"][:, :, 1].astype(np.float32) / 255.0))
@@ -212,10 +219,10 @@ def test_pi_skipped_without_niqe(pairs, fake_pyiqa, tmp_path):
 
 
 def test_match_names_tolerates_suffixes_and_prefers_longest():
-    mapping = evaluation.match_names(["baby_x4", "Bird_SR", "img_2_x4", "img-ESRGAN", "head"],
-                                     ["baby", "bird", "img", "img_2", "head"])
-    assert mapping == {"baby_x4": "baby", "Bird_SR": "bird", "img_2_x4": "img_2", "img-ESRGAN": "img",
-                       "head": "head"}
+    mapping = evaluation.match_names(
+        ["baby_x4", "Bird_SR", "img_2_x4", "img-ESRGAN", "head"], ["baby", "bird", "img", "img_2", "head"]
+    )
+    assert mapping == {"baby_x4": "baby", "Bird_SR": "bird", "img_2_x4": "img_2", "img-ESRGAN": "img", "head": "head"}
     assert evaluation.match_names(["img_10_x4"], ["img_10"]) == {"img_10_x4": "img_10"}
 
 
@@ -246,12 +253,27 @@ def test_evaluate_folder_equals_evaluate_pairs(pairs, tmp_path, no_pyiqa):
 
 
 def test_summarise_means_and_missing_values():
-    df = pd.DataFrame({"name": ["a", "b"], "psnr": [30.0, 32.0], "ssim": [0.8, 0.9], "niqe": [4.0, 6.0],
-                       "ma": [math.nan, math.nan], "pi": [math.nan, math.nan],
-                       "pi_reason": [evaluation.REASON_NO_PYIQA] * 2})
+    df = pd.DataFrame(
+        {
+            "name": ["a", "b"],
+            "psnr": [30.0, 32.0],
+            "ssim": [0.8, 0.9],
+            "niqe": [4.0, 6.0],
+            "ma": [math.nan, math.nan],
+            "pi": [math.nan, math.nan],
+            "pi_reason": [evaluation.REASON_NO_PYIQA] * 2,
+        }
+    )
     s = evaluation.summarise(df)
-    assert s == {"num_images": 2, "psnr": 31.0, "ssim": pytest.approx(0.85), "niqe": 5.0, "ma": None, "pi": None,
-                 "pi_reason": evaluation.REASON_NO_PYIQA}
+    assert s == {
+        "num_images": 2,
+        "psnr": 31.0,
+        "ssim": pytest.approx(0.85),
+        "niqe": 5.0,
+        "ma": None,
+        "pi": None,
+        "pi_reason": evaluation.REASON_NO_PYIQA,
+    }
     df.loc[0, "psnr"] = math.inf
     assert evaluation.summarise(df)["psnr"] is None
 
@@ -373,8 +395,15 @@ def test_time_generator_and_model_cost():
     dense_in = [8, 12, 16, 20, 24]
     dense_out = [4, 4, 4, 4, 8]
     rdb = sum(i * o * 9 for i, o in zip(dense_in, dense_out)) * lr_px
-    expected = (3 * 8 * 9 * lr_px + 3 * rdb + 8 * 8 * 9 * lr_px  # conv_first, 3 RDBs, conv_body
-                + 8 * 8 * 9 * hr2_px + 8 * 8 * 9 * hr_px + 8 * 8 * 9 * hr_px + 8 * 3 * 9 * hr_px)
+    expected = (
+        3 * 8 * 9 * lr_px
+        + 3 * rdb
+        + 8 * 8 * 9 * lr_px  # conv_first, 3 RDBs, conv_body
+        + 8 * 8 * 9 * hr2_px
+        + 8 * 8 * 9 * hr_px
+        + 8 * 8 * 9 * hr_px
+        + 8 * 3 * 9 * hr_px
+    )
     assert cost["flops"] == expected
 
 
@@ -404,7 +433,9 @@ def test_bicubic_reproduces_the_protocol_numbers(tmp_path, dataset, psnr, ssim, 
 
 
 @pytest.mark.slow  # compiles a tiny generator's forward: tens of seconds on a 2-core CPU
-@pytest.mark.skipif(compiler_missing(torch.device("cpu")) is not None, reason="torch.compile on CPU needs a C++ compiler")
+@pytest.mark.skipif(
+    compiler_missing(torch.device("cpu")) is not None, reason="torch.compile on CPU needs a C++ compiler"
+)
 def test_compiled_inference_equals_eager_within_float_rounding():
     """evaluate.compile: the compiled generator super-resolves like the eager one (one grey level at most)."""
     from spsagan.models.rrdb import RRDBNet

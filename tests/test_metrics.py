@@ -179,4 +179,3 @@ def test_niqe_baboon_matches_matlab():
     """MATLAB R2021a value quoted by BasicSR 1.4.2 (calculate_niqe docstring): 5.72957338."""
     img = read_image(BENCH / "Set14" / "HR" / "baboon.png")[:, :492]
     assert niqe(img, crop_border=0) == pytest.approx(5.72957338, abs=1e-3)
-

@@ -1,9 +1,9 @@
 """Packaging stays coherent: conda's environment.yml lists what pyproject.toml installs."""
 
 import re
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,4 +31,3 @@ def test_dvc_analytics_off_and_snakemake_marker_ignored():
     config = (ROOT / ".dvc" / "config").read_text()
     assert re.search(r"analytics\s*=\s*false", config)
     assert ".snakemake_timestamp" in (ROOT / ".dvcignore").read_text()
-

@@ -35,8 +35,9 @@ def _read(path):
 def _smooth(h, w, seed=0, channels=3):
     """A random but spatially smooth image with saturated patches (exercises clipping)."""
     rng = np.random.default_rng(seed)
-    base = cv2.resize(rng.integers(0, 256, (h // 4 + 2, w // 4 + 2, channels), dtype=np.uint8), (w, h),
-                      interpolation=cv2.INTER_CUBIC).reshape(h, w, channels)
+    base = cv2.resize(
+        rng.integers(0, 256, (h // 4 + 2, w // 4 + 2, channels), dtype=np.uint8), (w, h), interpolation=cv2.INTER_CUBIC
+    ).reshape(h, w, channels)
     base[: h // 5, : w // 5] = 255
     base[-3:, -4:] = 0
     return base[:, :, 0] if channels == 1 else base
@@ -100,8 +101,7 @@ def test_rgba_palette_and_16bit(tmp_path):
     }
     for name, hr in expected.items():
         np.testing.assert_array_equal(_read(out / "HR" / f"{name}.png"), hr, err_msg=name)
-        np.testing.assert_array_equal(_read(out / "LR_x4" / f"{name}.png"), reference_imresize(hr, 0.25),
-                                      err_msg=name)
+        np.testing.assert_array_equal(_read(out / "LR_x4" / f"{name}.png"), reference_imresize(hr, 0.25), err_msg=name)
 
 
 def test_too_small_is_an_error_naming_the_file(tmp_path):
@@ -145,14 +145,17 @@ def test_empty_or_clashing_folders(tmp_path):
         make_pairs(clash, tmp_path / "out")
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(subimage_size=30), "multiple of scale"),
-    (dict(subimage_size=32, subimage_step=6), "subimage_step"),
-    (dict(subimage_step=8), "without subimage_size"),
-    (dict(subimage_size=64, min_size=96), "at least min_size"),
-    (dict(gray="grey"), "gray must be"),
-    (dict(too_small="ignore"), "too_small"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(subimage_size=30), "multiple of scale"),
+        (dict(subimage_size=32, subimage_step=6), "subimage_step"),
+        (dict(subimage_step=8), "without subimage_size"),
+        (dict(subimage_size=64, min_size=96), "at least min_size"),
+        (dict(gray="grey"), "gray must be"),
+        (dict(too_small="ignore"), "too_small"),
+    ],
+)
 def test_argument_errors(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
         make_pairs(tmp_path, tmp_path / "out", **kwargs)
@@ -176,8 +179,7 @@ def test_subimages_index_and_crops(tmp_path):
     img = _smooth(203, 138, seed=5)  # mod-crop -> 200 x 136
     Image.fromarray(img).save(hr_dir / "x.png")
     Image.fromarray(_smooth(100, 300, seed=6)).save(hr_dir / "y.png")  # narrower than the sub-image size
-    summary = make_pairs(hr_dir, tmp_path / "out", subimage_size=128, subimage_step=48, min_size=96,
-                         gray="rgb")
+    summary = make_pairs(hr_dir, tmp_path / "out", subimage_size=128, subimage_step=48, min_size=96, gray="rgb")
     out = tmp_path / "out"
     rows = read_index(out / "sub" / "index.csv")
     with open(out / "sub" / "index.csv") as f:
@@ -185,8 +187,7 @@ def test_subimages_index_and_crops(tmp_path):
     assert summary["subimages"] == len(rows)
     x_rows = [r for r in rows if r["source"] == "x"]
     # 200 x 136: tops 0, 48 and 72 (flush); lefts 0 and 8 (flush)
-    assert [(r["top"], r["left"], r["size"]) for r in x_rows] == [
-        (t, l, 128) for t in (0, 48, 72) for l in (0, 8)]
+    assert [(r["top"], r["left"], r["size"]) for r in x_rows] == [(t, l, 128) for t in (0, 48, 72) for l in (0, 8)]
     y_rows = [r for r in rows if r["source"] == "y"]
     assert {r["size"] for r in y_rows} == {100} and [r["left"] for r in y_rows] == [0, 48, 96, 144, 192, 200]
     assert [r["sub"] for r in x_rows] == [f"x_s{k:03d}" for k in range(1, 7)]

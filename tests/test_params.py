@@ -40,13 +40,16 @@ def test_every_registry_stage_has_a_params_section(params):
     assert set(load_registry(ROOT / "workflow" / "stages.yaml").stages) == set(params) - {"profile"}
 
 
-@pytest.mark.parametrize("mutate, expected", [
-    (lambda p: p["make_lr"]["demo"].update(crop=3), "unknown key make_lr.demo.crop"),
-    (lambda p: p["pretrain_psnr"]["paper"].pop("iters"), "missing key pretrain_psnr.paper.iters"),
-    (lambda p: p["train_gan"]["demo"].update(lr_g="1e-4"), "train_gan.demo.lr_g: expected number"),
-    (lambda p: p.update(profile="fast"), "profile"),
-    (lambda p: p.update(evaluat={}), "unknown key evaluat"),
-])
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda p: p["make_lr"]["demo"].update(crop=3), "unknown key make_lr.demo.crop"),
+        (lambda p: p["pretrain_psnr"]["paper"].pop("iters"), "missing key pretrain_psnr.paper.iters"),
+        (lambda p: p["train_gan"]["demo"].update(lr_g="1e-4"), "train_gan.demo.lr_g: expected number"),
+        (lambda p: p.update(profile="fast"), "profile"),
+        (lambda p: p.update(evaluat={}), "unknown key evaluat"),
+    ],
+)
 def test_bad_params_name_the_key(params, schemas, mutate, expected):
     bad = copy.deepcopy(params)
     mutate(bad)
@@ -73,8 +76,14 @@ def test_step_section_from_inline_json_and_from_file(params):
 def test_snakemake_refuses_an_unknown_key_before_running_anything(tmp_path):
     (tmp_path / "extra.yaml").write_text("make_lr:\n  demo:\n    sub_size: 3\n")
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.run([str(BIN / "snakemake"), "-n", "--configfile", str(tmp_path / "extra.yaml")],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [str(BIN / "snakemake"), "-n", "--configfile", str(tmp_path / "extra.yaml")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode != 0
     assert "unknown key make_lr.demo.sub_size" in proc.stdout + proc.stderr
 
@@ -102,16 +111,23 @@ def test_every_profile_section_becomes_its_typed_config(params):
         assert {s: type(c) for s, c in configs.items()} == CONFIGS
 
 
-@pytest.mark.parametrize("stage, key, value, expected", [
-    ("pretrain_psnr", "crop_size", 66, "pretrain_psnr.crop_size: 66 is not a multiple of 4"),
-    ("make_lr", "subimage_size", 190, "make_lr.subimage_size: 190 is not a multiple of the scale 4"),
-    ("train_gan", "crop_size", 64, "train_gan.crop_size: 64 is not an input size of the discriminator; "
-                                   "allowed: 96, 128"),
-    ("train_gan", "seed", -1, "train_gan.demo.seed: -1 is less than the minimum of 0"),
-    ("make_seg_maps", "select_set", "nope", "make_seg_maps.select_set: 'nope' is not in make_seg_maps.sets"),
-    ("prune", "crop_size", 256, "prune.crop_size: 256 is larger than the training sub-images"),
-    ("evaluate", "test_sets", ["Set5"], "evaluate.test_sets: ['Set5'] not in make_lr.test_sets"),
-])
+@pytest.mark.parametrize(
+    "stage, key, value, expected",
+    [
+        ("pretrain_psnr", "crop_size", 66, "pretrain_psnr.crop_size: 66 is not a multiple of 4"),
+        ("make_lr", "subimage_size", 190, "make_lr.subimage_size: 190 is not a multiple of the scale 4"),
+        (
+            "train_gan",
+            "crop_size",
+            64,
+            "train_gan.crop_size: 64 is not an input size of the discriminator; allowed: 96, 128",
+        ),
+        ("train_gan", "seed", -1, "train_gan.demo.seed: -1 is less than the minimum of 0"),
+        ("make_seg_maps", "select_set", "nope", "make_seg_maps.select_set: 'nope' is not in make_seg_maps.sets"),
+        ("prune", "crop_size", 256, "prune.crop_size: 256 is larger than the training sub-images"),
+        ("evaluate", "test_sets", ["Set5"], "evaluate.test_sets: ['Set5'] not in make_lr.test_sets"),
+    ],
+)
 def test_constraints_between_keys_and_stages_stop_before_any_stage(params, schemas, stage, key, value, expected):
     from spsagan.pipeline.params import check_configs
 
@@ -144,7 +160,13 @@ def test_duplicate_keys_are_refused(tmp_path):
 def test_snakemake_refuses_a_cross_stage_problem_before_running_anything(tmp_path):
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     (tmp_path / "extra.yaml").write_text("train_gan:\n  demo:\n    crop_size: 64\n")
-    proc = subprocess.run([str(BIN / "snakemake"), "-n", "--configfile", str(tmp_path / "extra.yaml")],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [str(BIN / "snakemake"), "-n", "--configfile", str(tmp_path / "extra.yaml")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode != 0
     assert "train_gan.crop_size: 64 is not an input size of the discriminator" in proc.stdout + proc.stderr

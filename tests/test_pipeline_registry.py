@@ -117,13 +117,21 @@ def test_real_closures_cover_every_module_a_step_imports():
     """An independent check of the AST closure: importing a step (module level, as Python does) loads no
     project module outside its derived dependencies."""
     registry = load_registry(ROOT / "workflow" / "stages.yaml")
-    probe = ("import runpy, sys; runpy.run_path(sys.argv[1], run_name='probe'); "
-             "print('\\n'.join(sorted(m.__file__ for n, m in sys.modules.items() "
-             "if n.split('.')[0] == 'spsagan' and getattr(m, '__file__', None))))")
+    probe = (
+        "import runpy, sys; runpy.run_path(sys.argv[1], run_name='probe'); "
+        "print('\\n'.join(sorted(m.__file__ for n, m in sys.modules.items() "
+        "if n.split('.')[0] == 'spsagan' and getattr(m, '__file__', None))))"
+    )
 
     def loaded(stage):
-        out = subprocess.run([sys.executable, "-c", probe, stage.script], cwd=ROOT, capture_output=True, text=True,
-                             check=True, timeout=120).stdout.split()
+        out = subprocess.run(
+            [sys.executable, "-c", probe, stage.script],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        ).stdout.split()
         return stage, {Path(f).resolve().relative_to(ROOT).as_posix() for f in out}
 
     with ThreadPoolExecutor(max_workers=4) as pool:  # each probe is a fresh interpreter importing torch
@@ -140,6 +148,7 @@ def test_real_closures_are_tight_where_it_matters():
         assert not {"spsagan/reports/table1.py", "spsagan/reports/ablation.py", "spsagan/evaluation.py"} & code[stage]
     assert "spsagan/training/gan.py" not in code["pretrain_psnr"]
     assert "spsagan/metrics/niqe_pris_params.npz" in load_registry(ROOT / "workflow" / "stages.yaml").stages[
-        "evaluate"].inputs(None)
+        "evaluate"
+    ].inputs(None)
     for stage in ("download_data", "make_lr"):
         assert not any(c.startswith(("spsagan/training/", "spsagan/models/")) for c in code[stage])

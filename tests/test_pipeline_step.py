@@ -2,15 +2,16 @@
 
 import pytest
 
-from spsagan.pipeline.step import main_guard
-from spsagan.training.checkpoint import Preempted
 from spsagan.config import PretrainPSNRConfig
 from spsagan.pipeline.params import load_config
+from spsagan.pipeline.step import main_guard
+from spsagan.training.checkpoint import Preempted
 
 
 def raising(exc):
     def main():
         raise exc
+
     return main
 
 

@@ -105,9 +105,17 @@ def test_missing_manual_file_is_named_with_its_source_and_target_and_all_errors_
     assert "missing: column skipped" in row(table, "ESRGAN: RRDB_ESRGAN_x4.pth")
     # one error, every missing required file in it, each with where to get it and where to put it
     assert "4 required file(s) missing" in error
-    for name in ("OutdoorSceneTrain_v2.zip", "OutdoorSceneTest300.zip", "segmentation_OST_bic.pth",
-                 "vgg19-dcbb9e9d.pth", OST_DRIVE, str(tmp_path / "downloads" / "manual" / "segmentation_OST_bic.pth"),
-                 "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth", "make fetch", "preflight=false"):
+    for name in (
+        "OutdoorSceneTrain_v2.zip",
+        "OutdoorSceneTest300.zip",
+        "segmentation_OST_bic.pth",
+        "vgg19-dcbb9e9d.pth",
+        OST_DRIVE,
+        str(tmp_path / "downloads" / "manual" / "segmentation_OST_bic.pth"),
+        "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
+        "make fetch",
+        "preflight=false",
+    ):
         assert name in error, name
     for optional in ("DIV2K", "NRQM", "RRDB_ESRGAN_x4"):
         assert optional not in error
@@ -197,8 +205,9 @@ def http_folder(tmp_path):
     """A folder served at 127.0.0.1 (no Range support needed for whole files)."""
     folder = tmp_path / "served"
     folder.mkdir()
-    handler = functools.partial(type("Quiet", (SimpleHTTPRequestHandler,), {"log_message": lambda *a: None}),
-                                directory=str(folder))
+    handler = functools.partial(
+        type("Quiet", (SimpleHTTPRequestHandler,), {"log_message": lambda *a: None}), directory=str(folder)
+    )
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
@@ -208,15 +217,22 @@ def http_folder(tmp_path):
     thread.join(5)
 
 
-def test_fetch_gets_every_fetchable_file_and_leaves_the_manual_ones(project, tmp_path, monkeypatch, http_folder,
-                                                                    registered_vgg):
+def test_fetch_gets_every_fetchable_file_and_leaves_the_manual_ones(
+    project, tmp_path, monkeypatch, http_folder, registered_vgg
+):
     folder, url = http_folder
     files = {"tiny.zip": b"PK tiny archive", "vgg19-dcbb9e9d.pth": VGG_BYTES, "NRQM_model.mat": b"nrqm"}
     for name, data in files.items():
         (folder / name).write_bytes(data)
-    tiny = registry.Asset(key="tiny", filename="tiny.zip", url=f"{url}/tiny.zip", page="https://example.org",
-                          size=len(files["tiny.zip"]), checksum=Checksum("sha256", hashlib.sha256(b"PK tiny archive")
-                                                                         .hexdigest()), license="test")
+    tiny = registry.Asset(
+        key="tiny",
+        filename="tiny.zip",
+        url=f"{url}/tiny.zip",
+        page="https://example.org",
+        size=len(files["tiny.zip"]),
+        checksum=Checksum("sha256", hashlib.sha256(b"PK tiny archive").hexdigest()),
+        license="test",
+    )
     monkeypatch.setitem(registry.ASSETS, "tiny", tiny)
     monkeypatch.setitem(registry.DATASETS, "Tiny", DatasetSource("tiny", "Tiny_HR", 3, "tiny test set"))
     monkeypatch.setitem(registry.ASSETS, "vgg19", dataclasses.replace(registered_vgg, url=f"{url}/vgg19-dcbb9e9d.pth"))
@@ -225,15 +241,24 @@ def test_fetch_gets_every_fetchable_file_and_leaves_the_manual_ones(project, tmp
     project["download_data"]["paper"]["datasets"] = ["Tiny", "OST"]
     (tmp_path / "downloads").mkdir()
     (tmp_path / "downloads" / "vgg19-dcbb9e9d.pth").write_bytes(b"an old, truncated download")  # replaced
-    report = preflight.fetch(project, "paper", root=tmp_path, progress=False, retries=0, file=io.StringIO(),
-                             extracted=tmp_path / "results" / "download_data")
+    report = preflight.fetch(
+        project,
+        "paper",
+        root=tmp_path,
+        progress=False,
+        retries=0,
+        file=io.StringIO(),
+        extracted=tmp_path / "results" / "download_data",
+    )
     downloads = tmp_path / "downloads"
     assert (downloads / "tiny.zip").read_bytes() == files["tiny.zip"]
     assert (downloads / "vgg19-dcbb9e9d.pth").read_bytes() == VGG_BYTES
     assert (tmp_path / "torch" / "hub" / "pyiqa" / "NRQM_model.mat").read_bytes() == b"nrqm"
     assert not report.failures
-    assert sorted(r.need.name for r in report.errors) == ["OST: OutdoorSceneTrain_v2.zip",
-                                                          "OutdoorSceneSeg: segmentation_OST_bic.pth"]
+    assert sorted(r.need.name for r in report.errors) == [
+        "OST: OutdoorSceneTrain_v2.zip",
+        "OutdoorSceneSeg: segmentation_OST_bic.pth",
+    ]
     assert "MISSING: by hand" in report.table() and "pyiqa" in report.table()
 
 
@@ -245,8 +270,9 @@ def test_fetch_from_a_mirror_folder_puts_the_file_where_its_setting_says(project
     project["make_seg_maps"]["paper"]["segmenter"] = "standin"
     project["evaluate"]["paper"]["pi"] = False  # NRQM is not in the mirror: it would be fetched from its host
     project["train_gan"]["paper"]["perceptual_weights"] = str(tmp_path / "weights" / "my_vgg19.pth")
-    report = preflight.fetch(project, "paper", root=tmp_path, mirror=str(mirror), progress=False, retries=0,
-                             file=io.StringIO(), cache=None)
+    report = preflight.fetch(
+        project, "paper", root=tmp_path, mirror=str(mirror), progress=False, retries=0, file=io.StringIO(), cache=None
+    )
     assert (tmp_path / "weights" / "my_vgg19.pth").read_bytes() == VGG_BYTES
     assert (mirror / "vgg19-dcbb9e9d.pth").exists()  # the mirror is never moved
     assert report.ok and [r.state for r in report.rows if r.need.name.startswith("VGG19")] == ["ok"]
@@ -267,9 +293,11 @@ def test_cli_prints_the_table_and_fails_when_something_required_is_missing(proje
 
 def test_snakemake_paper_profile_stops_before_any_job_with_the_table(tmp_path):
     downloads = tmp_path / "downloads"
-    extra = {"download_data": {"paper": {"downloads_dir": str(downloads)}},
-             "make_seg_maps": {"paper": {"weights": str(downloads / "manual" / "segmentation_OST_bic.pth")}},
-             "train_gan": {"paper": {"perceptual_weights": str(downloads / "vgg19-dcbb9e9d.pth")}}}
+    extra = {
+        "download_data": {"paper": {"downloads_dir": str(downloads)}},
+        "make_seg_maps": {"paper": {"weights": str(downloads / "manual" / "segmentation_OST_bic.pth")}},
+        "train_gan": {"paper": {"perceptual_weights": str(downloads / "vgg19-dcbb9e9d.pth")}},
+    }
     (tmp_path / "extra.yaml").write_text(yaml.safe_dump(extra))
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "TORCH_HOME": str(tmp_path / "torch")}
     command = [str(BIN / "snakemake"), "-n", "--configfile", str(tmp_path / "extra.yaml"), "--config", "profile=paper"]
@@ -280,7 +308,6 @@ def test_snakemake_paper_profile_stops_before_any_job_with_the_table(tmp_path):
     assert str(downloads / "manual" / "segmentation_OST_bic.pth") in output and "vgg19-dcbb9e9d.pth" in output
     assert "Job stats" not in output and "dry-run" not in output
     # the escape hatch: plan without the files
-    proc = subprocess.run([*command, "preflight=false"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run([*command, "preflight=false"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "where to put it" not in proc.stdout + proc.stderr and "dry-run" in proc.stdout + proc.stderr

@@ -74,9 +74,7 @@ def test_keep_connections_is_the_optimal_two_means_split():
         )
         assert keep_connections(values) == expected
         # scikit-learn's K-means (several restarts) finds the same clusters.
-        labels = KMeans(n_clusters=2, n_init=10, random_state=0).fit_predict(
-            np.array(values)[:, None]
-        )
+        labels = KMeans(n_clusters=2, n_init=10, random_state=0).fit_predict(np.array(values)[:, None])
         low_label = labels[int(np.argmin(values))]
         assert {i for i, lab in enumerate(labels) if lab == low_label} == low
 
@@ -101,9 +99,7 @@ def _literal_ds(model, batches):
                     denom = sum(torch.sqrt(((x[p] - x[l]) ** 2).sum()).item() for p in range(1, l))
                     for i in range(1, 4):
                         out[n, d, l - 2, i - 1] = (
-                            torch.sqrt(((x[i] - x[l]) ** 2).sum()).item() / denom
-                            if i < l
-                            else np.nan
+                            torch.sqrt(((x[i] - x[l]) ** 2).sum()).item() / denom if i < l else np.nan
                         )
                 trunk = x[5] * 0.2 + x[0]
             trunk = trunk * 0.2 + rrdb_in
@@ -162,9 +158,7 @@ def test_decide_mask_shared_averages_and_per_block():
     assert per_block[0][3] == [True, False, True, True]
     assert per_block[1][3] == [True, True, False, True]
     assert (
-        RRDBNet(
-            num_feat=16, num_block=1, num_grow_ch=8, keep=[per_block[0], per_block[1], full_mask()]
-        ).arch["keep"][1]
+        RRDBNet(num_feat=16, num_block=1, num_grow_ch=8, keep=[per_block[0], per_block[1], full_mask()]).arch["keep"][1]
         == per_block[1]
     )
     with pytest.raises(ValueError, match="scope"):
@@ -213,9 +207,7 @@ def test_rrsb_from_rrdb_equals_zeroed_connections(keep):
     assert torch.allclose(out_rrsb, out_zeroed, rtol=1e-5, atol=1e-6)
     assert not torch.allclose(out_rrsb, out_rrdb, rtol=1e-3, atol=1e-4)  # pruning changed something
     # Kept slices are copied unchanged.
-    assert torch.equal(
-        rrsb.body[0].rdb1.conv5.weight[:, :nf], rrdb.body[0].rdb1.conv5.weight[:, :nf]
-    )
+    assert torch.equal(rrsb.body[0].rdb1.conv5.weight[:, :nf], rrdb.body[0].rdb1.conv5.weight[:, :nf])
 
 
 def test_rrsb_from_rrdb_cannot_restore_connections():

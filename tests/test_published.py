@@ -65,8 +65,14 @@ def esrgan_names(state: dict) -> dict:
 
 def esrgan_2018_names(state: dict, nb: int) -> dict:
     """Our names -> ESRGAN's 2018 flat Sequential, as in ESRGAN's transer_RRDB_models.py."""
-    index = {"conv_first": "model.0", "conv_body": f"model.1.sub.{nb}", "conv_up1": "model.3",
-             "conv_up2": "model.6", "conv_hr": "model.8", "conv_last": "model.10"}
+    index = {
+        "conv_first": "model.0",
+        "conv_body": f"model.1.sub.{nb}",
+        "conv_up1": "model.3",
+        "conv_up2": "model.6",
+        "conv_hr": "model.8",
+        "conv_last": "model.10",
+    }
     out = {}
     for key, value in state.items():
         parts = key.split(".")
@@ -201,8 +207,11 @@ def _save(path: Path, obj) -> Path:
 def test_rrdb_layouts_load_into_our_rrdbnet(tmp_path, layout):
     ref = _rrdb(num_block=3, num_feat=8, num_grow_ch=6)
     state = ref.state_dict()
-    file_state = {"esrgan_rrdbnet": esrgan_names(state), "esrgan_rrdbnet_2018": esrgan_2018_names(state, 3),
-                  "basicsr_rrdbnet": state}[layout]
+    file_state = {
+        "esrgan_rrdbnet": esrgan_names(state),
+        "esrgan_rrdbnet_2018": esrgan_2018_names(state, 3),
+        "basicsr_rrdbnet": state,
+    }[layout]
     model, info = load_published(_save(tmp_path / "w.pth", file_state))
     assert isinstance(model, RRDBNet) and not model.training
     assert info["arch"] == layout and info["needs_seg"] is False and info["weights_key"] is None
@@ -219,7 +228,11 @@ def test_esrgan_2018_at_the_published_size_puts_the_trunk_conv_at_sub_23(tmp_pat
     assert "model.1.sub.23.weight" in names  # transer_RRDB_models.py: trunk_conv <- model.1.sub.23
     _, info = load_published(_save(tmp_path / "RRDB_ESRGAN_x4_old.pth", names))
     assert (info["arch"], info["num_feat"], info["num_block"], info["num_grow_ch"]) == (
-        "esrgan_rrdbnet_2018", 64, 23, 32)
+        "esrgan_rrdbnet_2018",
+        64,
+        23,
+        32,
+    )
 
 
 def test_msrresnet_matches_a_literal_forward(tmp_path):
@@ -240,7 +253,12 @@ def test_sft_nets_match_a_literal_forward(tmp_path, torch_variant):
     model, info = load_published(_save(tmp_path / "sft.pth", state))
     assert info["arch"] == ("sftgan_torch" if torch_variant else "sftgan") and info["needs_seg"] is True
     assert (info["num_feat"], info["num_block"], info["cond_feat"], info["cond_hidden"], info["sft_hidden"]) == (
-        NF, NB, 4, 6, 5)
+        NF,
+        NB,
+        4,
+        6,
+        5,
+    )
     lq, seg = _lq(), _seg()
     with torch.no_grad():
         sr = model(lq, seg)
@@ -283,8 +301,10 @@ def test_sft_layer_per_element(torch_variant):
 
     def conv1x1(name, vec):
         weight, bias = w[f"{name}.weight"], w[f"{name}.bias"]
-        return [float(bias[o]) + sum(float(weight[o, i, 0, 0]) * vec[i] for i in range(len(vec)))
-                for o in range(weight.shape[0])]
+        return [
+            float(bias[o]) + sum(float(weight[o, i, 0, 0]) * vec[i] for i in range(len(vec)))
+            for o in range(weight.shape[0])
+        ]
 
     def lrelu(vec):
         return [v if v >= 0 else slope * v for v in vec]
@@ -309,8 +329,9 @@ def test_module_prefix_and_params_wrapper(tmp_path):
     prefixed = {f"module.{k}": v for k, v in esrgan_names(ref.state_dict()).items()}
     model, info = load_published(_save(tmp_path / "dp.pth", prefixed))
     assert info["arch"] == "esrgan_rrdbnet"
-    model2, info2 = load_published(_save(tmp_path / "p.pth", {"params": {f"module.{k}": v for k, v in
-                                                                        ref.state_dict().items()}}))
+    model2, info2 = load_published(
+        _save(tmp_path / "p.pth", {"params": {f"module.{k}": v for k, v in ref.state_dict().items()}})
+    )
     assert info2["arch"] == "basicsr_rrdbnet" and info2["weights_key"] == "params"
     lq = _lq()
     with torch.no_grad():
@@ -415,12 +436,15 @@ def test_export_accepts_an_all_keep_mask(tmp_path):
     assert load_published(out)[1]["num_block"] == 1
 
 
-@pytest.mark.parametrize("kind, message", [
-    ("rrsb", "pruned RRSB \\(9 connections removed across 3 dense blocks"),
-    ("+spsa", "SPSA"),
-    ("+fa", "feature-attention"),
-    ("spsagan", "SPSA"),
-])
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("rrsb", "pruned RRSB \\(9 connections removed across 3 dense blocks"),
+        ("+spsa", "SPSA"),
+        ("+fa", "feature-attention"),
+        ("spsagan", "SPSA"),
+    ],
+)
 def test_export_refuses_what_the_layouts_cannot_express(tmp_path, kind, message):
     torch.manual_seed(0)
     if kind == "rrsb":
@@ -444,11 +468,16 @@ def test_cli_exit_codes(tmp_path, capsys):
     model, _ = load_generator(ckpt)
     assert load_published(out)[0].arch == model.arch
 
-    spsa = _checkpoint(tmp_path / "spsa.pt", build_generator(preset_arch("+spsa", num_feat=NF, num_block=1,
-                                                                        num_grow_ch=GC)), preset="+spsa")
-    cases = [[str(spsa), "--format", "basicsr", "-o", str(tmp_path / "x.pth")],
-             [str(tmp_path / "absent.pt"), "--format", "basicsr", "-o", str(tmp_path / "y.pth")],
-             [str(ckpt), "--format", "basicsr", "-o", str(ckpt)]]
+    spsa = _checkpoint(
+        tmp_path / "spsa.pt",
+        build_generator(preset_arch("+spsa", num_feat=NF, num_block=1, num_grow_ch=GC)),
+        preset="+spsa",
+    )
+    cases = [
+        [str(spsa), "--format", "basicsr", "-o", str(tmp_path / "x.pth")],
+        [str(tmp_path / "absent.pt"), "--format", "basicsr", "-o", str(tmp_path / "y.pth")],
+        [str(ckpt), "--format", "basicsr", "-o", str(ckpt)],
+    ]
     for argv in cases:
         assert export.main(argv) == 1
         err = capsys.readouterr().err

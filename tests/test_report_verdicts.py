@@ -15,10 +15,13 @@ from PIL import Image
 from spsagan.reports import ablation, figures, output_paths, provenance, reductions, stats, table1
 
 PROFILE = "paper"
-LONG_STANDINS = ["data: scikit-image's bundled photos instead of DIV2K/Flickr2K/OST and the benchmark sets",
-                 "segmentation prior: standin (colour/texture clustering of the bicubic upsample; 8 soft maps, "
-                 "not semantic categories)", "perceptual loss: vgg19 with seeded random weights instead of ImageNet "
-                 "VGG19 (torchvision's vgg19-dcbb9e9d.pth is not available offline)"]
+LONG_STANDINS = [
+    "data: scikit-image's bundled photos instead of DIV2K/Flickr2K/OST and the benchmark sets",
+    "segmentation prior: standin (colour/texture clustering of the bicubic upsample; 8 soft maps, "
+    "not semantic categories)",
+    "perceptual loss: vgg19 with seeded random weights instead of ImageNet "
+    "VGG19 (torchvision's vgg19-dcbb9e9d.pth is not available offline)",
+]
 SEED, RESAMPLES = 0, 500
 
 
@@ -50,16 +53,19 @@ def test_paired_bootstrap_unchanged_by_the_shared_resampler():
     assert (res["ci_low"], res["ci_high"]) == tuple(expected)
 
 
-@pytest.mark.parametrize("paper, n, low, high, standins, expected", [
-    (25.0, 20, 24.0, 26.0, [], "inside"),
-    (26.5, 20, 24.0, 26.0, [], "above"),
-    (23.5, 20, 24.0, 26.0, [], "below"),
-    (25.0, 20, 24.0, 26.0, ["VGG19: random"], "not comparable"),
-    (25.0, 5, math.nan, math.nan, [], "n < 10: no interval"),
-    (25.0, None, math.nan, math.nan, [], "no per-image data"),
-    (25.0, 5, math.nan, math.nan, ["x"], "not comparable; n < 10: no interval"),
-    (25.0, None, math.nan, math.nan, ["x"], "not comparable; no per-image data"),
-])
+@pytest.mark.parametrize(
+    "paper, n, low, high, standins, expected",
+    [
+        (25.0, 20, 24.0, 26.0, [], "inside"),
+        (26.5, 20, 24.0, 26.0, [], "above"),
+        (23.5, 20, 24.0, 26.0, [], "below"),
+        (25.0, 20, 24.0, 26.0, ["VGG19: random"], "not comparable"),
+        (25.0, 5, math.nan, math.nan, [], "n < 10: no interval"),
+        (25.0, None, math.nan, math.nan, [], "no per-image data"),
+        (25.0, 5, math.nan, math.nan, ["x"], "not comparable; n < 10: no interval"),
+        (25.0, None, math.nan, math.nan, ["x"], "not comparable; no per-image data"),
+    ],
+)
 def test_reproduction_verdict(paper, n, low, high, standins, expected):
     assert stats.reproduction_verdict(paper, n, low, high, standins) == expected
 
@@ -76,14 +82,26 @@ def _scores(n_images: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     rows = []
     for method, psnr, ssim in (("bicubic", 25.96, 0.6675), ("spsagan", 27.5, 0.55)):
         for k in range(n_images):
-            rows.append({"method": method, "dataset": "B100", "name": f"img{k:03d}",
-                         "psnr": psnr + rng.normal(0, 0.5), "ssim": ssim + rng.normal(0, 0.01),
-                         "niqe": 5 + rng.normal(0, 0.3), "pi": math.nan})
+            rows.append(
+                {
+                    "method": method,
+                    "dataset": "B100",
+                    "name": f"img{k:03d}",
+                    "psnr": psnr + rng.normal(0, 0.5),
+                    "ssim": ssim + rng.normal(0, 0.01),
+                    "niqe": 5 + rng.normal(0, 0.3),
+                    "pi": math.nan,
+                }
+            )
     per_image = pd.DataFrame(rows)
     per_image.loc[per_image["method"] == "bicubic", "psnr"] -= (
-        per_image.loc[per_image["method"] == "bicubic", "psnr"].mean() - 25.96)  # centre bicubic on the paper
-    results = per_image.groupby(["method", "dataset"], sort=False)[["psnr", "ssim", "niqe", "pi"]].agg(
-        lambda c: c.mean(skipna=False)).reset_index()
+        per_image.loc[per_image["method"] == "bicubic", "psnr"].mean() - 25.96
+    )  # centre bicubic on the paper
+    results = (
+        per_image.groupby(["method", "dataset"], sort=False)[["psnr", "ssim", "niqe", "pi"]]
+        .agg(lambda c: c.mean(skipna=False))
+        .reset_index()
+    )
     return results, per_image
 
 
@@ -93,8 +111,7 @@ def _cell(verdicts: pd.DataFrame, method: str, metric: str) -> pd.Series:
 
 def test_table1_verdicts_from_per_image_scores(tmp_path):
     results, per_image = _scores(20)
-    paths = table1.render_table1(results, PROFILE, [], tmp_path, per_image=per_image, seed=SEED,
-                                 n_resamples=RESAMPLES)
+    paths = table1.render_table1(results, PROFILE, [], tmp_path, per_image=per_image, seed=SEED, n_resamples=RESAMPLES)
     verdicts = table1.reproduction_verdicts(results, [], per_image, SEED, RESAMPLES)
     assert _cell(verdicts, "Bicubic", "psnr")["verdict"] == "inside"
     assert _cell(verdicts, "SPSAGAN", "psnr")["verdict"] == "below"  # paper 25.16 below the interval
@@ -129,8 +146,7 @@ def test_table1_verdicts_from_per_image_scores(tmp_path):
 
 def test_table1_without_enough_images_gives_no_interval(tmp_path):
     results, per_image = _scores(5)
-    paths = table1.render_table1(results, PROFILE, [], tmp_path, per_image=per_image, seed=SEED,
-                                 n_resamples=RESAMPLES)
+    paths = table1.render_table1(results, PROFILE, [], tmp_path, per_image=per_image, seed=SEED, n_resamples=RESAMPLES)
     csv = pd.read_csv(paths["csv"])
     rep = csv[(csv["source"] == "reproduced") & (csv["method"] == "SPSAGAN")].iloc[0]
     assert rep["n"] == 5 and math.isnan(rep["psnr_ci_low"]) and rep["psnr_verdict"] == "n < 10: no interval"
@@ -166,8 +182,7 @@ def test_table1_per_image_must_match_the_set_means(tmp_path):
         table1.render_table1(results, PROFILE, [], tmp_path, per_image=per_image.drop(columns="name"), seed=SEED)
     assert not any(tmp_path.iterdir())
     # rounding of the per-image CSV (6 decimals) is not a mismatch
-    table1.render_table1(results, PROFILE, [], tmp_path, per_image=per_image.round(6), seed=SEED,
-                         n_resamples=RESAMPLES)
+    table1.render_table1(results, PROFILE, [], tmp_path, per_image=per_image.round(6), seed=SEED, n_resamples=RESAMPLES)
 
 
 def _md_tables(text: str) -> list[list[list[str]]]:
@@ -219,15 +234,17 @@ class _Cells(HTMLParser):
 
 def test_table1_html_only_when_asked_and_self_contained(tmp_path):
     results, per_image = _scores(12)
-    plain = table1.render_table1(results, PROFILE, LONG_STANDINS, [tmp_path / "a" / f"table1.{s}"
-                                                                   for s in ("md", "csv", "tex")])
+    plain = table1.render_table1(
+        results, PROFILE, LONG_STANDINS, [tmp_path / "a" / f"table1.{s}" for s in ("md", "csv", "tex")]
+    )
     assert set(plain) == {"md", "csv", "tex"} and not (tmp_path / "a" / "table1.html").exists()
     folder = table1.render_table1(results, PROFILE, LONG_STANDINS, tmp_path / "b")
     assert "html" not in folder and not (tmp_path / "b" / "table1.html").exists()
 
     out = [tmp_path / "c" / f"table1.{s}" for s in ("md", "csv", "tex", "html")]
-    paths = table1.render_table1(results, PROFILE, LONG_STANDINS, out, per_image=per_image, seed=SEED,
-                                 n_resamples=RESAMPLES)
+    paths = table1.render_table1(
+        results, PROFILE, LONG_STANDINS, out, per_image=per_image, seed=SEED, n_resamples=RESAMPLES
+    )
     text = paths["html"].read_text(encoding="utf-8")
     parser = _Cells()
     parser.feed(text)
@@ -264,20 +281,44 @@ def test_output_paths_optional_suffixes(tmp_path):
 def _ablation_images(n_images: int, dataset: str = "demo_test") -> pd.DataFrame:
     rng = np.random.default_rng(4)
     base = rng.normal(25, 1.0, size=n_images)
-    return pd.DataFrame([{"method": m, "dataset": dataset, "name": f"i{k}", "psnr": base[k] + 0.2 * j,
-                          "ssim": 0.6 + 0.01 * j + rng.normal(0, 0.001), "niqe": 5.0 - 0.1 * j + rng.normal(0, 0.05),
-                          "pi": math.nan}
-                         for j, m in enumerate(ablation.PRESET_ORDER) for k in range(n_images)])
+    return pd.DataFrame(
+        [
+            {
+                "method": m,
+                "dataset": dataset,
+                "name": f"i{k}",
+                "psnr": base[k] + 0.2 * j,
+                "ssim": 0.6 + 0.01 * j + rng.normal(0, 0.001),
+                "niqe": 5.0 - 0.1 * j + rng.normal(0, 0.05),
+                "pi": math.nan,
+            }
+            for j, m in enumerate(ablation.PRESET_ORDER)
+            for k in range(n_images)
+        ]
+    )
 
 
 def _costs() -> pd.DataFrame:
-    return pd.DataFrame([{"method": m, "params": 1, "flops": 1e9, "median_s": 0.1, "device": "cpu",
-                          "dtype": "float32", "size": "32x32"} for m in ablation.PRESET_ORDER])
+    return pd.DataFrame(
+        [
+            {
+                "method": m,
+                "params": 1,
+                "flops": 1e9,
+                "median_s": 0.1,
+                "device": "cpu",
+                "dtype": "float32",
+                "size": "32x32",
+            }
+            for m in ablation.PRESET_ORDER
+        ]
+    )
 
 
 def test_ablation_shows_no_interval_below_ten_images(tmp_path):
-    paths = ablation.render_ablation(_ablation_images(3), _costs(), "demo", LONG_STANDINS, tmp_path, seed=SEED,
-                                     n_resamples=RESAMPLES)
+    paths = ablation.render_ablation(
+        _ablation_images(3), _costs(), "demo", LONG_STANDINS, tmp_path, seed=SEED, n_resamples=RESAMPLES
+    )
     comp = pd.read_csv(paths["csv"])
     psnr = comp[comp["metric"] == "psnr"]
     assert psnr["ci_low"].isna().all() and (psnr["note"] == "n < 10: no interval").all()
@@ -313,12 +354,24 @@ def test_ablation_interval_from_ten_images_and_verdict_against_the_paper(tmp_pat
 
 
 def test_reductions_lists_only_what_differs_from_the_paper():
-    values = {"blocks": (2, 23), "features": (32, 64), "PSNR iterations": (1500, 1_000_000),
-              "GAN iterations": (100, 400_000), "px HR crops (PSNR/GAN)": ((64, 96), (96, 96)),
-              "batch": (16, 16), "learning rate": (1.0e-3, 2.0e-4), "precision": ("float32", "float32")}
-    assert reductions(values) == ["2 blocks (paper: 23)", "32 features (paper: 64)",
-                                  "1,500 PSNR iterations (paper: 1,000,000)", "100 GAN iterations (paper: 400,000)",
-                                  "64/96 px HR crops (PSNR/GAN) (paper: 96/96)", "0.001 learning rate (paper: 0.0002)"]
+    values = {
+        "blocks": (2, 23),
+        "features": (32, 64),
+        "PSNR iterations": (1500, 1_000_000),
+        "GAN iterations": (100, 400_000),
+        "px HR crops (PSNR/GAN)": ((64, 96), (96, 96)),
+        "batch": (16, 16),
+        "learning rate": (1.0e-3, 2.0e-4),
+        "precision": ("float32", "float32"),
+    }
+    assert reductions(values) == [
+        "2 blocks (paper: 23)",
+        "32 features (paper: 64)",
+        "1,500 PSNR iterations (paper: 1,000,000)",
+        "100 GAN iterations (paper: 400,000)",
+        "64/96 px HR crops (PSNR/GAN) (paper: 96/96)",
+        "0.001 learning rate (paper: 0.0002)",
+    ]
     assert reductions({"blocks": (23, 23), "crops": ([96, 96], (96, 96))}) == []
     with pytest.raises(ValueError, match="blocks"):
         reductions({"blocks": 2})
@@ -339,18 +392,37 @@ def _width(path) -> int:
 def test_figures_stay_narrow_with_a_long_standins_list(tmp_path):
     rng = np.random.default_rng(0)
     images = {m: rng.integers(0, 256, (96, 96, 3), dtype=np.uint8) for m in ("HR", "bicubic", *ablation.PRESET_ORDER)}
-    crops = figures.crop_grid(images, [(0, 0, 32), (40, 40, 32)], tmp_path / "crops.png",
-                              "Ablation crops, demo_test/astronaut", "demo", LONG_STANDINS)
+    crops = figures.crop_grid(
+        images,
+        [(0, 0, 32), (40, 40, 32)],
+        tmp_path / "crops.png",
+        "Ablation crops, demo_test/astronaut",
+        "demo",
+        LONG_STANDINS,
+    )
     h, w = 6, 8
     betas = [rng.dirichlet(np.ones(h * w)).reshape(h, w) for _ in range(3)]
     seg = rng.dirichlet(np.ones(8), size=(4 * h, 4 * w)).transpose(2, 0, 1)
-    attn = figures.attention_figure(rng.integers(0, 256, (4 * h, 4 * w, 3), dtype=np.uint8), seg, *betas, (2, 3),
-                                    tmp_path / "attn.png", "SPSA attention rows, demo_test/astronaut", "demo",
-                                    LONG_STANDINS, class_names=tuple(f"cluster {k}" for k in range(8)))
-    timings = pd.DataFrame([{"network": n, "median_s": t, "device": "cpu", "dtype": "float32"}
-                            for n, t in (("RRDB", 0.02), ("RRSB", 0.016))])
-    time = figures.inference_time_chart(timings, tmp_path / "time.png", "Inference time per image: RRDB vs RRSB",
-                                        "demo", LONG_STANDINS)
+    attn = figures.attention_figure(
+        rng.integers(0, 256, (4 * h, 4 * w, 3), dtype=np.uint8),
+        seg,
+        *betas,
+        (2, 3),
+        tmp_path / "attn.png",
+        "SPSA attention rows, demo_test/astronaut",
+        "demo",
+        LONG_STANDINS,
+        class_names=tuple(f"cluster {k}" for k in range(8)),
+    )
+    timings = pd.DataFrame(
+        [
+            {"network": n, "median_s": t, "device": "cpu", "dtype": "float32"}
+            for n, t in (("RRDB", 0.02), ("RRSB", 0.016))
+        ]
+    )
+    time = figures.inference_time_chart(
+        timings, tmp_path / "time.png", "Inference time per image: RRDB vs RRSB", "demo", LONG_STANDINS
+    )
     for path in (crops, attn, time):
         assert 600 < _width(path) < 1800, path.name
 
@@ -363,8 +435,12 @@ def live_runs(tmp_path, monkeypatch):
     from dvclive import Live
 
     runs = {}
-    for label, iters, every in (("pretrain_psnr/rrdb", 1500, 50), ("pretrain_psnr/rrsb", 1500, 50),
-                                ("train_gan/esrgan", 100, 10), ("train_gan/spsagan", 100, 10)):
+    for label, iters, every in (
+        ("pretrain_psnr/rrdb", 1500, 50),
+        ("pretrain_psnr/rrsb", 1500, 50),
+        ("train_gan/esrgan", 100, 10),
+        ("train_gan/spsagan", 100, 10),
+    ):
         gan = label.startswith("train_gan")
         with Live(str(tmp_path / label), save_dvc_exp=False, dvcyaml=None) as live:
             live.log_metric("val/psnr_bicubic", 23.4, plot=False)  # summary only, as RunLog does
@@ -383,17 +459,34 @@ def live_runs(tmp_path, monkeypatch):
 
 
 def test_training_panels_have_readable_names():
-    panels = figures.training_panels(["lr/d", "train/l1", "val/psnr", "train/d_fake_logit", "train/d_real_logit",
-                                      "lr/g", "train/custom", "val/psnr_bicubic"])
-    assert [p for p, _ in panels] == ["L1 (pixel)", "discriminator mean logit", "validation PSNR (dB)",
-                                      "learning rate", "train/custom"]
+    panels = figures.training_panels(
+        [
+            "lr/d",
+            "train/l1",
+            "val/psnr",
+            "train/d_fake_logit",
+            "train/d_real_logit",
+            "lr/g",
+            "train/custom",
+            "val/psnr_bicubic",
+        ]
+    )
+    assert [p for p, _ in panels] == [
+        "L1 (pixel)",
+        "discriminator mean logit",
+        "validation PSNR (dB)",
+        "learning rate",
+        "train/custom",
+    ]
     assert dict(panels)["learning rate"] == [("lr/g", "generator"), ("lr/d", "discriminator")]
 
 
 def test_training_curves_one_figure_per_stage(live_runs, tmp_path):
     paths = figures.training_curves_by_stage(live_runs, tmp_path / "figs", "demo", LONG_STANDINS)
-    assert paths == {"psnr": tmp_path / "figs" / "training_curves_psnr.png",
-                     "gan": tmp_path / "figs" / "training_curves_gan.png"}
+    assert paths == {
+        "psnr": tmp_path / "figs" / "training_curves_psnr.png",
+        "gan": tmp_path / "figs" / "training_curves_gan.png",
+    }
     assert all(600 < _width(p) < 1800 for p in paths.values())
     listed = [tmp_path / "x" / "training_curves_psnr.png", tmp_path / "x" / "training_curves_gan.png"]
     psnr_runs = {k: v for k, v in live_runs.items() if k.startswith("pretrain_psnr/")}
@@ -414,8 +507,16 @@ def test_training_stage_figure_panels_axes_and_bicubic_reference(live_runs):
     psnr = _stage_axes(live_runs, "pretrain_psnr")
     gan = _stage_axes(live_runs, "train_gan")
     assert list(psnr) == ["L1 (pixel)", "validation PSNR (dB)", "learning rate"]
-    assert list(gan) == ["L1 (pixel)", "perceptual", "GAN (generator)", "total (generator)", "discriminator",
-                         "discriminator mean logit", "validation PSNR (dB)", "learning rate"]
+    assert list(gan) == [
+        "L1 (pixel)",
+        "perceptual",
+        "GAN (generator)",
+        "total (generator)",
+        "discriminator",
+        "discriminator mean logit",
+        "validation PSNR (dB)",
+        "learning rate",
+    ]
     # each stage on its own iteration axis
     assert max(line.get_xdata().max() for line in psnr["L1 (pixel)"].lines) == 1500
     assert max(line.get_xdata().max() for line in gan["L1 (pixel)"].lines) == 100

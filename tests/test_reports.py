@@ -61,9 +61,17 @@ def _results() -> pd.DataFrame:
     rows = []
     for dataset in ("B100", "demo_test"):
         for method in ("bicubic", "esrgan", "+fa", "spsagan"):
-            rows.append({"method": method, "dataset": dataset, "psnr": 24 + 4 * rng.random(),
-                         "ssim": 0.6 + 0.2 * rng.random(), "niqe": 3 + 4 * rng.random(), "pi": math.nan,
-                         "pi_reason": "pyiqa not installed"})
+            rows.append(
+                {
+                    "method": method,
+                    "dataset": dataset,
+                    "psnr": 24 + 4 * rng.random(),
+                    "ssim": 0.6 + 0.2 * rng.random(),
+                    "niqe": 3 + 4 * rng.random(),
+                    "pi": math.nan,
+                    "pi_reason": "pyiqa not installed",
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -203,13 +211,19 @@ def test_bootstrap_is_seeded_and_validates():
 
 
 def test_compare_methods_pairs_by_image_name():
-    df = pd.DataFrame({"method": ["x"] * 3 + ["y"] * 3, "name": ["a", "b", "c", "c", "a", "b"],
-                       "psnr": [30.0, 31.0, 32.0, 29.0, 28.0, 30.5]})
+    df = pd.DataFrame(
+        {
+            "method": ["x"] * 3 + ["y"] * 3,
+            "name": ["a", "b", "c", "c", "a", "b"],
+            "psnr": [30.0, 31.0, 32.0, 29.0, 28.0, 30.5],
+        }
+    )
     res = stats.compare_methods(df, "x", "y", "psnr", seed=0, n_resamples=200)
     assert res["mean_diff"] == pytest.approx(((30 - 28) + (31 - 30.5) + (32 - 29)) / 3)
     with pytest.raises(ValueError, match="only one has: d"):
-        stats.compare_methods(pd.concat([df, pd.DataFrame({"method": ["x"], "name": ["d"], "psnr": [1.0]})]),
-                              "x", "y", "psnr", seed=0)
+        stats.compare_methods(
+            pd.concat([df, pd.DataFrame({"method": ["x"], "name": ["d"], "psnr": [1.0]})]), "x", "y", "psnr", seed=0
+        )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -223,16 +237,35 @@ def _per_image(n_images: int = 6) -> pd.DataFrame:
         base = rng.normal(27, 1.5, size=n_images)
         for shift, method in zip((0.0, 0.1, 0.2, 0.35), ablation.PRESET_ORDER):
             for k in range(n_images):
-                rows.append({"method": method, "dataset": dataset, "name": f"img{k}",
-                             "psnr": base[k] + shift + rng.normal(0, 0.05), "ssim": 0.7 + 0.01 * shift,
-                             "niqe": 5 - shift + rng.normal(0, 0.1), "pi": math.nan})
+                rows.append(
+                    {
+                        "method": method,
+                        "dataset": dataset,
+                        "name": f"img{k}",
+                        "psnr": base[k] + shift + rng.normal(0, 0.05),
+                        "ssim": 0.7 + 0.01 * shift,
+                        "niqe": 5 - shift + rng.normal(0, 0.1),
+                        "pi": math.nan,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
 def _costs() -> pd.DataFrame:
-    return pd.DataFrame([{"method": m, "params": 1000 + i, "flops": 2e9 + i, "median_s": 0.01 * (i + 1),
-                          "device": "cpu", "dtype": "float32", "size": "1x3x32x32"}
-                         for i, m in enumerate(ablation.PRESET_ORDER)])
+    return pd.DataFrame(
+        [
+            {
+                "method": m,
+                "params": 1000 + i,
+                "flops": 2e9 + i,
+                "median_s": 0.01 * (i + 1),
+                "device": "cpu",
+                "dtype": "float32",
+                "size": "1x3x32x32",
+            }
+            for i, m in enumerate(ablation.PRESET_ORDER)
+        ]
+    )
 
 
 def test_ablation_report(tmp_path):
@@ -259,8 +292,9 @@ def test_ablation_report(tmp_path):
 def test_ablation_needs_the_baseline(tmp_path):
     per_image = _per_image()
     with pytest.raises(ValueError, match="spsagan"):
-        ablation.render_ablation(per_image[per_image["method"] != "spsagan"], _costs(), PROFILE, STANDINS,
-                                 tmp_path, seed=0)
+        ablation.render_ablation(
+            per_image[per_image["method"] != "spsagan"], _costs(), PROFILE, STANDINS, tmp_path, seed=0
+        )
     with pytest.raises(ValueError, match="median_s"):
         ablation.render_ablation(per_image, _costs().drop(columns="median_s"), PROFILE, STANDINS, tmp_path, seed=0)
 
@@ -278,14 +312,16 @@ def test_crop_grid(tmp_path):
     rng = np.random.default_rng(0)
     images = {m: rng.integers(0, 256, size=(48, 64, 3), dtype=np.uint8) for m in ("HR", "bicubic", "spsagan")}
     images["gray"] = images["HR"][:, :, 0]
-    out = figures.crop_grid(images, [(0, 0, 16), (20, 30, 12, 20)], tmp_path / "crops.png", "Fig. 11 crops",
-                            PROFILE, STANDINS)
+    out = figures.crop_grid(
+        images, [(0, 0, 16), (20, 30, 12, 20)], tmp_path / "crops.png", "Fig. 11 crops", PROFILE, STANDINS
+    )
     assert _is_png(out)
     with pytest.raises(ValueError, match="outside"):
         figures.crop_grid(images, [(40, 60, 16)], tmp_path / "bad.png", "x", PROFILE, STANDINS)
     with pytest.raises(ValueError, match="differ in size"):
-        figures.crop_grid({"a": images["HR"], "b": images["HR"][:8]}, [(0, 0, 4)], tmp_path / "bad.png", "x",
-                          PROFILE, STANDINS)
+        figures.crop_grid(
+            {"a": images["HR"], "b": images["HR"][:8]}, [(0, 0, 4)], tmp_path / "bad.png", "x", PROFILE, STANDINS
+        )
     assert not (tmp_path / "bad.png").exists()
 
 
@@ -295,18 +331,31 @@ def test_attention_figure(tmp_path):
     betas = [rng.dirichlet(np.ones(h * w)).reshape(h, w) for _ in range(3)]
     seg = rng.dirichlet(np.ones(8), size=(4 * h, 4 * w)).transpose(2, 0, 1)
     image = rng.integers(0, 256, size=(4 * h, 4 * w, 3), dtype=np.uint8)
-    out = figures.attention_figure(image, seg, *betas, query=(2, 3), out_path=tmp_path / "attn.png",
-                                   title="Fig. 6", profile=PROFILE, standins=STANDINS,
-                                   class_names=tuple(f"cluster {k}" for k in range(8)))
+    out = figures.attention_figure(
+        image,
+        seg,
+        *betas,
+        query=(2, 3),
+        out_path=tmp_path / "attn.png",
+        title="Fig. 6",
+        profile=PROFILE,
+        standins=STANDINS,
+        class_names=tuple(f"cluster {k}" for k in range(8)),
+    )
     assert _is_png(out)
     with pytest.raises(ValueError, match="outside"):
-        figures.attention_figure(image, seg, *betas, query=(6, 0), out_path=tmp_path / "x.png", title="t",
-                                 profile=PROFILE, standins=STANDINS)
+        figures.attention_figure(
+            image, seg, *betas, query=(6, 0), out_path=tmp_path / "x.png", title="t", profile=PROFILE, standins=STANDINS
+        )
 
 
 def test_inference_time_chart(tmp_path):
-    timings = pd.DataFrame([{"network": "RRDB", "median_s": 0.02, "device": "cpu", "dtype": "float32"},
-                            {"network": "RRSB", "median_s": 0.016, "device": "cpu", "dtype": "float32"}])
+    timings = pd.DataFrame(
+        [
+            {"network": "RRDB", "median_s": 0.02, "device": "cpu", "dtype": "float32"},
+            {"network": "RRSB", "median_s": 0.016, "device": "cpu", "dtype": "float32"},
+        ]
+    )
     out = figures.inference_time_chart(timings, tmp_path / "time.png", "RRDB vs RRSB", PROFILE, STANDINS)
     assert _is_png(out)
     with pytest.raises(ValueError, match="median_s"):
@@ -327,21 +376,37 @@ def test_training_curves_from_dvclive(tmp_path, monkeypatch):
     data = figures.read_live_metrics(tmp_path / "gan")
     assert set(data["metric"]) == {"train/l_pix", "val/psnr"}
     assert data[data["metric"] == "train/l_pix"]["value"].tolist() == pytest.approx([2 / (s + 1) for s in range(5)])
-    out = figures.training_curves({"pretrain": tmp_path / "pretrain", "gan": tmp_path / "gan"},
-                                  tmp_path / "curves.png", "training", PROFILE, STANDINS)
+    out = figures.training_curves(
+        {"pretrain": tmp_path / "pretrain", "gan": tmp_path / "gan"},
+        tmp_path / "curves.png",
+        "training",
+        PROFILE,
+        STANDINS,
+    )
     assert _is_png(out)
     with pytest.raises(ValueError, match="no dvclive metric files"):
         figures.training_curves({"x": tmp_path / "empty"}, tmp_path / "c.png", "t", PROFILE, STANDINS)
     with pytest.raises(ValueError, match="not logged: nope"):
-        figures.training_curves({"gan": tmp_path / "gan"}, tmp_path / "c.png", "t", PROFILE, STANDINS,
-                                metrics=["nope"])
+        figures.training_curves({"gan": tmp_path / "gan"}, tmp_path / "c.png", "t", PROFILE, STANDINS, metrics=["nope"])
 
 
 def test_ablation_with_a_single_test_image_says_why_there_is_no_interval():
     from spsagan.reports.ablation import ablation_comparisons
 
-    per_image = pd.DataFrame([{"method": m, "dataset": "one", "name": "img", "psnr": 20.0 + i, "ssim": 0.5,
-                               "niqe": 5.0, "pi": float("nan")} for i, m in enumerate(["esrgan", "spsagan"])])
+    per_image = pd.DataFrame(
+        [
+            {
+                "method": m,
+                "dataset": "one",
+                "name": "img",
+                "psnr": 20.0 + i,
+                "ssim": 0.5,
+                "niqe": 5.0,
+                "pi": float("nan"),
+            }
+            for i, m in enumerate(["esrgan", "spsagan"])
+        ]
+    )
     table = ablation_comparisons(per_image, seed=0)
     psnr = table[table["metric"] == "psnr"].iloc[0]
     assert psnr["mean_diff"] == 1.0 and math.isnan(psnr["ci_low"]) and psnr["note"] == "n < 10: no interval"
@@ -350,15 +415,46 @@ def test_ablation_with_a_single_test_image_says_why_there_is_no_interval():
 def test_timing_compares_the_papers_pair_and_the_psnr_models_with_device_and_sizes():
     from spsagan.reports.ablation import timing_lines
 
-    costs = pd.DataFrame([
-        {"method": "+spsa", "median_s": 0.5, "images": 3, "sizes": [[64, 64], [32, 48], [64, 64]], "size": [64, 64],
-         "device": "cpu", "dtype": "float32"},
-        {"method": "spsagan", "median_s": 0.4, "images": 3, "sizes": [[64, 64], [32, 48], [64, 64]],
-         "size": [64, 64], "device": "cpu", "dtype": "float32"},
-        {"method": "rrdb_psnr", "median_s": 0.2, "images": 3, "sizes": [[64, 64]] * 3, "size": [64, 64],
-         "device": "cpu", "dtype": "float32"},
-        {"method": "rrsb_psnr", "median_s": 0.1, "images": 3, "sizes": [[64, 64]] * 3, "size": [64, 64],
-         "device": "cpu", "dtype": "float32"}])
+    costs = pd.DataFrame(
+        [
+            {
+                "method": "+spsa",
+                "median_s": 0.5,
+                "images": 3,
+                "sizes": [[64, 64], [32, 48], [64, 64]],
+                "size": [64, 64],
+                "device": "cpu",
+                "dtype": "float32",
+            },
+            {
+                "method": "spsagan",
+                "median_s": 0.4,
+                "images": 3,
+                "sizes": [[64, 64], [32, 48], [64, 64]],
+                "size": [64, 64],
+                "device": "cpu",
+                "dtype": "float32",
+            },
+            {
+                "method": "rrdb_psnr",
+                "median_s": 0.2,
+                "images": 3,
+                "sizes": [[64, 64]] * 3,
+                "size": [64, 64],
+                "device": "cpu",
+                "dtype": "float32",
+            },
+            {
+                "method": "rrsb_psnr",
+                "median_s": 0.1,
+                "images": 3,
+                "sizes": [[64, 64]] * 3,
+                "size": [64, 64],
+                "device": "cpu",
+                "dtype": "float32",
+            },
+        ]
+    )
     text = "\n".join(timing_lines(costs))
     assert "| +SPSA vs SPSAGAN (the paper's comparison) | 0.5000 | 0.4000 | 1.25x | 3 | 1,536-4,096 | cpu |" in text
     assert "| PSNR models (no attention) | 0.2000 | 0.1000 | 2.00x | 3 | 4,096 | cpu | float32 |" in text

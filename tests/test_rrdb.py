@@ -4,10 +4,9 @@ import json
 
 import pytest
 import torch
-
-from spsagan.config import ConfigError
 import torch.nn.functional as F
 
+from spsagan.config import ConfigError
 from spsagan.models.flops import count_flops
 from spsagan.models.presets import (
     PRESETS,
@@ -153,9 +152,7 @@ def test_rrsb_convs_are_physically_smaller():
     # Per dense block: conv4 loses 32 x 32 x 9 weights, conv5 loses 64 x 64 x 9; 69 dense blocks.
     expected = 16_697_987 - 69 * (32 * 32 * 9 + 64 * 64 * 9)
     assert expected == 13_518_467
-    assert (
-        sum(p.numel() for p in model.parameters()) == expected == arch_parameter_count(model.arch)
-    )
+    assert sum(p.numel() for p in model.parameters()) == expected == arch_parameter_count(model.arch)
 
 
 def test_all_keep_mask_equals_rrdb():
@@ -197,15 +194,11 @@ def test_attention_sits_after_global_skip():
             assert torch.equal(model(lq, seg), plain(lq))
             model.attention.gamma.fill_(0.5)
             trunk = model.trunk_features(lq)
-            expected_feat = (
-                model.attention(trunk, seg) if attention == "spsa" else model.attention(trunk)
-            )
+            expected_feat = model.attention(trunk, seg) if attention == "spsa" else model.attention(trunk)
             assert not torch.equal(model(lq, seg), plain(lq))
         # The layer's input is the trunk output after the global skip (conv_first + conv_body(...)).
         captured = {}
-        model.attention.register_forward_hook(
-            lambda m, args, out, store=captured: store.update(x=args[0], y=out)
-        )
+        model.attention.register_forward_hook(lambda m, args, out, store=captured: store.update(x=args[0], y=out))
         with torch.no_grad():
             model(lq, seg)
             assert torch.equal(captured["x"], trunk) and torch.equal(captured["y"], expected_feat)
@@ -318,14 +311,9 @@ def _analytic_macs(nf, nb, gc, h, w, mask=None, in_ch=3, out_ch=3):
 
 def test_count_flops_matches_layer_arithmetic():
     assert count_flops(RRDBNet(**TINY), (1, 3, 8, 6)) == _analytic_macs(16, 2, 8, 8, 6)
-    assert count_flops(RRDBNet(**TINY, keep=SPEC_MASK), (2, 3, 8, 6)) == 2 * _analytic_macs(
-        16, 2, 8, 8, 6, SPEC_MASK
-    )
+    assert count_flops(RRDBNet(**TINY, keep=SPEC_MASK), (2, 3, 8, 6)) == 2 * _analytic_macs(16, 2, 8, 8, 6, SPEC_MASK)
     # SPSA adds its 1x1 convs (2 x (C x C/8) twice, C x C) and the 4x4 transform per LR pixel.
     extra = 8 * 6 * (4 * 16 * 2 + 16 * 16 + 8 * 16 * 16)
-    assert (
-        count_flops(RRDBNet(**TINY, attention="spsa"), (1, 3, 8, 6))
-        == _analytic_macs(16, 2, 8, 8, 6) + extra
-    )
+    assert count_flops(RRDBNet(**TINY, attention="spsa"), (1, 3, 8, 6)) == _analytic_macs(16, 2, 8, 8, 6) + extra
     full = count_flops(RRDBNet(), (1, 3, 32, 32))
     assert full == _analytic_macs(64, 23, 32, 32, 32)

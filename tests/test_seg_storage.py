@@ -11,7 +11,14 @@ import torch
 
 from spsagan.segmentation import storage
 from spsagan.segmentation.storage import (
-    SegStorageError, crop_map, dequantize, load_quantized, load_seg, pad_map, quantize, read_seg_meta,
+    SegStorageError,
+    crop_map,
+    dequantize,
+    load_quantized,
+    load_seg,
+    pad_map,
+    quantize,
+    read_seg_meta,
     save_seg,
 )
 

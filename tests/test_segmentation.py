@@ -11,11 +11,13 @@ import torch.nn.functional as F
 from PIL import Image
 
 from spsagan.image import imresize, make_lq, write_image
-from spsagan.segmentation import CLASSES, OutdoorSceneSeg, StandInSegmenter, WeightsError, preprocess_lq
-from spsagan.segmentation import selection
+from spsagan.segmentation import CLASSES, OutdoorSceneSeg, StandInSegmenter, WeightsError, preprocess_lq, selection
 from spsagan.segmentation.figure import plot_segmentation
 from spsagan.segmentation.outdoor_scene_seg import (
-    PARAMETER_COUNT, OutdoorSceneSegmenter, file_sha256, load_outdoor_scene_seg,
+    PARAMETER_COUNT,
+    OutdoorSceneSegmenter,
+    file_sha256,
+    load_outdoor_scene_seg,
 )
 from spsagan.segmentation.run import build_segmenter, segment_dataset
 from spsagan.segmentation.storage import load_quantized, load_seg, read_seg_meta
@@ -96,8 +98,15 @@ def reference_forward(sd, x):
     def conv_bn(x, conv, bn, stride=1, dilation=1, relu=True):
         w = sd[f"{conv}.weight"]
         x = F.conv2d(x, w, stride=stride, padding=dilation * (w.shape[-1] - 1) // 2, dilation=dilation)
-        x = F.batch_norm(x, sd[f"{bn}.running_mean"], sd[f"{bn}.running_var"], sd[f"{bn}.weight"],
-                         sd[f"{bn}.bias"], training=False, eps=1e-5)
+        x = F.batch_norm(
+            x,
+            sd[f"{bn}.running_mean"],
+            sd[f"{bn}.running_var"],
+            sd[f"{bn}.weight"],
+            sd[f"{bn}.bias"],
+            training=False,
+            eps=1e-5,
+        )
         return F.relu(x) if relu else x
 
     x = conv_bn(x, "feature.0", "feature.1", stride=2)
@@ -130,7 +139,11 @@ def test_class_order_is_sftgan():
 
 def test_documented_layout_loads_strictly_and_counts_52_07m():
     layout = documented_layout()
-    count = sum(int(np.prod(s)) for k, s in layout.items() if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
+    count = sum(
+        int(np.prod(s))
+        for k, s in layout.items()
+        if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))
+    )
     assert count == PARAMETER_COUNT == 52_068_296
     model = OutdoorSceneSeg()
     assert sum(p.numel() for p in model.parameters()) == PARAMETER_COUNT
@@ -314,9 +327,15 @@ def tiny_dataset(tmp_path):
         write_image(hr_dir / f"{name}.png", np.clip(base + rng.integers(0, 20, (h, w, 3)), 0, 255).astype(np.uint8))
     gray = rng.integers(0, 256, (24, 32), dtype=np.uint8)
     write_image(hr_dir / "gray.png", gray)
-    index = pd.DataFrame({"sub": ["img0_s001", "img0_s002", "img1_s001", "gray_s001"],
-                          "source": ["img0", "img0.png", "img1", "gray"],
-                          "top": [0, 16, 8, 4], "left": [0, 32, 12, 8], "size": [32, 32, 24, 16]})
+    index = pd.DataFrame(
+        {
+            "sub": ["img0_s001", "img0_s002", "img1_s001", "gray_s001"],
+            "source": ["img0", "img0.png", "img1", "gray"],
+            "top": [0, 16, 8, 4],
+            "left": [0, 32, 12, 8],
+            "size": [32, 32, 24, 16],
+        }
+    )
     index.to_csv(tmp_path / "index.csv", index=False)
     return hr_dir, tmp_path / "index.csv"
 
@@ -335,7 +354,9 @@ def test_segment_dataset_writes_full_and_sub_maps(tmp_path):
     meta = read_seg_meta(out / "sub" / "img1_s001.npz")
     assert (meta["source"], meta["top"], meta["left"], meta["size"]) == ("img1", 8, 12, 24)
     assert meta["semantic"] is False and meta["segmenter_label"] == seg.label
-    np.testing.assert_allclose(load_seg(out / "img1.npz"), seg.segment_one(np.asarray(Image.open(hr_dir / "img1.png"))), atol=1 / 255)
+    np.testing.assert_allclose(
+        load_seg(out / "img1.npz"), seg.segment_one(np.asarray(Image.open(hr_dir / "img1.png"))), atol=1 / 255
+    )
     assert not [p for p in out.rglob("*") if p.is_file() and p.suffix != ".npz"]  # no temp files
 
 
@@ -381,11 +402,14 @@ def test_segment_dataset_refuses_non_probabilities(tmp_path):
     assert not (tmp_path / "maps").exists()
 
 
-@pytest.mark.parametrize("row, message", [
-    ({"source": "nope"}, "source 'nope' is not an image"),
-    ({"top": 2}, "multiples of 4"),
-    ({"left": 40}, "leaves the 48x64 image"),
-])
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ({"source": "nope"}, "source 'nope' is not an image"),
+        ({"top": 2}, "multiples of 4"),
+        ({"left": 40}, "leaves the 48x64 image"),
+    ],
+)
 def test_bad_index_rows_are_named(tmp_path, row, message):
     hr_dir, index_csv = tiny_dataset(tmp_path)
     table = pd.read_csv(index_csv)

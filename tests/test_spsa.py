@@ -69,18 +69,8 @@ def literal_spsa(module, x, seg):
                 for out in range(c):
                     z[out, r * w + q] = alpha * ((wt[out] * patch).sum() + bt[out])
         for j in range(n):
-            s_fea = np.array(
-                [
-                    _conv1x1(module.f_fea, xs[:, i]) @ _conv1x1(module.g_fea, xs[:, j])
-                    for i in range(n)
-                ]
-            )
-            s_seg = np.array(
-                [
-                    _conv1x1(module.f_seg, z[:, i]) @ _conv1x1(module.g_seg, z[:, j])
-                    for i in range(n)
-                ]
-            )
+            s_fea = np.array([_conv1x1(module.f_fea, xs[:, i]) @ _conv1x1(module.g_fea, xs[:, j]) for i in range(n)])
+            s_seg = np.array([_conv1x1(module.f_seg, z[:, i]) @ _conv1x1(module.g_seg, z[:, j]) for i in range(n)])
             b_fea, b_seg = _softmax_row(s_fea), _softmax_row(s_seg)
             beta = np.zeros(n)
             for i in range(n):
@@ -102,12 +92,7 @@ def literal_fa(module, x):
     for b in range(b_count):
         xs = x[b].reshape(c, n)
         for j in range(n):
-            s = np.array(
-                [
-                    _conv1x1(module.f_fea, xs[:, i]) @ _conv1x1(module.g_fea, xs[:, j])
-                    for i in range(n)
-                ]
-            )
+            s = np.array([_conv1x1(module.f_fea, xs[:, i]) @ _conv1x1(module.g_fea, xs[:, j]) for i in range(n)])
             beta = _softmax_row(s)
             for i in range(n):
                 o[b, :, j] += beta[i] * _conv1x1(module.h, xs[:, i])

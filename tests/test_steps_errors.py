@@ -20,10 +20,10 @@ import subprocess
 import sys
 import tarfile
 import zipfile
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -96,20 +96,43 @@ def truncated_zip(path: Path) -> Path:
 
 
 def download_params(tmp: Path, datasets: list[str], *, mirror: str = "", local: dict | None = None) -> str:
-    return json.dumps({"source": "download", "datasets": datasets, "demo_split": {},
-                       "downloads_dir": str(tmp / "downloads"), "mirror": mirror, "local": local or {}})
+    return json.dumps(
+        {
+            "source": "download",
+            "datasets": datasets,
+            "demo_split": {},
+            "downloads_dir": str(tmp / "downloads"),
+            "mirror": mirror,
+            "local": local or {},
+        }
+    )
 
 
 def make_lr_params(train_sets: list[str], test_sets: list[str], **override) -> str:
-    params = {"scale": 4, "train_sets": train_sets, "test_sets": test_sets,
-              "subimage_size": 96, "subimage_step": 48, "min_size": 96}
+    params = {
+        "scale": 4,
+        "train_sets": train_sets,
+        "test_sets": test_sets,
+        "subimage_size": 96,
+        "subimage_step": 48,
+        "min_size": 96,
+    }
     return json.dumps({**params, **override})
 
 
 def seg_params(weights: str, **override) -> str:
-    params = {"segmenter": "outdoor_scene_seg", "weights": weights, "weights_sha256": "",
-              "sets": ["demo_test"], "batch_size": 1, "seed": 0, "select_set": "demo_test",
-              "min_categories": 3, "min_fraction": 0.05, "figures_per_set": 3}
+    params = {
+        "segmenter": "outdoor_scene_seg",
+        "weights": weights,
+        "weights_sha256": "",
+        "sets": ["demo_test"],
+        "batch_size": 1,
+        "seed": 0,
+        "select_set": "demo_test",
+        "min_categories": 3,
+        "min_fraction": 0.05,
+        "figures_per_set": 3,
+    }
     return json.dumps({**params, **override})
 
 
@@ -124,47 +147,79 @@ def download(tmp: Path, params: str, exception: str | None, mentions: list[str],
 
 def case_download_truncated_local_archive(tmp: Path) -> Case:
     bad = benchmark_tar(tmp / "mine" / "benchmark.tar", truncate=True)
-    return download(tmp, download_params(tmp, ["Set5"], local={"Set5": str(bad)}), "ChecksumMismatch",
-                    [str(bad), "local copy of benchmark.tar", "md5 mismatch", "4ace41d33c2384b97e6b320cd0afd6ba"],
-                    absent=[tmp / "downloads" / "benchmark.tar"])
+    return download(
+        tmp,
+        download_params(tmp, ["Set5"], local={"Set5": str(bad)}),
+        "ChecksumMismatch",
+        [str(bad), "local copy of benchmark.tar", "md5 mismatch", "4ace41d33c2384b97e6b320cd0afd6ba"],
+        absent=[tmp / "downloads" / "benchmark.tar"],
+    )
 
 
 def case_download_mirror_with_wrong_file(tmp: Path) -> Case:
     bad = benchmark_tar(tmp / "mirror" / "benchmark.tar", truncate=False)
-    return download(tmp, download_params(tmp, ["Set5", "Set14"], mirror=str(tmp / "mirror")), "ChecksumMismatch",
-                    [str(bad), "mirror copy", "md5 mismatch", "4ace41d33c2384b97e6b320cd0afd6ba"],
-                    absent=[tmp / "downloads" / "benchmark.tar", tmp / "downloads" / "benchmark.tar.part"])
+    return download(
+        tmp,
+        download_params(tmp, ["Set5", "Set14"], mirror=str(tmp / "mirror")),
+        "ChecksumMismatch",
+        [str(bad), "mirror copy", "md5 mismatch", "4ace41d33c2384b97e6b320cd0afd6ba"],
+        absent=[tmp / "downloads" / "benchmark.tar", tmp / "downloads" / "benchmark.tar.part"],
+    )
 
 
 def case_download_truncated_cached_archive(tmp: Path) -> Case:
     # A cached archive that fails verification is deleted (so the next run downloads it afresh).
     bad = benchmark_tar(tmp / "downloads" / "benchmark.tar", truncate=True)
-    return download(tmp, download_params(tmp, ["Set5"]), "ChecksumMismatch",
-                    [str(bad), "md5 mismatch", "deleted", "run again"], absent=[bad])
+    return download(
+        tmp,
+        download_params(tmp, ["Set5"]),
+        "ChecksumMismatch",
+        [str(bad), "md5 mismatch", "deleted", "run again"],
+        absent=[bad],
+    )
 
 
 def case_download_truncated_archive_without_checksum(tmp: Path) -> Case:
     # OST300 has no published checksum: the truncation must be caught by the extraction itself.
     bad = truncated_zip(tmp / "mine" / "OutdoorSceneTest300.zip")
-    return download(tmp, download_params(tmp, ["OST300"], local={"OST300": str(bad)}), "ArchiveError",
-                    [str(bad), "truncated", "download it again"])
+    return download(
+        tmp,
+        download_params(tmp, ["OST300"], local={"OST300": str(bad)}),
+        "ArchiveError",
+        [str(bad), "truncated", "download it again"],
+    )
 
 
 def case_download_ost_not_supplied(tmp: Path) -> Case:
     # Set5 comes first and succeeds (from a folder): it must not be left behind either.
     set5 = write_pngs(tmp / "mine" / "Set5", {f"img_{k}": (16, 16) for k in range(5)})
-    return download(tmp, download_params(tmp, ["Set5", "OST"], local={"Set5": str(set5)}), "ManualDownloadRequired",
-                    ["OutdoorSceneTrain_v2.zip must be downloaded by hand",
-                     "https://drive.google.com/drive/folders/1LIb631GU3bOyQVTeuALesD8_eoApNniB",
-                     str(tmp / "downloads" / "OutdoorSceneTrain_v2.zip"), "`local`", "Then run the stage again"],
-                    # one message, not repeated or wrapped in the automatic-download hint (no URL to try)
-                    once=["must be downloaded by hand"], not_mentioned=["Alternatives:"])
+    return download(
+        tmp,
+        download_params(tmp, ["Set5", "OST"], local={"Set5": str(set5)}),
+        "ManualDownloadRequired",
+        [
+            "OutdoorSceneTrain_v2.zip must be downloaded by hand",
+            "https://drive.google.com/drive/folders/1LIb631GU3bOyQVTeuALesD8_eoApNniB",
+            str(tmp / "downloads" / "OutdoorSceneTrain_v2.zip"),
+            "`local`",
+            "Then run the stage again",
+        ],
+        # one message, not repeated or wrapped in the automatic-download hint (no URL to try)
+        once=["must be downloaded by hand"],
+        not_mentioned=["Alternatives:"],
+    )
 
 
 def make_lr(tmp: Path, params: str, exception: str | None, mentions: list[str], **extra) -> Case:
     out = tmp / "results" / "make_lr"
-    return Case("make_lr", ["--params", params, "--src", str(tmp / "download"), "--out", str(out)],
-                out, exception, mentions, **extra)
+    return Case(
+        "make_lr",
+        ["--params", params, "--src", str(tmp / "download"), "--out", str(out)],
+        out,
+        exception,
+        mentions,
+        **extra,
+    )
 
 
 def case_make_lr_corrupt_png(tmp: Path) -> Case:
@@ -173,17 +228,20 @@ def case_make_lr_corrupt_png(tmp: Path) -> Case:
     hr = write_pngs(tmp / "download" / "bad_test" / "HR", {"fine": (32, 32), "broken": (64, 64)})
     data = (hr / "broken.png").read_bytes()
     (hr / "broken.png").write_bytes(data[: len(data) // 2])  # header intact, pixels cut off
-    return make_lr(tmp, make_lr_params(["good_train"], ["bad_test"]), "ImageError",
-                   [str(hr / "broken.png"), "corrupt"])
+    return make_lr(tmp, make_lr_params(["good_train"], ["bad_test"]), "ImageError", [str(hr / "broken.png"), "corrupt"])
 
 
 def case_make_lr_training_image_too_small(tmp: Path) -> Case:
     write_pngs(tmp / "download" / "good_train" / "HR", {"a": (100, 100)})
     hr = write_pngs(tmp / "download" / "small_train" / "HR", {"big": (100, 100), "tiny": (61, 83)})
     write_pngs(tmp / "download" / "good_test" / "HR", {"t": (32, 32)})
-    return make_lr(tmp, make_lr_params(["good_train", "small_train"], ["good_test"]), "ImageTooSmall",
-                   [str(hr / "tiny.png"), "60x80 after mod-crop", "smaller than 96", "lower make_lr.min_size"],
-                   not_mentioned=["set too_small"])  # advice names a key params.yaml accepts
+    return make_lr(
+        tmp,
+        make_lr_params(["good_train", "small_train"], ["good_test"]),
+        "ImageTooSmall",
+        [str(hr / "tiny.png"), "60x80 after mod-crop", "smaller than 96", "lower make_lr.min_size"],
+        not_mentioned=["set too_small"],
+    )  # advice names a key params.yaml accepts
 
 
 def case_params_make_lr_unknown_key_and_wrong_type(tmp: Path) -> Case:
@@ -201,8 +259,18 @@ def case_params_download_wrong_type(tmp: Path) -> Case:
 def seg_maps(tmp: Path, params: str, exception: str | None, mentions: list[str]) -> Case:
     write_pngs(tmp / "make_lr" / "demo_test" / "HR", {"t": (32, 32)})
     out, work = tmp / "results" / "make_seg_maps", tmp / "work"
-    args = ["--params", params, "--lr-root", str(tmp / "make_lr"), "--out", str(out), "--work", str(work),
-            "--device", "cpu"]
+    args = [
+        "--params",
+        params,
+        "--lr-root",
+        str(tmp / "make_lr"),
+        "--out",
+        str(out),
+        "--work",
+        str(work),
+        "--device",
+        "cpu",
+    ]
     return Case("make_seg_maps", args, out, exception, mentions, no_files_under=[work])
 
 
@@ -214,29 +282,44 @@ def case_params_seg_missing_key_and_bad_enum(tmp: Path) -> Case:
 
 def case_seg_weights_missing(tmp: Path) -> Case:
     weights = tmp / "downloads" / "segmentation_OST_bic.pth"
-    return seg_maps(tmp, seg_params(str(weights)), "WeightsError",
-                    [f"weights not found: {weights}", "Download segmentation_OST_bic.pth",
-                     "https://drive.google.com/drive/folders/16owosaM_ADAm2FmVI9eKmuYzULVeBy7t"])
+    return seg_maps(
+        tmp,
+        seg_params(str(weights)),
+        "WeightsError",
+        [
+            f"weights not found: {weights}",
+            "Download segmentation_OST_bic.pth",
+            "https://drive.google.com/drive/folders/16owosaM_ADAm2FmVI9eKmuYzULVeBy7t",
+        ],
+    )
 
 
 def case_seg_weights_random_bytes(tmp: Path) -> Case:
     weights = tmp / "downloads" / "segmentation_OST_bic.pth"
     weights.parent.mkdir(parents=True)
     weights.write_bytes(np.random.default_rng(0).bytes(4096))
-    return seg_maps(tmp, seg_params(str(weights)), "WeightsError",
-                    [str(weights), "not a readable PyTorch weights file", "Download segmentation_OST_bic.pth"])
+    return seg_maps(
+        tmp,
+        seg_params(str(weights)),
+        "WeightsError",
+        [str(weights), "not a readable PyTorch weights file", "Download segmentation_OST_bic.pth"],
+    )
 
 
 def case_seg_weights_pinned_digest_differs(tmp: Path) -> Case:
     weights = tmp / "downloads" / "segmentation_OST_bic.pth"
     weights.parent.mkdir(parents=True)
     weights.write_bytes(np.random.default_rng(1).bytes(4096))
-    return seg_maps(tmp, seg_params(str(weights), weights_sha256="0" * 64), "WeightsError",
-                    [str(weights), "params expect " + "0" * 64, "sha256"])
+    return seg_maps(
+        tmp,
+        seg_params(str(weights), weights_sha256="0" * 64),
+        "WeightsError",
+        [str(weights), "params expect " + "0" * 64, "sha256"],
+    )
 
 
 CASES: dict[str, Callable[[Path], Case]] = {
-    name[len("case_"):]: fn for name, fn in globals().items() if name.startswith("case_")
+    name[len("case_") :]: fn for name, fn in globals().items() if name.startswith("case_")
 }
 
 
@@ -247,15 +330,24 @@ CASES: dict[str, Callable[[Path], Case]] = {
 def run_step(case: Case) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "SPSAGAN_DEBUG"}
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    return subprocess.run([sys.executable, f"steps/{case.step}.py", *case.args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, f"steps/{case.step}.py", *case.args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.fixture(scope="module")
 def runs(request, tmp_path_factory):
     """name -> (case, future of its CompletedProcess); the selected cases' steps start at once."""
-    selected = {item.callspec.params["name"] for item in request.session.items
-                if item.get_closest_marker("parametrize") and item.module.__name__ == __name__}
+    selected = {
+        item.callspec.params["name"]
+        for item in request.session.items
+        if item.get_closest_marker("parametrize") and item.module.__name__ == __name__
+    }
     cases = {name: build(tmp_path_factory.mktemp(name)) for name, build in CASES.items() if name in selected}
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 1)) as pool:
         yield {name: (case, pool.submit(run_step, case)) for name, case in cases.items()}
@@ -275,7 +367,7 @@ def test_bad_input_fails_cleanly(runs, name):
     assert len(errors) == 1, where
     if case.exception is not None:
         assert errors[0].group(1) == case.exception, where
-    message = proc.stderr[errors[0].start():]
+    message = proc.stderr[errors[0].start() :]
     for text in case.mentions:
         assert text in message, f"{text!r} missing from the message; {where}"
     for text in case.once:
@@ -290,7 +382,6 @@ def test_bad_input_fails_cleanly(runs, name):
         assert not [p for p in folder.rglob("*") if p.is_file()], f"files written under {folder}; {where}"
     for path in case.absent:
         assert not path.exists(), f"{path} exists after a failure; {where}"
-
 
 
 def test_control_the_same_inputs_repaired_succeed(tmp_path):

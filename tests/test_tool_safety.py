@@ -22,11 +22,16 @@ BIN = Path(sys.executable).parent
 STAGES = {
     "package": "toypkg",
     "params_schema": "workflow/schemas/params.schema.yaml",
-    "stages": {"train": {"desc": "a step that writes while it runs", "script": "steps/train.py",
-                         "outs": {"out": "results/train/log.txt"}}},
+    "stages": {
+        "train": {
+            "desc": "a step that writes while it runs",
+            "script": "steps/train.py",
+            "outs": {"out": "results/train/log.txt"},
+        }
+    },
 }
 # Appends one line, waits, appends another: a tool that deleted the file in between leaves one line.
-STEP = '''
+STEP = """
 import argparse, os, time
 parser = argparse.ArgumentParser()
 parser.add_argument("--out")
@@ -37,7 +42,7 @@ with open(args.out, "a") as fh:
 time.sleep(float(os.environ.get("TOY_SECONDS", "0")))
 with open(args.out, "a") as fh:
     fh.write("end\\n")
-'''
+"""
 
 
 def env(path_with_venv: bool = True, **extra) -> dict:
@@ -61,8 +66,9 @@ def toy(tmp_path):
     (repo / "workflow" / "stages.yaml").write_text(yaml.safe_dump(STAGES))
     schema = {"stages": {"train": {"properties": {"v": {"type": "number"}}}}}
     (repo / "workflow" / "schemas" / "params.schema.yaml").write_text(yaml.safe_dump(schema))
-    (repo / "params.yaml").write_text(yaml.safe_dump({"profile": "demo", "train": {"demo": {"v": 1.0},
-                                                                                   "paper": {"v": 2.0}}}))
+    (repo / "params.yaml").write_text(
+        yaml.safe_dump({"profile": "demo", "train": {"demo": {"v": 1.0}, "paper": {"v": 2.0}}})
+    )
     (repo / "steps").mkdir()
     (repo / "steps" / "train.py").write_text(STEP)
     (repo / "toypkg").mkdir()
@@ -87,8 +93,14 @@ def change_param(repo: Path, value: float) -> None:
 def test_dvc_repro_while_snakemake_runs_stops_before_touching_a_file(toy):
     change_param(toy, 3.0)
     # The job runs long enough for `dvc repro` (and its Snakemake) to start while it runs, even on a busy machine.
-    snakemake = subprocess.Popen([str(BIN / "snakemake"), "--cores", "1"], cwd=toy, env=env(TOY_SECONDS="30"),
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    snakemake = subprocess.Popen(
+        [str(BIN / "snakemake"), "--cores", "1"],
+        cwd=toy,
+        env=env(TOY_SECONDS="30"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     out = toy / "results" / "train" / "log.txt"
     deadline = time.time() + 60
     while not (out.exists() and out.read_text() == "start\n"):  # the job is running

@@ -38,8 +38,10 @@ def test_compile_without_a_compiler_is_one_config_error(tmp_path, monkeypatch):
     monkeypatch.delenv("CXX", raising=False)
     with pytest.raises(ConfigError) as info:
         trainer.run("psnr", tmp_path, replace(PSNR, compile=True))
-    assert str(info.value) == ("pretrain_psnr.compile is true, but no C++ compiler on PATH (c++, g++, clang++); "
-                               "set pretrain_psnr.compile to false")
+    assert str(info.value) == (
+        "pretrain_psnr.compile is true, but no C++ compiler on PATH (c++, g++, clang++); "
+        "set pretrain_psnr.compile to false"
+    )
     assert not (tmp_path / "psnr" / "model.pt").exists()
 
 
@@ -52,8 +54,10 @@ def test_compiled_pretraining_trains_the_eager_weights(tmp_path):
     graphs = counters["stats"]["unique_graphs"]
     compiled = trainer.run("psnr", tmp_path / "compiled", replace(PSNR, compile=True))
     assert counters["stats"]["unique_graphs"] > graphs  # it did compile
-    diff = relative_difference(model_weights(tmp_path / "eager" / "psnr" / "model.pt"),
-                               model_weights(tmp_path / "compiled" / "psnr" / "model.pt"))
+    diff = relative_difference(
+        model_weights(tmp_path / "eager" / "psnr" / "model.pt"),
+        model_weights(tmp_path / "compiled" / "psnr" / "model.pt"),
+    )
     print(f"pretrain_psnr, compiled vs eager after {PSNR.iters} iterations: relative difference {diff:.2e}")
     assert diff < TOLERANCE
     assert compiled["iterations_run"] == PSNR.iters and "val/psnr" in compiled["metrics"]

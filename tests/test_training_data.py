@@ -6,15 +6,22 @@ import csv
 
 import numpy as np
 import pytest
-
-from spsagan.data.pairs import INDEX_COLUMNS
 import torch
 
+from spsagan.data.pairs import INDEX_COLUMNS
 from spsagan.image import imresize, write_image
 from spsagan.segmentation.storage import dequantize, load_quantized, save_seg
 from spsagan.training import data as tdata
-from spsagan.training.data import (DataError, Draw, MixSampler, SubImageSet, TrainData, batch_to_device, batches,
-                                   crop_and_augment)
+from spsagan.training.data import (
+    DataError,
+    Draw,
+    MixSampler,
+    SubImageSet,
+    TrainData,
+    batch_to_device,
+    batches,
+    crop_and_augment,
+)
 
 torch.set_num_threads(1)
 
@@ -29,7 +36,7 @@ def coordinate_set(n_images=3, height=64, width=48):
     for k in range(n_images):
         y, x = np.mgrid[0:height, 0:width]
         gts.append(np.stack([y, x, np.full_like(y, k)], -1).astype(np.uint8))
-        ly, lx = np.mgrid[0:height // 4, 0:width // 4]
+        ly, lx = np.mgrid[0 : height // 4, 0 : width // 4]
         lqs.append(np.stack([4 * ly, 4 * lx, np.full_like(ly, k)], -1).astype(np.uint8))
         seg = np.zeros((8, height, width), np.float32)
         seg[0], seg[1], seg[2] = y / 255.0, x / 255.0, k / 255.0
@@ -43,7 +50,7 @@ def check_aligned(gt, lq, seg):
     assert gt.shape == (p, p, 3) and lq.shape == (p // 4, p // 4, 3) and seg.shape == (8, p, p)
     for i in range(p // 4):
         for j in range(p // 4):
-            block = gt[4 * i:4 * i + 4, 4 * j:4 * j + 4].reshape(-1, 3).astype(int)
+            block = gt[4 * i : 4 * i + 4, 4 * j : 4 * j + 4].reshape(-1, 3).astype(int)
             # the block holds exactly the 16 HR pixels below LR pixel (lq_y/4, lq_x/4)
             ys, xs = lq[i, j, 0] // 4, lq[i, j, 1] // 4
             assert set(map(tuple, block[:, :2] // 4)) == {(ys, xs)}
@@ -109,8 +116,9 @@ def test_batches_are_aligned_tensors_and_seg_only_when_asked():
     assert batch["gt"].dtype == torch.uint8 and batch["gt"].shape == (4, 3, 16, 16)
     assert batch["lq"].shape == (4, 3, 4, 4) and batch["seg"].shape == (4, 8, 16, 16)
     for b in range(4):
-        check_aligned(batch["gt"][b].permute(1, 2, 0).numpy(), batch["lq"][b].permute(1, 2, 0).numpy(),
-                      batch["seg"][b].numpy())
+        check_aligned(
+            batch["gt"][b].permute(1, 2, 0).numpy(), batch["lq"][b].permute(1, 2, 0).numpy(), batch["seg"][b].numpy()
+        )
     assert "seg" not in data.make_batch(sampler.draw(5), crop_size=16, with_seg=False)
     on_device = batch_to_device(batch, torch.device("cpu"))
     assert on_device["gt"].dtype == torch.float32
@@ -190,8 +198,11 @@ def write_training_set(root, n=3, size=32, with_maps=True):
         if with_maps:  # one-hot on a coordinate code, so map/pixel alignment is checkable
             y, x = np.mgrid[0:size, 0:size]
             probs = np.eye(8, dtype=np.float64)[(y * size + x + k) % 8].transpose(2, 0, 1)
-            save_seg(maps / "sub" / f"{name}.npz", probs,
-                     {"segmenter": "test", "segmenter_label": "test-onehot", "semantic": False})
+            save_seg(
+                maps / "sub" / f"{name}.npz",
+                probs,
+                {"segmenter": "test", "segmenter_label": "test-onehot", "semantic": False},
+            )
         rows.append({"sub": name, "source": f"img{k}", "top": 0, "left": 0, "size": size})
     (make_lr / "sub").mkdir(parents=True, exist_ok=True)
     with open(make_lr / "sub" / "index.csv", "w", newline="") as fh:

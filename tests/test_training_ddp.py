@@ -32,8 +32,10 @@ from spsagan.training import checkpoint as ckpt
 
 torch.set_num_threads(1)
 
-pytestmark = pytest.mark.skipif(not (torch.distributed.is_available() and torch.distributed.is_gloo_available()
-                                     and hasattr(os, "killpg")), reason="needs torch.distributed with gloo, POSIX")
+pytestmark = pytest.mark.skipif(
+    not (torch.distributed.is_available() and torch.distributed.is_gloo_available() and hasattr(os, "killpg")),
+    reason="needs torch.distributed with gloo, POSIX",
+)
 
 REPO = Path(spsagan.__file__).resolve().parent.parent
 RUN_TIMEOUT = 300  # torch imported by three processes on a busy shared CPU
@@ -46,8 +48,17 @@ def torchrun(root: Path, jobs: str, init: Path | None = None, **popen) -> subpro
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env["OMP_NUM_THREADS"] = "1"
-    argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-            str(REPO / "tests" / "ddp_trainer.py"), str(root), jobs] + ([str(init)] if init else [])
+    argv = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(REPO / "tests" / "ddp_trainer.py"),
+        str(root),
+        jobs,
+    ] + ([str(init)] if init else [])
     root.mkdir(parents=True, exist_ok=True)
     log = root / f"torchrun-{len(list(root.glob('torchrun-*.log')))}.log"
     with open(log, "w") as out:
@@ -184,14 +195,17 @@ def test_two_processes_train_the_same_gan_generator_as_one_without_the_adversari
 @pytest.mark.slow  # torchrun on two processes: tens of seconds on a shared CPU
 def test_gan_ranks_share_every_weight_but_keep_their_own_batchnorm_statistics(single, two, tmp_path):
     ranks = [torch.load(two / f"gan-adv.rank{r}.pt", weights_only=True) for r in (0, 1)]
-    differ = {net: sorted(k for k in ranks[0][net] if not torch.equal(ranks[0][net][k], ranks[1][net][k]))
-              for net in ("g", "d")}
+    differ = {
+        net: sorted(k for k in ranks[0][net] if not torch.equal(ranks[0][net][k], ranks[1][net][k]))
+        for net in ("g", "d")
+    }
     assert differ["g"] == []
     assert differ["d"] and all(re.fullmatch(r"bn\d_\d\.running_(mean|var)", k) for k in differ["d"])
     # Per-process batch statistics (and relativistic averages): close to, not equal to, one process.
     trainer.run("gan-adv", tmp_path, init=single / "psnr" / "model.pt")
-    diff = relative_difference(model_weights(tmp_path / "gan-adv" / "model.pt"),
-                               model_weights(two / "gan-adv" / "model.pt"))
+    diff = relative_difference(
+        model_weights(tmp_path / "gan-adv" / "model.pt"), model_weights(two / "gan-adv" / "model.pt")
+    )
     print(f"train_gan (w_gan 5e-3), 2 processes vs 1: relative difference {diff:.2e}")
     assert 0 < diff < 1e-2
 
@@ -249,8 +263,9 @@ def test_sigterm_stops_both_ranks_at_one_step_and_any_world_size_resumes_to_the_
 @pytest.mark.slow  # torchrun on two processes: tens of seconds on a shared CPU
 def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step(tmp_path):
     # SLURM signals every process of a job, but not at the same instant: the ranks agree each iteration.
-    code, out = stop_paced_run(tmp_path, lambda proc: os.kill(int((tmp_path / "rank1.pid").read_text()),
-                                                                signal.SIGUSR1))
+    code, out = stop_paced_run(
+        tmp_path, lambda proc: os.kill(int((tmp_path / "rank1.pid").read_text()), signal.SIGUSR1)
+    )
     steps = stopped_at(out)
     assert code != 0 and len(steps) == 2 and steps[0] == steps[1], out[-3000:]
     assert "Preempted: received SIGUSR1: saved" in out

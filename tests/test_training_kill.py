@@ -102,6 +102,7 @@ def wait_started(root: Path, proc: subprocess.Popen) -> None:
     def ready():
         assert proc.poll() is None, f"the trainer exited early with code {proc.returncode}"
         return (root / "started").exists()
+
     wait_for(ready, STARTED_TIMEOUT, "the first training iteration")
 
 
@@ -184,14 +185,18 @@ LAUNCHER = textwrap.dedent("""
 def test_a_trainer_whose_launcher_is_gone_saves_a_checkpoint_and_stops(tmp_path, how):
     (tmp_path / "trainer.py").write_text(TRAINER)
     (tmp_path / "launcher.py").write_text(LAUNCHER)
-    launcher = subprocess.Popen([sys.executable, str(tmp_path / "launcher.py"), str(tmp_path), how,
-                                 str(STARTED_TIMEOUT)], env=trainer_env(), cwd=REPO)
+    launcher = subprocess.Popen(
+        [sys.executable, str(tmp_path / "launcher.py"), str(tmp_path), how, str(STARTED_TIMEOUT)],
+        env=trainer_env(),
+        cwd=REPO,
+    )
     log = tmp_path / "trainer.log"
     pid = None
     try:
         started = tmp_path / "started"
-        wait_for(lambda: started.exists() and started.read_text().isdigit(), STARTED_TIMEOUT,
-                 "the first training iteration")
+        wait_for(
+            lambda: started.exists() and started.read_text().isdigit(), STARTED_TIMEOUT, "the first training iteration"
+        )
         pid = int(started.read_text())
         if how == "bash":
             launcher.kill()  # SIGKILL, as a killed Snakemake
@@ -225,8 +230,20 @@ def _running(pid: int) -> bool:
 # --------------------------------------------------------------------------------------------------
 # In-process runs: a second trainer, leftovers of a kill during a checkpoint write
 
-PSNR = replace(load_config("pretrain_psnr", "demo"), num_feat=4, num_block=1, num_grow_ch=4, iters=8, batch_size=1,
-               crop_size=32, val_every=100, ckpt_every=4, log_every=2, seed=3, deterministic=True)
+PSNR = replace(
+    load_config("pretrain_psnr", "demo"),
+    num_feat=4,
+    num_block=1,
+    num_grow_ch=4,
+    iters=8,
+    batch_size=1,
+    crop_size=32,
+    val_every=100,
+    ckpt_every=4,
+    log_every=2,
+    seed=3,
+    deterministic=True,
+)
 
 
 @pytest.fixture(scope="module")
@@ -237,8 +254,9 @@ def data():
 
 
 def run_psnr(data, root, **kw):
-    return train_psnr(PSNR, "esrgan", data, root / "psnr" / "model.pt", root / "ckpt", None, device="cpu",
-                      progress=False, **kw)
+    return train_psnr(
+        PSNR, "esrgan", data, root / "psnr" / "model.pt", root / "ckpt", None, device="cpu", progress=False, **kw
+    )
 
 
 def test_a_second_trainer_on_the_same_folder_stops_at_once_naming_the_holder(data, tmp_path):
@@ -287,6 +305,7 @@ def test_ctrl_c_saves_like_sigterm_and_a_second_one_interrupts_at_once(data, tmp
             if done == 3:
                 for _ in range(times):
                     os.kill(os.getpid(), signal.SIGINT)
+
         return hook
 
     previous = signal.getsignal(signal.SIGINT)

@@ -17,24 +17,53 @@ import torch
 
 from spsagan.config import ConfigError
 from spsagan.image import imresize
-from spsagan.pipeline.params import load_config
 from spsagan.models.presets import load_generator
+from spsagan.pipeline.params import load_config
 from spsagan.training import Preempted, SubImageSet, TrainData, ValImage, train_gan, train_psnr
 from spsagan.training.gan import init_generator
 
 torch.set_num_threads(1)
 
 # The demo profile's configs, shrunk: the same typed configs the pipeline passes.
-PSNR = replace(load_config("pretrain_psnr", "demo"), num_feat=8, num_block=1, num_grow_ch=4, iters=12, batch_size=2,
-               crop_size=32, lr=1.0e-3, lr_step=6, val_every=6, ckpt_every=4, log_every=2, seed=5, deterministic=True)
-GAN = replace(load_config("train_gan", "demo"), iters=6, batch_size=2, crop_size=96, lr_g=1.0e-4, lr_step=3,
-              perceptual_layer="conv1_2", perceptual_weights="", d_num_feat=4, val_every=3, ckpt_every=2,
-              log_every=1, seed=6, deterministic=True)
+PSNR = replace(
+    load_config("pretrain_psnr", "demo"),
+    num_feat=8,
+    num_block=1,
+    num_grow_ch=4,
+    iters=12,
+    batch_size=2,
+    crop_size=32,
+    lr=1.0e-3,
+    lr_step=6,
+    val_every=6,
+    ckpt_every=4,
+    log_every=2,
+    seed=5,
+    deterministic=True,
+)
+GAN = replace(
+    load_config("train_gan", "demo"),
+    iters=6,
+    batch_size=2,
+    crop_size=96,
+    lr_g=1.0e-4,
+    lr_step=3,
+    perceptual_layer="conv1_2",
+    perceptual_weights="",
+    d_num_feat=4,
+    val_every=3,
+    ckpt_every=2,
+    log_every=1,
+    seed=6,
+    deterministic=True,
+)
 
 
 def textured(rng, size):
     y, x = np.mgrid[0:size, 0:size]
-    base = np.stack([np.sin(x / (5 + c) + rng.random() * 6) * 60 + np.cos(y / (4 + c)) * 50 + 128 for c in range(3)], -1)
+    base = np.stack(
+        [np.sin(x / (5 + c) + rng.random() * 6) * 60 + np.cos(y / (4 + c)) * 50 + 128 for c in range(3)], -1
+    )
     return np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
 
 
@@ -55,8 +84,9 @@ def data():
 
 
 def run_psnr(data, root, cfg=PSNR, preset="esrgan", **kw):
-    return train_psnr(cfg, preset, data, root / "psnr" / "model.pt", root / "ckpt", root / "live", device="cpu",
-                      progress=False, **kw)
+    return train_psnr(
+        cfg, preset, data, root / "psnr" / "model.pt", root / "ckpt", root / "live", device="cpu", progress=False, **kw
+    )
 
 
 def weights(path):
@@ -78,6 +108,7 @@ def send_sigterm_at(step):
     def hook(done):
         if done == step:
             os.kill(os.getpid(), signal.SIGTERM)
+
     return hook
 
 
@@ -162,8 +193,18 @@ def test_bad_values_reaching_the_library_are_one_config_error(data, tmp_path):
 
 
 def run_gan(data, root, init, **kw):
-    return train_gan(GAN, "+spsa", init, data, root / "gan" / "model.pt", root / "ckpt", root / "live_gan",
-                     device="cpu", progress=False, **kw)
+    return train_gan(
+        GAN,
+        "+spsa",
+        init,
+        data,
+        root / "gan" / "model.pt",
+        root / "ckpt",
+        root / "live_gan",
+        device="cpu",
+        progress=False,
+        **kw,
+    )
 
 
 def test_gan_resumes_to_identical_weights(data, reference, tmp_path):

@@ -12,7 +12,7 @@ from PIL import Image
 from spsagan import upscale as up
 from spsagan.evaluation import sr_with_model
 from spsagan.image import read_image
-from spsagan.models.presets import load_generator, preset_arch, build_generator
+from spsagan.models.presets import build_generator, load_generator, preset_arch
 from spsagan.segmentation.standin import StandInSegmenter
 from spsagan.training.checkpoint import save_model
 
@@ -49,8 +49,7 @@ def images(tmp_path: Path) -> dict[str, Path]:
 def test_upscale_rgb_gray_rgba(tmp_path, images):
     ckpt = _checkpoint(tmp_path / "esrgan.pth", "esrgan")
     out_dir = tmp_path / "out"
-    written = up.upscale(ckpt, [images["rgb"], images["gray"], images["rgba"]], out_dir, device="cpu",
-                         progress=False)
+    written = up.upscale(ckpt, [images["rgb"], images["gray"], images["rgba"]], out_dir, device="cpu", progress=False)
     assert written == [out_dir / "rgb_x4.png", out_dir / "gray_x4.png", out_dir / "rgba_x4.png"]
     model, _ = load_generator(ckpt)
     rgb_lq = read_image(images["rgb"])
@@ -68,8 +67,9 @@ def test_upscale_spsa_uses_the_recorded_segmenter(tmp_path, images, monkeypatch)
 
     built = []
     real_build = run.build_segmenter
-    monkeypatch.setattr(run, "build_segmenter", lambda name, **kw: built.append((name, kw["seed"])) or
-                        real_build(name, **kw))
+    monkeypatch.setattr(
+        run, "build_segmenter", lambda name, **kw: built.append((name, kw["seed"])) or real_build(name, **kw)
+    )
     label = StandInSegmenter(seed=3).label
     ckpt = _checkpoint(tmp_path / "spsa.pth", "+spsa", segmenter=label)
     model, _ = load_generator(ckpt)
@@ -85,8 +85,9 @@ def test_upscale_spsa_uses_the_recorded_segmenter(tmp_path, images, monkeypatch)
     up.upscale(ckpt, [images["rgb"]], tmp_path / "b", device="cpu", segmenter_seed=4, progress=False)
     assert built[-1] == ("standin", 4)  # an explicit seed overrides the recorded one
     # a tiny attention budget forces query-row chunking; the result is the same up to float rounding
-    (chunked,) = up.upscale(ckpt, [images["rgb"]], tmp_path / "c", device="cpu", max_attention_bytes=4096,
-                            progress=False)
+    (chunked,) = up.upscale(
+        ckpt, [images["rgb"]], tmp_path / "c", device="cpu", max_attention_bytes=4096, progress=False
+    )
     assert np.abs(read_image(chunked).astype(int) - expected.astype(int)).max() <= 1
 
 
@@ -111,8 +112,11 @@ def test_upscale_prior_is_the_pipelines_prior(tmp_path, monkeypatch):
 
     seen = []
     real_sr = up.sr_with_model
-    monkeypatch.setattr(up, "sr_with_model", lambda model, lq, seg=None, **kw: seen.append(np.asarray(seg))
-                        or real_sr(model, lq, seg=seg, **kw))
+    monkeypatch.setattr(
+        up,
+        "sr_with_model",
+        lambda model, lq, seg=None, **kw: seen.append(np.asarray(seg)) or real_sr(model, lq, seg=seg, **kw),
+    )
     lq_file = tmp_path / "set" / "LR_x4" / "img.png"
     (out,) = up.upscale(ckpt, [lq_file], tmp_path / "out", device="cpu", progress=False)
     stored = load_quantized(tmp_path / "maps" / "img.npz")
@@ -160,7 +164,9 @@ def test_spsa_checkpoint_without_segmenter_is_an_error(tmp_path, images):
 def test_parse_segmenter_label():
     assert up.parse_segmenter_label(StandInSegmenter(seed=7).label) == ("standin", {"seed": 7})
     assert up.parse_segmenter_label("outdoor_scene_seg(segmentation_OST_bic.pth sha256:00ff12)") == (
-        "outdoor_scene_seg", {"sha256_prefix": "00ff12"})
+        "outdoor_scene_seg",
+        {"sha256_prefix": "00ff12"},
+    )
     assert up.parse_segmenter_label("OutdoorSceneSeg")[0] == "outdoor_scene_seg"
 
 

@@ -59,8 +59,10 @@ def _float_sr(model, lq: np.ndarray, tile: int | None, overlap: int = 0) -> torc
         return tiling.tiled_forward(model, x, seg, tile, overlap)
 
 
-@pytest.mark.parametrize("length, tile, overlap", [(1, 128, 16), (48, 16, 4), (50, 16, 4), (70, 16, 0),
-                                                   (17, 16, 30), (128, 128, 16), (129, 128, 16)])
+@pytest.mark.parametrize(
+    "length, tile, overlap",
+    [(1, 128, 16), (48, 16, 4), (50, 16, 4), (70, 16, 0), (17, 16, 30), (128, 128, 16), (129, 128, 16)],
+)
 def test_spans_cover_once_within_the_window_bound(length, tile, overlap):
     spans = tiling.spans(length, tile, overlap)
     cores = [(s.core_start, s.core_stop) for s in spans]
@@ -151,17 +153,31 @@ def test_upscale_tiles_with_the_given_options(tmp_path, monkeypatch, capsys):
     calls = []
     real = tiling.tiled_forward
     monkeypatch.setattr(tiling, "tiled_forward", lambda *a, **k: calls.append(a[3:5]) or real(*a, **k))
-    (out,) = up.upscale(ckpt, [tmp_path / "img.png"], tmp_path / "a", device="cpu", tile=8, tile_overlap=3,
-                        progress=False)
+    (out,) = up.upscale(
+        ckpt, [tmp_path / "img.png"], tmp_path / "a", device="cpu", tile=8, tile_overlap=3, progress=False
+    )
     assert calls == [(8, 3)]
     assert np.array_equal(read_image(out), expected)
-    assert up.main([str(ckpt), str(tmp_path / "img.png"), "-o", str(tmp_path / "b"), "--tile", "8",
-                    "--tile-overlap", "3", "-q"]) == 0
+    assert (
+        up.main(
+            [
+                str(ckpt),
+                str(tmp_path / "img.png"),
+                "-o",
+                str(tmp_path / "b"),
+                "--tile",
+                "8",
+                "--tile-overlap",
+                "3",
+                "-q",
+            ]
+        )
+        == 0
+    )
     assert np.array_equal(read_image(tmp_path / "b" / "img_x4.png"), read_image(out))
     assert calls[-1] == (8, 3)
     assert up.main([str(ckpt), str(tmp_path / "img.png"), "-o", str(tmp_path / "c"), "--tile", "0", "-q"]) == 0
     assert np.array_equal(read_image(tmp_path / "c" / "img_x4.png"), untiled)
     assert len(calls) == 2
-    assert up.main([str(ckpt), str(tmp_path / "img.png"), "-o", str(tmp_path / "d"), "--tile-overlap", "-1",
-                    "-q"]) == 1
+    assert up.main([str(ckpt), str(tmp_path / "img.png"), "-o", str(tmp_path / "d"), "--tile-overlap", "-1", "-q"]) == 1
     assert "tile_overlap" in capsys.readouterr().err and not (tmp_path / "d").exists()

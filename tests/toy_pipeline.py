@@ -26,12 +26,20 @@ TOY_STAGES = {
     "stages": {
         "fetch": {"desc": "toy source", "script": "steps/fetch.py", "outs": {"out": "results/fetch/"}},
         "side": {"desc": "toy side input", "script": "steps/side.py", "outs": {"out": "results/side.txt"}},
-        "train": {"desc": "toy instanced stage", "script": "steps/train.py",
-                  "deps": {"data": "@fetch.out"}, "outs": {"out": "results/train/{instance}/model.txt"},
-                  "metrics": {"metrics": "results/train/{instance}/metrics.json"},
-                  "instances": {"small": {}, "big": {"deps": {"side": "@side.out"}}}},
-        "report": {"desc": "toy downstream", "script": "steps/report.py",
-                   "deps": {"models": "@train.out"}, "outs": {"out": "results/report.txt"}},
+        "train": {
+            "desc": "toy instanced stage",
+            "script": "steps/train.py",
+            "deps": {"data": "@fetch.out"},
+            "outs": {"out": "results/train/{instance}/model.txt"},
+            "metrics": {"metrics": "results/train/{instance}/metrics.json"},
+            "instances": {"small": {}, "big": {"deps": {"side": "@side.out"}}},
+        },
+        "report": {
+            "desc": "toy downstream",
+            "script": "steps/report.py",
+            "deps": {"models": "@train.out"},
+            "outs": {"out": "results/report.txt"},
+        },
     },
 }
 # A toy package whose import graph the registry must follow: module- and function-level imports,
@@ -39,23 +47,25 @@ TOY_STAGES = {
 TOY_PACKAGE = {
     "toypkg/__init__.py": "",
     "toypkg/io.py": "import os\n",
-    "toypkg/train/__init__.py": ("from spsagan._lazy import lazy_exports\n"
-                                 '_LAZY = {"fit": "toypkg.train.loop", "Model": "toypkg.train.model"}\n'
-                                 "__getattr__ = lazy_exports(__name__, _LAZY)\n"),
+    "toypkg/train/__init__.py": (
+        "from spsagan._lazy import lazy_exports\n"
+        '_LAZY = {"fit": "toypkg.train.loop", "Model": "toypkg.train.model"}\n'
+        "__getattr__ = lazy_exports(__name__, _LAZY)\n"
+    ),
     "toypkg/train/loop.py": "from toypkg.train.model import Model\nfrom . import schedule\nfit = Model\n",
     "toypkg/train/model.py": "import numpy\nModel = numpy.ndarray\n",
     "toypkg/train/schedule.py": "",
     "toypkg/report.py": "def render():\n    from toypkg.train import Model\n    return Model\n",
 }
 TOY_IMPORTS = {
-    "fetch": "from toypkg.io import *\n",                      # io
-    "side": "import toypkg\n",                                # the package __init__ only
+    "fetch": "from toypkg.io import *\n",  # io
+    "side": "import toypkg\n",  # the package __init__ only
     "train": "from toypkg.train import fit\nimport toypkg.io\n",  # train/__init__, loop, model, schedule, io
-    "report": "from toypkg import report\n",                  # report, and lazily train/__init__, model
+    "report": "from toypkg import report\n",  # report, and lazily train/__init__, model
 }
 # Every toy step writes its params into --out (a folder gets data.txt) and --metrics. Under torchrun
 # (`python -m torch.distributed.run`, RANK and WORLD_SIZE set) only rank 0 writes, and it adds the world size.
-TOY_STEP = '''
+TOY_STEP = """
 import argparse, json, os
 parser = argparse.ArgumentParser()
 parser.add_argument("--params")
@@ -77,14 +87,18 @@ if int(os.environ.get("RANK", "0")) == 0:
     if args.metrics:
         with open(args.metrics, "w") as fh:
             json.dump(values, fh)
-'''
+"""
 
 
 def toy_env(cwd) -> dict:
     # PYTHONPATH: the toy steps import the toy package from the toy repository, the Snakefile this checkout's
     # spsagan; DVC_NO_ANALYTICS: no network.
-    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
-            "PYTHONPATH": f"{cwd}{os.pathsep}{ROOT}"}
+    return {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "DVC_NO_ANALYTICS": "1",
+        "PYTHONPATH": f"{cwd}{os.pathsep}{ROOT}",
+    }
 
 
 def run(cmd, cwd, env=None, timeout=300) -> str:
@@ -118,8 +132,15 @@ def toy_params(stages: dict) -> tuple[dict, dict]:
     return params, schema
 
 
-def build_toy(repo: Path, stages: dict = TOY_STAGES, params: dict | None = None, schema: dict | None = None,
-              steps: dict | None = None, package: dict | None = None, repro: bool = True) -> Path:
+def build_toy(
+    repo: Path,
+    stages: dict = TOY_STAGES,
+    params: dict | None = None,
+    schema: dict | None = None,
+    steps: dict | None = None,
+    package: dict | None = None,
+    repro: bool = True,
+) -> Path:
     """Write a toy repository at `repo`, commit it (git and DVC initialised), and run `dvc repro` once.
 
     steps: stage -> text put before TOY_STEP in steps/<stage>.py (default TOY_IMPORTS); package: path -> text

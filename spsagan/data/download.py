@@ -27,8 +27,8 @@ import shutil
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from spsagan.atomic import atomic_dir, write_json
 from spsagan.data.assets import Asset, Checksum, get_asset, get_dataset
@@ -68,8 +68,7 @@ def file_digests(path: str | os.PathLike, algorithms: tuple[str, ...] = ("sha256
     return {name: h.hexdigest() for name, h in hashers.items()}
 
 
-def verify_file(path: str | os.PathLike, size: int | None, checksum: Checksum | None,
-                label: str | None = None) -> str:
+def verify_file(path: str | os.PathLike, size: int | None, checksum: Checksum | None, label: str | None = None) -> str:
     """Check `path` against the expected size and checksum; return its sha256 (for provenance).
 
     Raises ChecksumMismatch naming the file, the expected and the actual value. Does not delete.
@@ -82,8 +81,9 @@ def verify_file(path: str | os.PathLike, size: int | None, checksum: Checksum | 
     algorithms = ("sha256",) if checksum is None or checksum.algorithm == "sha256" else ("sha256", checksum.algorithm)
     digests = file_digests(path, algorithms)
     if checksum is not None and not checksum.matches(digests[checksum.algorithm]):
-        raise ChecksumMismatch(f"{label}: {checksum.algorithm} mismatch, expected {checksum.describe()}, "
-                               f"got {digests[checksum.algorithm]}")
+        raise ChecksumMismatch(
+            f"{label}: {checksum.algorithm} mismatch, expected {checksum.describe()}, got {digests[checksum.algorithm]}"
+        )
     return digests["sha256"]
 
 
@@ -91,8 +91,17 @@ def verify_file(path: str | os.PathLike, size: int | None, checksum: Checksum | 
 # HTTP
 
 
-def download_url(url: str, dest: str | os.PathLike, *, size: int | None = None, checksum: Checksum | None = None,
-                 progress: bool = True, retries: int = 3, retry_wait: float = 2.0, timeout: float = 60.0) -> str:
+def download_url(
+    url: str,
+    dest: str | os.PathLike,
+    *,
+    size: int | None = None,
+    checksum: Checksum | None = None,
+    progress: bool = True,
+    retries: int = 3,
+    retry_wait: float = 2.0,
+    timeout: float = 60.0,
+) -> str:
     """Download `url` to `dest` through `dest.part`, resuming it; verify; rename. Return the sha256.
 
     A dropped connection is retried `retries` times (resuming each time). When all tries fail the
@@ -114,8 +123,9 @@ def download_url(url: str, dest: str | os.PathLike, *, size: int | None = None, 
         except (_Incomplete, urllib.error.URLError, http.client.HTTPException, OSError) as exc:
             if attempt == retries:
                 got = part.stat().st_size if part.exists() else 0
-                raise DownloadError(f"{url}: download interrupted ({exc}); {got:,} bytes kept in {part}, "
-                                    "run again to resume") from exc
+                raise DownloadError(
+                    f"{url}: download interrupted ({exc}); {got:,} bytes kept in {part}, run again to resume"
+                ) from exc
         time.sleep(retry_wait * (2**attempt))
     try:
         sha256 = verify_file(part, size, checksum, label=f"{dest.name} (downloaded from {url})")
@@ -155,8 +165,19 @@ def _fetch_into(url: str, part: Path, size: int | None, progress: bool, timeout:
         expected = int(length) if length is not None else None
         total = have + expected if expected is not None else size
         received = 0
-        with open(part, mode) as f, tqdm(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
-                                         desc=part.name[: -len(".part")], disable=not progress, leave=False) as bar:
+        with (
+            open(part, mode) as f,
+            tqdm(
+                total=total,
+                initial=have,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=part.name[: -len(".part")],
+                disable=not progress,
+                leave=False,
+            ) as bar,
+        ):
             while chunk := response.read(_CHUNK):
                 f.write(chunk)
                 received += len(chunk)
@@ -192,9 +213,17 @@ def _file_lock(path: Path) -> Iterator[None]:
 # Assets
 
 
-def fetch_asset(asset: Asset | str, archive_dir: str | os.PathLike, *, local: str | os.PathLike | None = None,
-                mirror: str | os.PathLike | None = None, progress: bool = True, retries: int = 3,
-                retry_wait: float = 2.0, timeout: float = 60.0) -> tuple[Path, str]:
+def fetch_asset(
+    asset: Asset | str,
+    archive_dir: str | os.PathLike,
+    *,
+    local: str | os.PathLike | None = None,
+    mirror: str | os.PathLike | None = None,
+    progress: bool = True,
+    retries: int = 3,
+    retry_wait: float = 2.0,
+    timeout: float = 60.0,
+) -> tuple[Path, str]:
     """Return `(path, sha256)` of a verified copy of `asset`.
 
     local: a file the user already has; verified and used in place (never modified or deleted).
@@ -228,8 +257,16 @@ def fetch_asset(asset: Asset | str, archive_dir: str | os.PathLike, *, local: st
         else:
             url = asset.url
         try:
-            sha256 = download_url(url, target, size=asset.size, checksum=asset.checksum, progress=progress,
-                                  retries=retries, retry_wait=retry_wait, timeout=timeout)
+            sha256 = download_url(
+                url,
+                target,
+                size=asset.size,
+                checksum=asset.checksum,
+                progress=progress,
+                retries=retries,
+                retry_wait=retry_wait,
+                timeout=timeout,
+            )
         except ChecksumMismatch:
             raise
         except DownloadError as exc:
@@ -240,7 +277,7 @@ def fetch_asset(asset: Asset | str, archive_dir: str | os.PathLike, *, local: st
 def _mirror_dir(mirror: str | os.PathLike) -> Path | None:
     text = str(mirror)
     if text.startswith("file://"):
-        return Path(urllib.request.url2pathname(text[len("file://"):]))
+        return Path(urllib.request.url2pathname(text[len("file://") :]))
     if re.match(r"^https?://", text):
         return None
     return Path(text)
@@ -260,18 +297,29 @@ def manual_message(asset: Asset, target: Path) -> str:
 
 def _alternatives(asset: Asset, target: Path) -> str:
     extra = f"\n  note: {asset.instructions}" if asset.instructions else ""
-    return (f"  Alternatives: download {asset.filename} from {asset.page} yourself and put it at {target}, or pass "
-            f"its path as `local`, or a folder / URL holding it as `mirror`; it will be checked by "
-            f"{asset.verification()}.{extra}")
+    return (
+        f"  Alternatives: download {asset.filename} from {asset.page} yourself and put it at {target}, or pass "
+        f"its path as `local`, or a folder / URL holding it as `mirror`; it will be checked by "
+        f"{asset.verification()}.{extra}"
+    )
 
 
 # --------------------------------------------------------------------------------------------------
 # Datasets (the download_data stage)
 
 
-def prepare_dataset(name: str, root: str | os.PathLike, *, source: str = "download", names: list[str] | None = None,
-                    archive_dir: str | os.PathLike | None = None, local: str | os.PathLike | None = None,
-                    mirror: str | os.PathLike | None = None, progress: bool = True, retries: int = 3) -> Path:
+def prepare_dataset(
+    name: str,
+    root: str | os.PathLike,
+    *,
+    source: str = "download",
+    names: list[str] | None = None,
+    archive_dir: str | os.PathLike | None = None,
+    local: str | os.PathLike | None = None,
+    mirror: str | os.PathLike | None = None,
+    progress: bool = True,
+    retries: int = 3,
+) -> Path:
     """Build `<root>/<name>/HR/<image>.png` plus `<root>/<name>/provenance.json`; return `<root>/<name>`.
 
     source="demo": the offline stand-in; `names` lists the scikit-image photos to use (spsagan.data.demo).
@@ -293,17 +341,27 @@ def prepare_dataset(name: str, root: str | os.PathLike, *, source: str = "downlo
     spec = get_dataset(name)
     asset = get_asset(spec.asset)
     archive_dir = Path(archive_dir) if archive_dir is not None else root / "_archives"
-    provenance = {"dataset": name, "source": "download", "stand_in": False, "description": spec.description,
-                  "asset": asset.key, "url": asset.url, "page": asset.page, "license": asset.license,
-                  "checksum": asset.checksum.describe() if asset.checksum else None, "member": spec.member}
+    provenance = {
+        "dataset": name,
+        "source": "download",
+        "stand_in": False,
+        "description": spec.description,
+        "asset": asset.key,
+        "url": asset.url,
+        "page": asset.page,
+        "license": asset.license,
+        "checksum": asset.checksum.describe() if asset.checksum else None,
+        "member": spec.member,
+    }
     with atomic_dir(root / name) as tmp:
         if local is not None and Path(local).is_dir():
             # nothing vouches for a user's folder: decode every image now, naming the user's file on failure
             found = flatten_images(local, tmp / "HR", move=False, verify=True)
             provenance.update(archive=None, local_folder=str(Path(local).resolve()), sha256=None)
         else:
-            archive, sha256 = fetch_asset(asset, archive_dir, local=local, mirror=mirror, progress=progress,
-                                          retries=retries)
+            archive, sha256 = fetch_asset(
+                asset, archive_dir, local=local, mirror=mirror, progress=progress, retries=retries
+            )
             cached = local is None and archive == archive_dir / asset.filename  # ours, not the user's file
             folder = _extract(archive, tmp / "_extract", spec.member, quarantine=cached)
             # a published checksum vouches for the images; without one (OST), decode them all
@@ -313,8 +371,10 @@ def prepare_dataset(name: str, root: str | os.PathLike, *, source: str = "downlo
             provenance.update(archive=archive.name, sha256=sha256)
         if spec.count is not None and len(found) != spec.count:
             where = local if local is not None else asset.filename
-            raise DownloadError(f"dataset {name}: found {len(found)} images in {where} (folder {spec.member!r}), "
-                                f"expected {spec.count}; check that it is the right file or folder")
+            raise DownloadError(
+                f"dataset {name}: found {len(found)} images in {where} (folder {spec.member!r}), "
+                f"expected {spec.count}; check that it is the right file or folder"
+            )
         provenance["images"] = len(found)
         write_json(tmp / "provenance.json", provenance)
     return root / name
@@ -337,8 +397,9 @@ def _extract(archive: Path, dest: Path, member: str, quarantine: bool) -> Path:
         with _file_lock(archive.with_name(archive.name + ".lock")):
             if _identity(archive) == before:  # not already replaced by a parallel job
                 os.replace(archive, rejected)
-        raise ArchiveError(f"{exc}\n  The archive was moved to {rejected} so that the next run fetches it "
-                           "again.") from exc
+        raise ArchiveError(
+            f"{exc}\n  The archive was moved to {rejected} so that the next run fetches it again."
+        ) from exc
 
 
 def _identity(path: Path) -> tuple[int, ...] | None:

@@ -60,9 +60,15 @@ class ArchiveError(RuntimeError):
         self.bad_archive = bad_archive
 
 
-def safe_extract(archive: str | os.PathLike, dest: str | os.PathLike, member: str | None = None, *,
-                 max_members: int | None = None, max_total_bytes: int | None = None,
-                 max_ratio: float | None = None) -> Path:
+def safe_extract(
+    archive: str | os.PathLike,
+    dest: str | os.PathLike,
+    member: str | None = None,
+    *,
+    max_members: int | None = None,
+    max_total_bytes: int | None = None,
+    max_ratio: float | None = None,
+) -> Path:
     """Extract `archive` (zip, or tar with optional gz/bz2/xz compression) into a new folder `dest`.
 
     member: a folder inside the archive (posix path, e.g. "benchmark/Set5/HR"); only the entries under
@@ -89,15 +95,18 @@ def safe_extract(archive: str | os.PathLike, dest: str | os.PathLike, member: st
         elif tarfile.is_tarfile(archive):
             prefix = _extract_tar(archive, dest, member, limits)
         else:
-            raise ArchiveError(f"{archive}: not a readable zip or tar archive (truncated, corrupt or another "
-                               f"format); {_CORRUPT_HINT}")
+            raise ArchiveError(
+                f"{archive}: not a readable zip or tar archive (truncated, corrupt or another format); {_CORRUPT_HINT}"
+            )
     except ArchiveError:
         raise
     except OSError as exc:
         if exc.errno is None:  # errors of the data (bad gzip/bz2 stream) carry no errno; the file system's do
             raise ArchiveError(f"{archive}: extraction failed ({exc}); {_CORRUPT_HINT}") from exc
-        raise ArchiveError(f"{archive}: extraction into {dest.parent} failed ({exc}); check free space and "
-                           "permissions there", bad_archive=False) from exc
+        raise ArchiveError(
+            f"{archive}: extraction into {dest.parent} failed ({exc}); check free space and permissions there",
+            bad_archive=False,
+        ) from exc
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, lzma.LZMAError) as exc:
         raise ArchiveError(f"{archive}: extraction failed ({exc}); {_CORRUPT_HINT}") from exc
     return dest.joinpath(*PurePosixPath(prefix).parts) if prefix else dest
@@ -120,14 +129,20 @@ class _Limits:
         at_least = "" if complete else "at least "
         name = f"{self.archive}: {at_least}"
         if count > self.max_members:
-            raise ArchiveError(f"{name}{count:,} entries, over the limit of {self.max_members:,} (max_members; "
-                               f"spsagan.data.extract.MAX_MEMBERS); {_NOT_EXTRACTED}")
+            raise ArchiveError(
+                f"{name}{count:,} entries, over the limit of {self.max_members:,} (max_members; "
+                f"spsagan.data.extract.MAX_MEMBERS); {_NOT_EXTRACTED}"
+            )
         if total > self.max_total_bytes:
-            raise ArchiveError(f"{name}{total:,} bytes uncompressed, over the limit of {self.max_total_bytes:,} "
-                               f"bytes (max_total_bytes; spsagan.data.extract.MAX_TOTAL_BYTES); {_NOT_EXTRACTED}")
+            raise ArchiveError(
+                f"{name}{total:,} bytes uncompressed, over the limit of {self.max_total_bytes:,} "
+                f"bytes (max_total_bytes; spsagan.data.extract.MAX_TOTAL_BYTES); {_NOT_EXTRACTED}"
+            )
         if total > _RATIO_MIN_BYTES and total > self.max_ratio * self.archive_bytes:
-            raise ArchiveError(f"{name}{total:,} bytes uncompressed from {self.archive_bytes:,} bytes, a compression "
-                               f"ratio over {self.max_ratio:g} (max_ratio; a zip bomb?); {_NOT_EXTRACTED}")
+            raise ArchiveError(
+                f"{name}{total:,} bytes uncompressed from {self.archive_bytes:,} bytes, a compression "
+                f"ratio over {self.max_ratio:g} (max_ratio; a zip bomb?); {_NOT_EXTRACTED}"
+            )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -158,8 +173,9 @@ def _check_link(archive: Path, entry: _Entry) -> None:
         raise ArchiveError(f"{archive}: unsafe link {name!r} -> {target!r} (absolute target); {_NOT_EXTRACTED}")
     resolved = posixpath.normpath(posixpath.join(_link_base(entry), target.replace("\\", "/")))
     if resolved == ".." or resolved.startswith("../"):
-        raise ArchiveError(f"{archive}: unsafe link {name!r} -> {target!r} (points outside the archive folder); "
-                           f"{_NOT_EXTRACTED}")
+        raise ArchiveError(
+            f"{archive}: unsafe link {name!r} -> {target!r} (points outside the archive folder); {_NOT_EXTRACTED}"
+        )
 
 
 def _check_link_chains(archive: Path, entries: list[_Entry]) -> None:
@@ -177,14 +193,15 @@ def _check_link_chains(archive: Path, entries: list[_Entry]) -> None:
         for i in range(1, len(parts)):
             inside = "/".join(parts[:i])
             if inside in symlinks:
-                raise ArchiveError(f"{archive}: unsafe entry {entry.name!r} (inside link {inside!r}); "
-                                   f"{_NOT_EXTRACTED}")
+                raise ArchiveError(f"{archive}: unsafe entry {entry.name!r} (inside link {inside!r}); {_NOT_EXTRACTED}")
         if entry.link is None:
             continue
         for visited in _visited_paths(_link_base(entry), entry.link):
             if visited in symlinks:
-                raise ArchiveError(f"{archive}: unsafe link {entry.name!r} -> {entry.link!r} (goes through link "
-                                   f"{visited!r}); {_NOT_EXTRACTED}")
+                raise ArchiveError(
+                    f"{archive}: unsafe link {entry.name!r} -> {entry.link!r} (goes through link "
+                    f"{visited!r}); {_NOT_EXTRACTED}"
+                )
 
 
 def _link_base(entry: _Entry) -> str:
@@ -224,10 +241,13 @@ def _member_prefix(archive: Path, names: list[str], member: str | None) -> str:
         return found.pop()
     if not found:
         top = sorted({name.split("/")[0] for name in names})[:10]
-        raise ArchiveError(f"{archive}: no folder {member!r} in the archive (top-level entries: {top}); "
-                           "is it the right file?")
-    raise ArchiveError(f"{archive}: folder {member!r} is ambiguous, found {sorted(found)}; extract the archive "
-                       "and pass the folder that holds the images instead")
+        raise ArchiveError(
+            f"{archive}: no folder {member!r} in the archive (top-level entries: {top}); is it the right file?"
+        )
+    raise ArchiveError(
+        f"{archive}: folder {member!r} is ambiguous, found {sorted(found)}; extract the archive "
+        "and pass the folder that holds the images instead"
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -313,16 +333,19 @@ def _require_end_marker(archive: Path, offset: int) -> None:
         f.seek(offset)
         tail = f.read(2 * tarfile.BLOCKSIZE)
     if len(tail) < 2 * tarfile.BLOCKSIZE or tail.count(0) != len(tail):
-        raise ArchiveError(f"{archive}: the tar archive is truncated (no end-of-archive marker after the last "
-                           f"entry at byte {offset:,}); {_CORRUPT_HINT}")
+        raise ArchiveError(
+            f"{archive}: the tar archive is truncated (no end-of-archive marker after the last "
+            f"entry at byte {offset:,}); {_CORRUPT_HINT}"
+        )
 
 
 # --------------------------------------------------------------------------------------------------
 # Image trees
 
 
-def flatten_images(src: str | os.PathLike, dst: str | os.PathLike, move: bool = False, verify: bool = False,
-                   origin: str | None = None) -> list[str]:
+def flatten_images(
+    src: str | os.PathLike, dst: str | os.PathLike, move: bool = False, verify: bool = False, origin: str | None = None
+) -> list[str]:
     """Put every image under `src` (any depth) into folder `dst` as `<name>.png`; return the sorted names.
 
     Naming rule: the file stem when stems are unique across the tree, otherwise the path relative
@@ -339,16 +362,20 @@ def flatten_images(src: str | os.PathLike, dst: str | os.PathLike, move: bool = 
 
     src, dst = Path(src), Path(dst)
     files = sorted(
-        p for p in src.rglob("*")
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+        p
+        for p in src.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in IMAGE_SUFFIXES
         and not any(part.startswith(".") or part == "__MACOSX" for part in p.relative_to(src).parts)
     )
     stems = [p.stem for p in files]
     unique = len(set(stems)) == len(stems)
     names = [p.stem if unique else "_".join(p.relative_to(src).with_suffix("").parts) for p in files]
     if len(set(names)) != len(names):
-        raise ValueError(f"{src}: image names collide after flattening (e.g. a.png and a.jpg in one folder); "
-                         "rename them so each image has its own name")
+        raise ValueError(
+            f"{src}: image names collide after flattening (e.g. a.png and a.jpg in one folder); "
+            "rename them so each image has its own name"
+        )
     dst.mkdir(parents=True, exist_ok=True)
     for path, name in zip(files, names):
         label = str(path) if origin is None else f"{path.relative_to(src).as_posix()} in {origin}"

@@ -56,13 +56,26 @@ def subimage_positions(length: int, size: int, step: int) -> list[int]:
 def plan_subimages(height: int, width: int, size: int, step: int) -> list[tuple[int, int, int]]:
     """(top, left, side) of every sub-image of an HR image; side = min(size, height, width)."""
     side = min(size, height, width)
-    return [(top, left, side) for top in subimage_positions(height, side, step)
-            for left in subimage_positions(width, side, step)]
+    return [
+        (top, left, side)
+        for top in subimage_positions(height, side, step)
+        for left in subimage_positions(width, side, step)
+    ]
 
 
-def make_pairs(hr_dir: str | os.PathLike, out_dir: str | os.PathLike, *, scale: int = 4, gray: str = "keep",
-               subimage_size: int | None = None, subimage_step: int | None = None, min_size: int = 0,
-               too_small: str = "error", workers: int = 1, progress: bool = False) -> dict:
+def make_pairs(
+    hr_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    scale: int = 4,
+    gray: str = "keep",
+    subimage_size: int | None = None,
+    subimage_step: int | None = None,
+    min_size: int = 0,
+    too_small: str = "error",
+    workers: int = 1,
+    progress: bool = False,
+) -> dict:
     """Write HR/LR pairs (and sub-images) for every image in `hr_dir` into `out_dir`; return a summary dict.
 
     scale: integer downscaling factor (4 for this project); LR folder is `LR_x<scale>`.
@@ -84,11 +97,15 @@ def make_pairs(hr_dir: str | os.PathLike, out_dir: str | os.PathLike, *, scale: 
         more = f" and {len(small) - 10} more" if len(small) > 10 else ""
         # Advice a pipeline user can follow: min_size is make_lr.min_size (training sets only); below the
         # scale (any set) an image cannot be downscaled at all. `too_small` is a library argument.
-        fix = (f"remove them from {hr_dir} or lower make_lr.min_size (the smallest training crop)"
-               if min_side > scale else f"remove them from {hr_dir}: an image must be at least {scale} px to be "
-                                        f"downscaled x{scale}")
-        raise ImageTooSmall(f"{len(small)} HR image(s) smaller than {min_side} px on a side: {listed}{more}; {fix} "
-                            "(library callers may pass too_small='skip')")
+        fix = (
+            f"remove them from {hr_dir} or lower make_lr.min_size (the smallest training crop)"
+            if min_side > scale
+            else f"remove them from {hr_dir}: an image must be at least {scale} px to be downscaled x{scale}"
+        )
+        raise ImageTooSmall(
+            f"{len(small)} HR image(s) smaller than {min_side} px on a side: {listed}{more}; {fix} "
+            "(library callers may pass too_small='skip')"
+        )
     skipped = {p for p, _, _ in small}
     jobs = [(str(p), p.stem, scale, gray, subimage_size, subimage_step) for p in files if p not in skipped]
     if not jobs:
@@ -105,8 +122,13 @@ def make_pairs(hr_dir: str | os.PathLike, out_dir: str | os.PathLike, *, scale: 
         "subimages": sum(len(r["rows"]) for r in results) if subimage_size is not None else 0,
         "gray_images": [r["name"] for r in results if r["gray"]],
         "skipped_too_small": [p.name for p, _, _ in small],
-        "scale": scale, "gray": gray, "subimage_size": subimage_size, "subimage_step": subimage_step,
-        "min_size": min_side, "hr_pixels": sum(r["pixels"] for r in results), "bytes": n_bytes,
+        "scale": scale,
+        "gray": gray,
+        "subimage_size": subimage_size,
+        "subimage_step": subimage_step,
+        "min_size": min_side,
+        "hr_pixels": sum(r["pixels"] for r in results),
+        "bytes": n_bytes,
     }
 
 
@@ -124,8 +146,9 @@ def _check_args(scale, gray, size, step, min_side, too_small, workers) -> None:
             raise ValueError("subimage_step given without subimage_size")
         return
     if size % scale or size < min_side:
-        raise ValueError(f"subimage_size must be a multiple of scale={scale} and at least min_size={min_side}, "
-                         f"got {size}")
+        raise ValueError(
+            f"subimage_size must be a multiple of scale={scale} and at least min_size={min_side}, got {size}"
+        )
     if step is not None and (step % scale or step < scale):
         raise ValueError(f"subimage_step must be a positive multiple of scale={scale}, got {step}")
 
@@ -202,15 +225,17 @@ def read_index(path: str | os.PathLike) -> list[dict]:
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         if tuple(reader.fieldnames or ()) != INDEX_COLUMNS:
-            raise ValueError(f"{path}: expected columns {','.join(INDEX_COLUMNS)}, got {reader.fieldnames}; "
-                             "rerun the make_lr stage")
+            raise ValueError(
+                f"{path}: expected columns {','.join(INDEX_COLUMNS)}, got {reader.fieldnames}; rerun the make_lr stage"
+            )
         for line, r in enumerate(reader, start=2):
             try:
-                row = {"sub": r["sub"], "source": r["source"],
-                       **{k: int(r[k]) for k in ("top", "left", "size")}}
+                row = {"sub": r["sub"], "source": r["source"], **{k: int(r[k]) for k in ("top", "left", "size")}}
             except (TypeError, ValueError):
-                raise ValueError(f"{path} line {line}: top, left and size must be integers, got "
-                                 f"{[r.get(k) for k in ('top', 'left', 'size')]}; rerun the make_lr stage") from None
+                raise ValueError(
+                    f"{path} line {line}: top, left and size must be integers, got "
+                    f"{[r.get(k) for k in ('top', 'left', 'size')]}; rerun the make_lr stage"
+                ) from None
             if row["sub"] in seen:
                 raise ValueError(f"{path} line {line}: sub-image {row['sub']} listed twice; rerun the make_lr stage")
             seen.add(row["sub"])

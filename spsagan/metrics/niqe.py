@@ -8,9 +8,10 @@ Protocol (the PIRM 2018 convention when `crop_border=4`):
 3. The image is cut to a whole number of 96x96 blocks (remainder rows/columns at the end dropped).
 4. At each of two scales (the image, then `imresize(image, 0.5)` of the float image, MATLAB style):
    MSCN coefficients (I - mu) / (sigma + 1) with a 7x7 Gaussian window (sigma 7/6) and replicated
-   borders (the two local means kept at single precision, which is what reproduces MATLAB); per block (96x96, then 48x48) 18 features: the AGGD fit (alpha, mean of the left/right
-   scales) of the coefficients, and for the 4 neighbour products (right, down, down-right, up-right,
-   with wrap-around inside the block) the AGGD (alpha, mean, left scale, right scale).
+   borders (the two local means kept at single precision, which is what reproduces MATLAB); per
+   block (96x96, then 48x48) 18 features: the AGGD fit (alpha, mean of the left/right scales) of the
+   coefficients, and for the 4 neighbour products (right, down, down-right, up-right, with
+   wrap-around inside the block) the AGGD (alpha, mean, left scale, right scale).
 5. The 36-feature block vectors give a mean (NaNs ignored) and covariance (rows with NaN dropped);
    NIQE = sqrt((mu_p - mu)^T pinv((S_p + S) / 2) (mu_p - mu)) against the pristine model
    (`niqe_pris_params.npz`, LIVE's `modelparameters.mat`; see NIQE_PARAMS.md).
@@ -45,7 +46,9 @@ def pristine_params() -> tuple[np.ndarray, np.ndarray]:
             mu = np.asarray(data["mu_pris_param"], dtype=np.float64).reshape(-1)
             cov = np.asarray(data["cov_pris_param"], dtype=np.float64)
     except (OSError, KeyError, ValueError) as exc:
-        raise RuntimeError(f"{PARAMS_FILE}: cannot load the NIQE pristine parameters ({exc}); reinstall spsagan") from exc
+        raise RuntimeError(
+            f"{PARAMS_FILE}: cannot load the NIQE pristine parameters ({exc}); reinstall spsagan"
+        ) from exc
     if mu.shape != (36,) or cov.shape != (36, 36):
         raise RuntimeError(f"{PARAMS_FILE}: expected a 36-vector and a 36x36 matrix, got {mu.shape}, {cov.shape}")
     return mu, cov
@@ -122,7 +125,9 @@ def niqe_features(gray: np.ndarray) -> np.ndarray:
     for scale in (1, 2):
         coeffs = mscn(img)
         b = BLOCK // scale
-        feats = [block_features(coeffs[i * b : (i + 1) * b, j * b : (j + 1) * b]) for j in range(cols) for i in range(rows)]
+        feats = [
+            block_features(coeffs[i * b : (i + 1) * b, j * b : (j + 1) * b]) for j in range(cols) for i in range(rows)
+        ]
         per_scale.append(np.stack(feats))
         img = imresize(img, 0.5)
     return np.concatenate(per_scale, axis=1)
@@ -136,8 +141,10 @@ def too_small(shape: tuple[int, ...], crop_border: int = 0) -> str:
     height, width = (max(0, side - 2 * int(crop_border)) for side in shape[:2])
     if (height // BLOCK) * (width // BLOCK) >= 2:
         return ""
-    return (f"needs at least two {BLOCK}x{BLOCK} blocks after cropping {crop_border} pixels a side, "
-            f"got a {height}x{width} image")
+    return (
+        f"needs at least two {BLOCK}x{BLOCK} blocks after cropping {crop_border} pixels a side, "
+        f"got a {height}x{width} image"
+    )
 
 
 def niqe(img: np.ndarray, crop_border: int = 0) -> float:

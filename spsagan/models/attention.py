@@ -33,9 +33,7 @@ def qk_channels(num_feat: int) -> int:
     return max(1, num_feat // 8)
 
 
-def rows_per_chunk(
-    batch: int, num_keys: int, num_queries: int, max_bytes: int, maps_per_row: int
-) -> int:
+def rows_per_chunk(batch: int, num_keys: int, num_queries: int, max_bytes: int, maps_per_row: int) -> int:
     """Query rows per chunk so that `maps_per_row` float32 maps of shape (batch, rows, num_keys)
     fit in `max_bytes`; at least 1, at most num_queries (then the direct form runs)."""
     if max_bytes <= 0:
@@ -56,8 +54,10 @@ def concat_row_chunks(
         return fn(0, num_queries, *tensors)
     recording = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
     if recording:
-        chunks = [checkpoint(fn, j0, min(j0 + rows, num_queries), *tensors, use_reentrant=False)
-                  for j0 in range(0, num_queries, rows)]
+        chunks = [
+            checkpoint(fn, j0, min(j0 + rows, num_queries), *tensors, use_reentrant=False)
+            for j0 in range(0, num_queries, rows)
+        ]
         return torch.cat(chunks, dim=-1)
     # Inference: write each chunk into one preallocated output, so no small long-lived tensors sit
     # between the large per-chunk temporaries (which made the C heap fragment and grow without bound).
@@ -81,11 +81,7 @@ def float32_region(device: torch.device):
     afterwards; the backward pass follows the caller's setting.
     """
     if device.type != "cuda":
-        off = (
-            torch.autocast("cpu", enabled=False)
-            if device.type == "cpu"
-            else contextlib.nullcontext()
-        )
+        off = torch.autocast("cpu", enabled=False) if device.type == "cpu" else contextlib.nullcontext()
         with off:
             yield
         return

@@ -42,8 +42,7 @@ class VGGStyleDiscriminator(nn.Module):
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         if img.dim() != 4 or img.shape[-2:] != (self.input_size, self.input_size):
             raise ValueError(
-                f"discriminator input must be (B, C, {self.input_size}, {self.input_size}), "
-                f"got {tuple(img.shape)}"
+                f"discriminator input must be (B, C, {self.input_size}, {self.input_size}), got {tuple(img.shape)}"
             )
         feat = F.leaky_relu(self.conv0_0(img), 0.2)
         feat = F.leaky_relu(self.bn0_1(self.conv0_1(feat)), 0.2)

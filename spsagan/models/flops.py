@@ -32,11 +32,7 @@ def count_flops(model: nn.Module, lq_shape) -> int:
         else:
             total += output.numel() * module.in_features
 
-    handles = [
-        m.register_forward_hook(hook)
-        for m in shadow.modules()
-        if isinstance(m, (nn.Conv2d, nn.Linear))
-    ]
+    handles = [m.register_forward_hook(hook) for m in shadow.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     try:
         with torch.no_grad():
             lq = torch.empty(tuple(lq_shape), device="meta")

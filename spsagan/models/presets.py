@@ -30,8 +30,10 @@ ARCH_KEYS = tuple(inspect.signature(RRDBNet.__init__).parameters)[1:]
 
 def _preset(name: str) -> dict:
     if name not in PRESETS:
-        raise ConfigError(f"preset: unknown generator preset {name!r} (workflow/stages.yaml names each "
-                          f"instance's preset); allowed: {', '.join(PRESETS)}")
+        raise ConfigError(
+            f"preset: unknown generator preset {name!r} (workflow/stages.yaml names each "
+            f"instance's preset); allowed: {', '.join(PRESETS)}"
+        )
     return PRESETS[name]
 
 
@@ -53,14 +55,13 @@ def method_name(stage: str, arch: dict, preset: str) -> str:
     return preset
 
 
-def preset_arch(
-    preset_name: str, num_feat: int = 64, num_block: int = 23, num_grow_ch: int = 32, keep=None
-) -> dict:
+def preset_arch(preset_name: str, num_feat: int = 64, num_block: int = 23, num_grow_ch: int = 32, keep=None) -> dict:
     """The `arch` dict of a preset at a given size; `keep` is required iff the preset is pruned."""
     preset = _preset(preset_name)
     if preset["pruned"] and keep is None:
-        raise ConfigError(f"preset {preset_name!r} is an RRSB: give its connection mask "
-                          "(prune's mask.json, `--mask` of the step)")
+        raise ConfigError(
+            f"preset {preset_name!r} is an RRSB: give its connection mask (prune's mask.json, `--mask` of the step)"
+        )
     if not preset["pruned"] and keep is not None:
         raise ConfigError(f"preset {preset_name!r} is an unpruned RRDB: it takes no connection mask")
     arch = dict(
@@ -83,8 +84,7 @@ def build_generator(arch: dict) -> RRDBNet:
     missing = sorted(set(ARCH_KEYS) - set(arch))
     if unknown or missing:
         raise ValueError(
-            f"arch keys do not match RRDBNet: unknown {unknown}, missing {missing}; "
-            f"expected exactly {list(ARCH_KEYS)}"
+            f"arch keys do not match RRDBNet: unknown {unknown}, missing {missing}; expected exactly {list(ARCH_KEYS)}"
         )
     return RRDBNet(**arch)
 

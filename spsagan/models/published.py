@@ -47,8 +47,8 @@ the file, the recognised layouts and the first keys that did not fit.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
@@ -135,8 +135,9 @@ class SFTLayer(nn.Module):
     forward(x, cond): x (B, num_feat, h, w), cond (B, cond_feat, h, w) -> (B, num_feat, h, w).
     """
 
-    def __init__(self, num_feat: int = 64, cond_feat: int = 32, hidden: int = 32, slope: float = 0.1,
-                 offset: float = 1.0):
+    def __init__(
+        self, num_feat: int = 64, cond_feat: int = 32, hidden: int = 32, slope: float = 0.1, offset: float = 1.0
+    ):
         super().__init__()
         # Attribute names are SFTGAN's, so that its state dicts load as they are.
         self.SFT_scale_conv0 = nn.Conv2d(cond_feat, hidden, 1)
@@ -187,14 +188,23 @@ class SFTNet(nn.Module):
     project's channel order (mapped onto SFTGAN's by name) -> sr (B, 3, 4h, 4w), not clamped.
     """
 
-    def __init__(self, num_feat: int = 64, num_block: int = 16, cond_feat: int = 32, cond_hidden: int = 128,
-                 sft_hidden: int = 32, num_classes: int = 8, variant: str = "pytorch"):
+    def __init__(
+        self,
+        num_feat: int = 64,
+        num_block: int = 16,
+        cond_feat: int = 32,
+        cond_hidden: int = 128,
+        sft_hidden: int = 32,
+        num_classes: int = 8,
+        variant: str = "pytorch",
+    ):
         super().__init__()
         if variant not in ("pytorch", "torch"):
             raise ValueError(f"variant must be 'pytorch' or 'torch', got {variant!r}")
         if num_classes != len(CLASSES):
-            raise ValueError(f"SFTNet: the condition has {num_classes} channels; this project's maps have "
-                             f"{len(CLASSES)}")
+            raise ValueError(
+                f"SFTNet: the condition has {num_classes} channels; this project's maps have {len(CLASSES)}"
+            )
         torch_variant = variant == "torch"
         self.variant, self.num_block = variant, num_block
         self.conv0 = nn.Conv2d(3, num_feat, 3, 1, 1)
@@ -202,10 +212,15 @@ class SFTNet(nn.Module):
         # A ModuleList rather than SFTGAN's Sequential of (fea, cond) tuples: the same state-dict names.
         self.sft_branch = nn.ModuleList(
             [ResBlockSFT(num_feat, cond_feat, sft_hidden, torch_variant) for _ in range(num_block)]
-            + [last_sft, nn.Conv2d(num_feat, num_feat, 3, 1, 1)])
-        self.HR_branch = nn.Sequential(*_up_x2(num_feat, torch_variant), *_up_x2(num_feat, torch_variant),
-                                       nn.Conv2d(num_feat, num_feat, 3, 1, 1), nn.ReLU(),
-                                       nn.Conv2d(num_feat, 3, 3, 1, 1))
+            + [last_sft, nn.Conv2d(num_feat, num_feat, 3, 1, 1)]
+        )
+        self.HR_branch = nn.Sequential(
+            *_up_x2(num_feat, torch_variant),
+            *_up_x2(num_feat, torch_variant),
+            nn.Conv2d(num_feat, num_feat, 3, 1, 1),
+            nn.ReLU(),
+            nn.Conv2d(num_feat, 3, 3, 1, 1),
+        )
         cond = [nn.Conv2d(num_classes, cond_hidden, 4, 4), nn.LeakyReLU(0.1)]
         for _ in range(3):
             cond += [nn.Conv2d(cond_hidden, cond_hidden, 1), nn.LeakyReLU(0.1)]
@@ -216,12 +231,13 @@ class SFTNet(nn.Module):
 
     def forward(self, lq: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
         if seg is None:
-            raise ValueError("SFTGAN generators need the segmentation prior: forward(lq, seg), "
-                             "seg (B, 8, 4h, 4w)")
+            raise ValueError("SFTGAN generators need the segmentation prior: forward(lq, seg), seg (B, 8, 4h, 4w)")
         b, _, h, w = lq.shape
         if tuple(seg.shape) != (b, len(CLASSES), 4 * h, 4 * w):
-            raise ValueError(f"seg must be (B, 8, 4h, 4w) = ({b}, {len(CLASSES)}, {4 * h}, {4 * w}) for lq "
-                             f"{tuple(lq.shape)}, got {tuple(seg.shape)}")
+            raise ValueError(
+                f"seg must be (B, 8, 4h, 4w) = ({b}, {len(CLASSES)}, {4 * h}, {4 * w}) for lq "
+                f"{tuple(lq.shape)}, got {tuple(seg.shape)}"
+            )
         if self._perm is not None:
             seg = seg[:, self._perm]
         cond = self.CondNet(seg)
@@ -258,8 +274,14 @@ def esrgan_2018_key(key: str, num_block: int) -> str:
     if m := re.fullmatch(r"body\.(\d+)\.rdb(\d)\.conv(\d)\.(weight|bias)", key):
         return f"model.1.sub.{m[1]}.RDB{m[2]}.conv{m[3]}.0.{m[4]}"
     head, _, param = key.partition(".")
-    index = {"conv_first": "0", "conv_body": f"1.sub.{num_block}", "conv_up1": "3", "conv_up2": "6",
-             "conv_hr": "8", "conv_last": "10"}[head]
+    index = {
+        "conv_first": "0",
+        "conv_body": f"1.sub.{num_block}",
+        "conv_up1": "3",
+        "conv_up2": "6",
+        "conv_hr": "8",
+        "conv_last": "10",
+    }[head]
     return f"model.{index}.{param}"
 
 
@@ -274,9 +296,12 @@ def _one_line(text: str, limit: int = 300) -> str:
 
 def _format_error(path: Path, problem: str, keys: list[str]) -> PublishedFormatError:
     shown = ", ".join(keys[:SHOWN_KEYS]) + (f" (+{len(keys) - SHOWN_KEYS} more)" if len(keys) > SHOWN_KEYS else "")
-    return PublishedFormatError(_one_line(
-        f"{path}: {problem}; keys that do not fit: {shown or '(none)'}; recognised layouts: {', '.join(LAYOUTS)}",
-        limit=1000))
+    return PublishedFormatError(
+        _one_line(
+            f"{path}: {problem}; keys that do not fit: {shown or '(none)'}; recognised layouts: {', '.join(LAYOUTS)}",
+            limit=1000,
+        )
+    )
 
 
 def _read_state(path: Path) -> tuple[dict[str, torch.Tensor], str | None]:
@@ -286,13 +311,21 @@ def _read_state(path: Path) -> tuple[dict[str, torch.Tensor], str | None]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # pickled modules, truncated files, non-torch files
-        raise _format_error(path, f"cannot be read as a torch state dict with weights_only=True "
-                                  f"({type(err).__name__}: {_one_line(err, 160)})", []) from err
+        raise _format_error(
+            path,
+            f"cannot be read as a torch state dict with weights_only=True "
+            f"({type(err).__name__}: {_one_line(err, 160)})",
+            [],
+        ) from err
     if not isinstance(obj, dict):
         raise _format_error(path, f"holds a {type(obj).__name__}, not a state dict", [])
     if "arch" in obj and "params_g" in obj:
-        raise _format_error(path, "this is an spsagan pipeline checkpoint ('arch' + 'params_g'), not a published "
-                                  "file: load it with spsagan.models.presets.load_generator", [])
+        raise _format_error(
+            path,
+            "this is an spsagan pipeline checkpoint ('arch' + 'params_g'), not a published "
+            "file: load it with spsagan.models.presets.load_generator",
+            [],
+        )
     wrapper = next((k for k in ("params_ema", "params") if isinstance(obj.get(k), dict)), None)
     if wrapper is not None:
         obj = obj[wrapper]
@@ -300,7 +333,7 @@ def _read_state(path: Path) -> tuple[dict[str, torch.Tensor], str | None]:
     for key, value in obj.items():
         name = str(key)
         while name.startswith("module."):  # DataParallel / DistributedDataParallel wrappers
-            name = name[len("module."):]
+            name = name[len("module.") :]
         state[name] = value
     not_tensors = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
     if not_tensors:
@@ -349,16 +382,29 @@ def _hyper(state: dict, layout: str, path: Path) -> dict:
 
     if layout in _RRDB_KEYS:
         first, last, blocks, conv1 = _RRDB_KEYS[layout]
-        return dict(num_in_ch=dim(f"{first}.weight", 1), num_out_ch=dim(f"{last}.weight", 0),
-                    num_feat=dim(f"{first}.weight", 0), num_block=_count(state, blocks),
-                    num_grow_ch=dim(f"{conv1}.weight", 0))
+        return dict(
+            num_in_ch=dim(f"{first}.weight", 1),
+            num_out_ch=dim(f"{last}.weight", 0),
+            num_feat=dim(f"{first}.weight", 0),
+            num_block=_count(state, blocks),
+            num_grow_ch=dim(f"{conv1}.weight", 0),
+        )
     if layout == "basicsr_msrresnet":
-        return dict(num_in_ch=dim("conv_first.weight", 1), num_out_ch=dim("conv_last.weight", 0),
-                    num_feat=dim("conv_first.weight", 0), num_block=_count(state, r"body\.(\d+)\."))
+        return dict(
+            num_in_ch=dim("conv_first.weight", 1),
+            num_out_ch=dim("conv_last.weight", 0),
+            num_feat=dim("conv_first.weight", 0),
+            num_block=_count(state, r"body\.(\d+)\."),
+        )
     num_block = _count(state, r"sft_branch\.(\d+)\.sft0\.")
-    return dict(num_feat=dim("conv0.weight", 0), num_block=num_block, cond_feat=dim("CondNet.8.weight", 0),
-                cond_hidden=dim("CondNet.0.weight", 0), num_classes=dim("CondNet.0.weight", 1),
-                sft_hidden=dim(f"sft_branch.{num_block}.SFT_scale_conv0.weight", 0))
+    return dict(
+        num_feat=dim("conv0.weight", 0),
+        num_block=num_block,
+        cond_feat=dim("CondNet.8.weight", 0),
+        cond_hidden=dim("CondNet.0.weight", 0),
+        num_classes=dim("CondNet.0.weight", 1),
+        sft_hidden=dim(f"sft_branch.{num_block}.SFT_scale_conv0.weight", 0),
+    )
 
 
 def _build(layout: str, hyper: dict) -> tuple[nn.Module, Callable[[str], str]]:
@@ -391,9 +437,13 @@ def load_published(path) -> tuple[nn.Module, dict]:
     hyper = _hyper(state, layout, path)
     if hyper.get("num_in_ch", 3) != 3 or hyper.get("num_out_ch", 3) != 3:
         first, last = _RRDB_KEYS.get(layout, ("conv_first", "conv_last"))[:2]
-        raise _format_error(path, f"looks like {layout} but {first} / {last} take {hyper['num_in_ch']} -> "
-                                  f"{hyper['num_out_ch']} channels; only x4 RGB generators (3 -> 3) are supported "
-                                  "(BasicSR's x2 / x1 RRDBNet pixel-unshuffles its input to 12 / 48 channels)", [])
+        raise _format_error(
+            path,
+            f"looks like {layout} but {first} / {last} take {hyper['num_in_ch']} -> "
+            f"{hyper['num_out_ch']} channels; only x4 RGB generators (3 -> 3) are supported "
+            "(BasicSR's x2 / x1 RRDBNet pixel-unshuffles its input to 12 / 48 channels)",
+            [],
+        )
     if hyper["num_block"] < 1:
         raise _format_error(path, f"looks like {layout} but has no blocks", list(state))
     try:
@@ -404,16 +454,34 @@ def load_published(path) -> tuple[nn.Module, dict]:
     expected = {file_key(k): v.shape for k, v in model.state_dict().items()}
     unexpected = [k for k in state if k not in expected]
     missing = [k for k in expected if k not in state]
-    wrong = [f"{k} {tuple(state[k].shape)} (expected {tuple(s)})" for k, s in expected.items()
-             if k in state and state[k].shape != s]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} (expected {tuple(s)})"
+        for k, s in expected.items()
+        if k in state and state[k].shape != s
+    ]
     if unexpected or missing or wrong:
-        parts = [f"{n} {what}" for n, what in ((len(unexpected), "unexpected"), (len(missing), "missing"),
-                                                (len(wrong), "of the wrong shape")) if n]
-        raise _format_error(path, f"looks like {layout} (sizes {hyper}) but has {', '.join(parts)} keys",
-                            unexpected + [f"missing {k}" for k in missing] + wrong)
+        parts = [
+            f"{n} {what}"
+            for n, what in (
+                (len(unexpected), "unexpected"),
+                (len(missing), "missing"),
+                (len(wrong), "of the wrong shape"),
+            )
+            if n
+        ]
+        raise _format_error(
+            path,
+            f"looks like {layout} (sizes {hyper}) but has {', '.join(parts)} keys",
+            unexpected + [f"missing {k}" for k in missing] + wrong,
+        )
     model.load_state_dict({k: state[file_key(k)] for k in model.state_dict()}, strict=True)
-    info = {"arch": layout, "needs_seg": layout in ("sftgan", "sftgan_torch"), "source": str(path),
-            "weights_key": wrapper, **hyper}
+    info = {
+        "arch": layout,
+        "needs_seg": layout in ("sftgan", "sftgan_torch"),
+        "source": str(path),
+        "weights_key": wrapper,
+        **hyper,
+    }
     return model.eval(), info
 
 
@@ -424,4 +492,6 @@ SOURCES = PUBLISHED_WEIGHTS
 def published_source(path) -> str:
     """Where a published weights file comes from (by file name), for messages about a missing file."""
     name = Path(path).name
-    return f"get it from {SOURCES[name]}" if name in SOURCES else "see docs/data.md for where published weights come from"
+    return (
+        f"get it from {SOURCES[name]}" if name in SOURCES else "see docs/data.md for where published weights come from"
+    )

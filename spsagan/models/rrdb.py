@@ -35,20 +35,15 @@ def full_mask() -> list[list[bool]]:
 def _check_block_mask(mask, where: str) -> list[list[bool]]:
     """Validate one dense block's mask and return it as plain lists of bools."""
     if not isinstance(mask, (list, tuple)) or len(mask) != 5:
-        raise ValueError(
-            f"{where}: a dense-block mask is a list of 5 lists (conv1..conv5), got {mask!r}"
-        )
+        raise ValueError(f"{where}: a dense-block mask is a list of 5 lists (conv1..conv5), got {mask!r}")
     out = []
     for k, row in enumerate(mask, start=1):
         if not isinstance(row, (list, tuple)) or len(row) != k:
             raise ValueError(
-                f"{where}: entry {k - 1} (conv{k}) must list {k} booleans "
-                f"for sources x0..x{k - 1}, got {row!r}"
+                f"{where}: entry {k - 1} (conv{k}) must list {k} booleans for sources x0..x{k - 1}, got {row!r}"
             )
         if not all(isinstance(v, bool) for v in row):
-            raise ValueError(
-                f"{where}: entry {k - 1} (conv{k}) must hold true/false values, got {row!r}"
-            )
+            raise ValueError(f"{where}: entry {k - 1} (conv{k}) must hold true/false values, got {row!r}")
         if not row[0]:
             raise ValueError(f"{where}: conv{k} drops x0, the block input; x0 is never pruned")
         out.append(list(row))
@@ -78,8 +73,7 @@ def block_masks(keep, num_block: int) -> list[list[list[bool]]]:
     if is_per_block(keep):
         if len(keep) != num_dense:
             raise ValueError(
-                f"keep: a per-block mask needs one mask per dense block "
-                f"(3 x num_block = {num_dense}), got {len(keep)}"
+                f"keep: a per-block mask needs one mask per dense block (3 x num_block = {num_dense}), got {len(keep)}"
             )
         return [_check_block_mask(m, f"keep[{d}]") for d, m in enumerate(keep)]
     shared = _check_block_mask(keep, "keep")
@@ -123,9 +117,7 @@ class ResidualDenseBlock(nn.Module):
         feats = [x]
         for k in range(1, 6):
             sources = [f for f, kept in zip(feats, self.mask[k - 1]) if kept]
-            out = getattr(self, f"conv{k}")(
-                sources[0] if len(sources) == 1 else torch.cat(sources, 1)
-            )
+            out = getattr(self, f"conv{k}")(sources[0] if len(sources) == 1 else torch.cat(sources, 1))
             if k < 5:
                 feats.append(F.leaky_relu(out, 0.2, inplace=True))
         if self.observer is not None:
@@ -195,9 +187,7 @@ class RRDBNet(nn.Module):
         )
 
         self.conv_first = nn.Conv2d(num_in_ch, num_feat, 3, 1, 1)
-        self.body = nn.Sequential(
-            *[RRDB(num_feat, num_grow_ch, masks[3 * b : 3 * b + 3]) for b in range(num_block)]
-        )
+        self.body = nn.Sequential(*[RRDB(num_feat, num_grow_ch, masks[3 * b : 3 * b + 3]) for b in range(num_block)])
         self.conv_body = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
         if attention == "spsa":
             self.attention = SPSA(num_feat)
@@ -225,9 +215,7 @@ class RRDBNet(nn.Module):
         This is what the attention layer sees (e.g. for `SPSA.attention_rows`).
         """
         if lq.dim() != 4 or lq.shape[1] != self._arch["num_in_ch"]:
-            raise ValueError(
-                f"lq must be (B, {self._arch['num_in_ch']}, h, w), got {tuple(lq.shape)}"
-            )
+            raise ValueError(f"lq must be (B, {self._arch['num_in_ch']}, h, w), got {tuple(lq.shape)}")
         feat = self.conv_first(lq)
         return feat + self.conv_body(self.body(feat))
 
@@ -254,9 +242,7 @@ class RRDBNet(nn.Module):
         Each output pixel reads the features within 2 LR pixels (`spsagan.models.tiling.TAIL_OVERLAP`).
         """
         for conv in (self.conv_up1, self.conv_up2):
-            feat = F.leaky_relu(
-                conv(F.interpolate(feat, scale_factor=2, mode="nearest")), 0.2, inplace=True
-            )
+            feat = F.leaky_relu(conv(F.interpolate(feat, scale_factor=2, mode="nearest")), 0.2, inplace=True)
         return self.conv_last(F.leaky_relu(self.conv_hr(feat), 0.2, inplace=True))
 
     def forward(self, lq: torch.Tensor, seg: torch.Tensor | None = None) -> torch.Tensor:

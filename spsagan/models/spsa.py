@@ -35,9 +35,7 @@ from spsagan.models.attention import (
 )
 
 
-def combine_attention(
-    beta_fea: torch.Tensor, beta_seg: torch.Tensor, inplace: bool = False
-) -> torch.Tensor:
+def combine_attention(beta_fea: torch.Tensor, beta_seg: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     """Eq. 5-6: fuse two attention maps (..., n, N), rows summing to 1 over the last dim.
 
     Returns beta (..., n, N), rows summing to 1. w = 0 where beta_fea = beta_seg = 0.
@@ -92,8 +90,7 @@ class SPSA(nn.Module):
         if seg is None or tuple(seg.shape) != want:
             got = None if seg is None else tuple(seg.shape)
             raise ValueError(
-                f"seg must be (B, {self.num_classes}, 4h, 4w) = {want} for x of shape "
-                f"{tuple(x.shape)}, got {got}"
+                f"seg must be (B, {self.num_classes}, 4h, 4w) = {want} for x of shape {tuple(x.shape)}, got {got}"
             )
 
     def _projections(self, x: torch.Tensor, seg: torch.Tensor):
@@ -105,9 +102,7 @@ class SPSA(nn.Module):
         k_seg = conv(self.f_seg, z).flatten(2)
         return q_fea, k_fea, q_seg, k_seg, conv(self.h, x).flatten(2)
 
-    def attend(
-        self, x: torch.Tensor, seg: torch.Tensor, chunk_rows: int | None = None
-    ) -> torch.Tensor:
+    def attend(self, x: torch.Tensor, seg: torch.Tensor, chunk_rows: int | None = None) -> torch.Tensor:
         """Eq. 7 output o (B, C, h, w), float32 (float64 for float64 inputs)."""
         self._check(x, seg)
         b, c, height, width = x.shape
@@ -119,9 +114,7 @@ class SPSA(nn.Module):
             o = concat_row_chunks(_spsa_rows, n, rows, *tensors)
         return o.view(b, c, height, width)
 
-    def forward(
-        self, x: torch.Tensor, seg: torch.Tensor, chunk_rows: int | None = None
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, seg: torch.Tensor, chunk_rows: int | None = None) -> torch.Tensor:
         o = self.attend(x, seg, chunk_rows)
         return x + (self.gamma.to(o.dtype) * o).to(x.dtype)
 
@@ -149,9 +142,7 @@ class SPSA(nn.Module):
         return float(alpha)
 
     @torch.no_grad()
-    def attention_rows(
-        self, x: torch.Tensor, seg: torch.Tensor, queries
-    ) -> tuple[torch.Tensor, ...]:
+    def attention_rows(self, x: torch.Tensor, seg: torch.Tensor, queries) -> tuple[torch.Tensor, ...]:
         """The attention rows (beta_fea, beta_seg, beta) of chosen query pixels (paper Fig. 6).
 
         queries: a sequence of flat LR indices j (row-major, 0 <= j < h*w) or (row, col) pairs.

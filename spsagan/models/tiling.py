@@ -71,8 +71,9 @@ def receptive_radius(arch: dict) -> int:
     return 2 + 15 * int(arch["num_block"]) + TAIL_OVERLAP
 
 
-def run_tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile: int, overlap: int,
-              scale: int, emit: Emit) -> None:
+def run_tiled(
+    fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile: int, overlap: int, scale: int, emit: Emit
+) -> None:
     """Apply fn to the windows of x and hand each output core to emit(top, left, core).
 
     x: (B, C, h, w). fn: (B, C, hh, ww) -> (B, C', scale * hh, scale * ww), convolutional.
@@ -83,14 +84,18 @@ def run_tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile:
         for col in spans(width, tile, overlap):
             out = fn(x[..., row.start : row.stop, col.start : col.stop])
             top, left = (row.core_start - row.start) * scale, (col.core_start - col.start) * scale
-            core = out[..., top : top + (row.core_stop - row.core_start) * scale,
-                       left : left + (col.core_stop - col.core_start) * scale]
+            core = out[
+                ...,
+                top : top + (row.core_stop - row.core_start) * scale,
+                left : left + (col.core_stop - col.core_start) * scale,
+            ]
             emit(row.core_start * scale, col.core_start * scale, core)
             del out, core  # free the window's activations before the next one
 
 
-def tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile: int, overlap: int,
-          scale: int) -> torch.Tensor:
+def tiled(
+    fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile: int, overlap: int, scale: int
+) -> torch.Tensor:
     """`run_tiled` stitched into one tensor (B, C', scale * h, scale * w), allocated once."""
     out: list[torch.Tensor] = []
 
@@ -103,8 +108,14 @@ def tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile: int
     return out[0]
 
 
-def tiled_forward(model: torch.nn.Module, lq: torch.Tensor, seg: torch.Tensor | None, tile: int, overlap: int,
-                  emit: Emit | None = None) -> torch.Tensor | None:
+def tiled_forward(
+    model: torch.nn.Module,
+    lq: torch.Tensor,
+    seg: torch.Tensor | None,
+    tile: int,
+    overlap: int,
+    emit: Emit | None = None,
+) -> torch.Tensor | None:
     """model(lq, seg) in tiles (module docstring); call under torch.no_grad().
 
     lq: (B, 3, h, w) in [0, 1]; seg: (B, 8, 4h, 4w) or None. With `emit`, each sr core

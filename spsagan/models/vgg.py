@@ -67,8 +67,9 @@ def verify_weights(path, key: str = "train_gan.perceptual_weights") -> str:
     """
     asset = get_asset("vgg19")
     path = Path(path)
-    remedy = (f"run `make fetch` on a machine with internet (the login node), or download {asset.url} and put it "
-              f"at {path}")
+    remedy = (
+        f"run `make fetch` on a machine with internet (the login node), or download {asset.url} and put it at {path}"
+    )
     if not path.is_file():
         raise ConfigError(f"{key}: VGG19 weights not found: {path}. To get them, {remedy}.")
     digest = hashlib.sha256()
@@ -77,8 +78,10 @@ def verify_weights(path, key: str = "train_gan.perceptual_weights") -> str:
             digest.update(block)
     sha256 = digest.hexdigest()
     if not asset.checksum.matches(sha256):
-        raise ConfigError(f"{path} ({key}): sha256 mismatch, expected {asset.checksum.describe()}, got {sha256}: "
-                          f"not torchvision's {asset.filename} (truncated, or another file). Delete it, then {remedy}.")
+        raise ConfigError(
+            f"{path} ({key}): sha256 mismatch, expected {asset.checksum.describe()}, got {sha256}: "
+            f"not torchvision's {asset.filename} (truncated, or another file). Delete it, then {remedy}."
+        )
     return sha256
 
 
@@ -122,9 +125,7 @@ class VGG19FeatureExtractor(nn.Module):
         gen = torch.Generator().manual_seed(seed)
         for m in self.features:
             if isinstance(m, nn.Conv2d):  # torchvision's VGG init
-                nn.init.kaiming_normal_(
-                    m.weight, mode="fan_out", nonlinearity="relu", generator=gen
-                )
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu", generator=gen)
                 nn.init.zeros_(m.bias)
 
     def _load(self, path: Path) -> None:
@@ -138,15 +139,11 @@ class VGG19FeatureExtractor(nn.Module):
         except Exception as err:
             raise ValueError(f"{path}: cannot read as a torch state dict ({err})") from err
         if not isinstance(state, dict):
-            raise ValueError(
-                f"{path}: expected torchvision's VGG19 state dict, got {type(state).__name__}"
-            )
+            raise ValueError(f"{path}: expected torchvision's VGG19 state dict, got {type(state).__name__}")
         wanted = {f"features.{k}" for k in self.features.state_dict()}
         missing = sorted(wanted - set(state))
         if missing:
-            raise ValueError(
-                f"{path}: not torchvision's VGG19 state dict format; missing {missing[:4]}"
-            )
+            raise ValueError(f"{path}: not torchvision's VGG19 state dict format; missing {missing[:4]}")
         sub = {k[len("features.") :]: v for k, v in state.items() if k in wanted}
         try:
             self.features.load_state_dict(sub, strict=True)

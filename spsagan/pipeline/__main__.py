@@ -1,8 +1,8 @@
 """`python -m spsagan.pipeline COMMAND`:
 
-  write-dvc | check-dvc     keep dvc.yaml in step with the registry (workflow/stages.yaml)
-  dry-run [-S key=value]    what `dvc exp run -S key=value` would rerun (DVC's own --dry fails here)
-  plots-template [--out F]  an HTML template that makes `dvc plots show` pages work offline
+write-dvc | check-dvc     keep dvc.yaml in step with the registry (workflow/stages.yaml)
+dry-run [-S key=value]    what `dvc exp run -S key=value` would rerun (DVC's own --dry fails here)
+plots-template [--out F]  an HTML template that makes `dvc plots show` pages work offline
 """
 
 import argparse
@@ -30,10 +30,10 @@ def _dry_run(overrides: list[str]) -> int:
         return 0
     # The job table (Snakemake prints it twice: once is enough) and the reasons, indented under their header.
     start = lines.index("Job stats:")
-    table = lines[start:lines.index("", start)]
+    table = lines[start : lines.index("", start)]
     reasons = []
     if "Reasons:" in lines:
-        for line in lines[lines.index("Reasons:") + 1:]:
+        for line in lines[lines.index("Reasons:") + 1 :]:
             if not line.startswith(" "):
                 break
             if "check individual jobs" not in line:
@@ -45,13 +45,21 @@ def _dry_run(overrides: list[str]) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m spsagan.pipeline", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m spsagan.pipeline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("command", choices=["write-dvc", "check-dvc", "dry-run", "plots-template"])
     parser.add_argument("--registry", default="workflow/stages.yaml")
     parser.add_argument("--dvc-yaml", default="dvc.yaml")
-    parser.add_argument("-S", "--set-param", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE", help="dry-run: a params.yaml override, as `dvc exp run -S`")
+    parser.add_argument(
+        "-S",
+        "--set-param",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="dry-run: a params.yaml override, as `dvc exp run -S`",
+    )
     parser.add_argument("--out", default="dvc_plots/offline_template.html", help="plots-template: the file to write")
     parser.add_argument("--cache", default="downloads/npm", help="plots-template: where the libraries are kept")
     args = parser.parse_args(argv)

@@ -33,10 +33,15 @@ def overridden_params(overrides: list[str], params: str | Path, dest: str | Path
     return Path(dest)
 
 
-def dry_run(overrides: list[str], params: str | Path = "params.yaml", snakemake: str = "snakemake",
-            extra: list[str] | None = None) -> subprocess.CompletedProcess:
+def dry_run(
+    overrides: list[str],
+    params: str | Path = "params.yaml",
+    snakemake: str = "snakemake",
+    extra: list[str] | None = None,
+) -> subprocess.CompletedProcess:
     """Snakemake's dry run with the overridden params; its job counts (and reasons) are the answer."""
     with tempfile.TemporaryDirectory(prefix="spsagan-dry-") as tmp:
         changed = overridden_params(overrides, params, Path(tmp) / "params.yaml")
-        return subprocess.run([snakemake, "--dry-run", "--configfile", str(changed), *(extra or [])],
-                              capture_output=True, text=True)
+        return subprocess.run(
+            [snakemake, "--dry-run", "--configfile", str(changed), *(extra or [])], capture_output=True, text=True
+        )

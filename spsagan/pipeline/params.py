@@ -37,8 +37,11 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} (the earlier value would be silently dropped)",
-                    key_node.start_mark)
+                    None,
+                    None,
+                    f"duplicate key {key!r} (the earlier value would be silently dropped)",
+                    key_node.start_mark,
+                )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
@@ -91,8 +94,10 @@ def _explain(error, prefix: str = "") -> str:
         missing = error.message.split("'")[1] if "'" in error.message else "?"
         return f"missing key {missing if where == '<top level>' else f'{where}.{missing}'}"
     if error.validator == "type":
-        return (f"{where}: expected {error.validator_value}, got {type(error.instance).__name__} "
-                f"{error.instance!r} (write floats like 1.0e-4, not 1e-4: YAML reads that as text)")
+        return (
+            f"{where}: expected {error.validator_value}, got {type(error.instance).__name__} "
+            f"{error.instance!r} (write floats like 1.0e-4, not 1e-4: YAML reads that as text)"
+        )
     return f"{where}: {error.message}"
 
 
@@ -174,8 +179,12 @@ def validate_stage(section: Any, stage: str, schemas: dict) -> None:
         raise ConfigError(f"params for stage {stage} do not match the schema:\n{lines}")
 
 
-def load_config(stage: str, profile: str | None = None, params_path: str | os.PathLike = "params.yaml",
-                schema_path: str | os.PathLike = "workflow/schemas/params.schema.yaml"):
+def load_config(
+    stage: str,
+    profile: str | None = None,
+    params_path: str | os.PathLike = "params.yaml",
+    schema_path: str | os.PathLike = "workflow/schemas/params.schema.yaml",
+):
     """One stage's typed config from params.yaml (the active profile unless `profile` is given).
 
     For scripts and tests: `dataclasses.replace(load_config("pretrain_psnr", "demo"), iters=10)`.
@@ -197,8 +206,13 @@ def read_numbers(params, stage_schemas):
     found = []
     for error in jsonschema.Draft202012Validator(full_schema(stage_schemas)).iter_errors(params):
         wanted = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
-        if (error.validator == "type" and {"number", "integer"} & set(wanted) and error.absolute_path
-                and isinstance(error.instance, str) and number.fullmatch(error.instance.strip())):
+        if (
+            error.validator == "type"
+            and {"number", "integer"} & set(wanted)
+            and error.absolute_path
+            and isinstance(error.instance, str)
+            and number.fullmatch(error.instance.strip())
+        ):
             found.append(list(error.absolute_path))
     for path in found:
         node = params

@@ -52,8 +52,10 @@ def dvc_libraries() -> list[tuple[str, str]]:
 
     found = [(m["name"], m["version"]) for m in _CDN_TAG.finditer(VegaRenderer.SCRIPTS)]
     if not found:
-        raise RuntimeError("dvc_render's Vega page names no CDN library: this DVC is not supported by "
-                           "spsagan.pipeline.plots; use `dvc plots show --json` or the PNG figures in reports/figures/")
+        raise RuntimeError(
+            "dvc_render's Vega page names no CDN library: this DVC is not supported by "
+            "spsagan.pipeline.plots; use `dvc plots show --json` or the PNG figures in reports/figures/"
+        )
     return found
 
 
@@ -75,8 +77,10 @@ def fetch(name: str, version: str, cache_dir: str | Path, registry: str = REGIST
     algorithm, _, expected = dist.get("integrity", "").partition("-")
     actual = base64.b64encode(hashlib.sha512(tarball).digest()).decode()
     if algorithm != "sha512" or actual != expected:
-        raise ValueError(f"{name}@{version}: the tarball from {dist['tarball']} does not match the registry's "
-                         f"sha512 ({dist.get('integrity')!r}); not using it")
+        raise ValueError(
+            f"{name}@{version}: the tarball from {dist['tarball']} does not match the registry's "
+            f"sha512 ({dist.get('integrity')!r}); not using it"
+        )
     with tarfile.open(fileobj=io.BytesIO(tarball)) as tar:
         meta = json.load(tar.extractfile("package/package.json"))
         entry = meta.get("jsdelivr") or meta.get("unpkg")

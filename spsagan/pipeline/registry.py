@@ -47,8 +47,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import yaml
 
@@ -61,8 +61,24 @@ DVC_HEADER = """\
 # Switch profiles with `dvc exp run -S profile=paper` (or edit `profile:` in params.yaml).
 """
 
-_STAGE_KEYS = {"desc", "script", "deps", "outs", "metrics", "live", "state", "args", "extra_code", "report",
-               "gpu", "local", "threads", "runtime", "mem_mb", "instances"}
+_STAGE_KEYS = {
+    "desc",
+    "script",
+    "deps",
+    "outs",
+    "metrics",
+    "live",
+    "state",
+    "args",
+    "extra_code",
+    "report",
+    "gpu",
+    "local",
+    "threads",
+    "runtime",
+    "mem_mb",
+    "instances",
+}
 _INSTANCE_RESERVED = {"deps"}
 _REF = re.compile(r"^@(?P<stage>\w+)\.(?P<name>\w+)(\[(?P<inst>[^\]]+)\])?$")
 
@@ -103,14 +119,14 @@ class Stage:
     name: str
     desc: str
     script: str
-    deps: dict = dataclasses.field(default_factory=dict)      # name -> tuple of Dep
-    outs: dict = dataclasses.field(default_factory=dict)      # name -> tuple of path templates
-    metrics: dict = dataclasses.field(default_factory=dict)   # name -> path template
+    deps: dict = dataclasses.field(default_factory=dict)  # name -> tuple of Dep
+    outs: dict = dataclasses.field(default_factory=dict)  # name -> tuple of path templates
+    metrics: dict = dataclasses.field(default_factory=dict)  # name -> path template
     live: str | None = None
     state: dict = dataclasses.field(default_factory=dict)
     args: dict = dataclasses.field(default_factory=dict)
     extra_code: tuple = ()
-    code: tuple = ()                                          # derived: the script's import closure
+    code: tuple = ()  # derived: the script's import closure
     report: dict = dataclasses.field(default_factory=dict)
     gpu: int = 0
     local: bool = False
@@ -168,8 +184,15 @@ class Stage:
         """The step's flags for one job: every named dep, out, metric, live, state folder and arg."""
         flags: list[tuple[str, list[str]]] = []
         for name, deps in self.job_deps(instance).items():
-            flags.append((name, [f"{d.label}={self.fill(d.arg, instance)}" if d.label else self.fill(d.arg, instance)
-                                 for d in deps]))
+            flags.append(
+                (
+                    name,
+                    [
+                        f"{d.label}={self.fill(d.arg, instance)}" if d.label else self.fill(d.arg, instance)
+                        for d in deps
+                    ],
+                )
+            )
         flags += [(name, [self.fill(p, instance).rstrip("/") for p in paths]) for name, paths in self.outs.items()]
         flags += [(name, [self.fill(p, instance)]) for name, p in self.metrics.items()]
         flags += [("live", [self.fill(self.live, instance)])] if self.live else []
@@ -199,6 +222,7 @@ class Registry:
 
 # -- loading ---------------------------------------------------------------------------------
 
+
 def _named(entry: dict, key: str) -> dict[str, tuple[str, ...]]:
     value = entry.get(key) or {}
     if not isinstance(value, dict):
@@ -226,11 +250,15 @@ def _resolve(value: str, raw: dict, where: str) -> tuple[Dep, ...]:
     if inst is not None:  # one instance (maybe a placeholder of the referring stage, filled per job)
         if not instances or ("{" not in inst and inst not in instances):
             raise RegistryError(f"{where}: {value}: stage {stage} has no instance {inst!r}")
-        return tuple(Dep(a.replace("{instance}", inst), tuple(p.replace("{instance}", inst) for p in ps))
-                     for a, ps in templates)
+        return tuple(
+            Dep(a.replace("{instance}", inst), tuple(p.replace("{instance}", inst) for p in ps)) for a, ps in templates
+        )
     if instances:
-        return tuple(Dep(a.replace("{instance}", i), tuple(p.replace("{instance}", i) for p in ps), f"{stage}/{i}")
-                     for i in instances for a, ps in templates)
+        return tuple(
+            Dep(a.replace("{instance}", i), tuple(p.replace("{instance}", i) for p in ps), f"{stage}/{i}")
+            for i in instances
+            for a, ps in templates
+        )
     return tuple(Dep(a, ps) for a, ps in templates)
 
 
@@ -239,8 +267,9 @@ def _deps(value, raw: dict, where: str) -> dict[str, tuple[Dep, ...]]:
         return {}
     if not isinstance(value, dict):
         raise RegistryError(f"{where}: deps must map names to paths or @references, got {value!r}")
-    return {name: tuple(d for v in _as_tuple(v) for d in _resolve(v, raw, f"{where}.{name}"))
-            for name, v in value.items()}
+    return {
+        name: tuple(d for v in _as_tuple(v) for d in _resolve(v, raw, f"{where}.{name}")) for name, v in value.items()
+    }
 
 
 def load_registry(path: str | os.PathLike = "workflow/stages.yaml", import_cache: str | None = None) -> Registry:
@@ -266,13 +295,20 @@ def load_registry(path: str | os.PathLike = "workflow/stages.yaml", import_cache
             if key not in entry:
                 raise RegistryError(f"{where}: missing key {key!r}")
         try:
-            instances = {inst: {**spec, "deps": _deps(spec.get("deps"), raw["stages"], f"{where}.{inst}")}
-                         for inst, spec in (entry.get("instances") or {}).items()}
+            instances = {
+                inst: {**spec, "deps": _deps(spec.get("deps"), raw["stages"], f"{where}.{inst}")}
+                for inst, spec in (entry.get("instances") or {}).items()
+            }
             fields = {k: v for k, v in entry.items() if k not in ("deps", "outs", "instances", "extra_code")}
-            stage = Stage(name=name, **fields, deps=_deps(entry.get("deps"), raw["stages"], where),
-                          outs=_named(entry, "outs"), instances=instances,
-                          extra_code=tuple(entry.get("extra_code") or ()),
-                          code=code_dependencies(root, entry["script"], package, cache))
+            stage = Stage(
+                name=name,
+                **fields,
+                deps=_deps(entry.get("deps"), raw["stages"], where),
+                outs=_named(entry, "outs"),
+                instances=instances,
+                extra_code=tuple(entry.get("extra_code") or ()),
+                code=code_dependencies(root, entry["script"], package, cache),
+            )
         except RegistryError as exc:
             raise RegistryError(f"{where}: {exc}") from None
         stages[name] = stage
@@ -288,20 +324,25 @@ def code_dependencies(root: Path, script: str, package: Path, cache: FactCache |
 
 # -- dvc.yaml --------------------------------------------------------------------------------
 
+
 def _dvc_path(p: str) -> str:
     return p.rstrip("/")
 
 
 # DVC runs its commands with the caller's PATH: without the environment activated, Snakemake is not
 # found. Say so (exit 127) before anything runs; outputs are `persist`, so DVC has deleted nothing.
-_NEED_SNAKEMAKE = ("command -v snakemake >/dev/null || { echo 'snakemake is not on PATH: activate the "
-                   "environment (source .venv/bin/activate) or run make dvc-demo' >&2; exit 127; }; ")
+_NEED_SNAKEMAKE = (
+    "command -v snakemake >/dev/null || { echo 'snakemake is not on PATH: activate the "
+    "environment (source .venv/bin/activate) or run make dvc-demo' >&2; exit 127; }; "
+)
 
 
 def snakemake_cmd(stage: Stage, targets: list[str]) -> str:
     """The command DVC runs for a stage: Snakemake builds exactly that stage's targets."""
-    return (f"{_NEED_SNAKEMAKE}snakemake {' '.join(_dvc_path(t) for t in targets)} --cores all --resources gpu=1 "
-            f"--allowed-rules {stage.name} --forcerun {stage.name}")
+    return (
+        f"{_NEED_SNAKEMAKE}snakemake {' '.join(_dvc_path(t) for t in targets)} --cores all --resources gpu=1 "
+        f"--allowed-rules {stage.name} --forcerun {stage.name}"
+    )
 
 
 def _dvc_template(stage: Stage, template: str) -> str:
@@ -314,8 +355,10 @@ def _dvc_template(stage: Stage, template: str) -> str:
 def _dvc_stage(stage: Stage) -> dict:
     """One dvc.yaml stage body (inside `do:` for a stage with instances)."""
     fill = lambda p: _dvc_template(stage, p)  # noqa: E731
-    outs, metrics, plots = ([fill(p) for p in paths] for paths in (
-        [*stage.out_paths, *stage.live_summary_paths], stage.metric_paths, stage.plot_paths))
+    outs, metrics, plots = (
+        [fill(p) for p in paths]
+        for paths in ([*stage.out_paths, *stage.live_summary_paths], stage.metric_paths, stage.plot_paths)
+    )
     body: dict = {"desc": stage.desc, "cmd": snakemake_cmd(stage, [*outs, *metrics, *plots])}
     shared = [fill(p) for deps in stage.deps.values() for d in deps for p in d.paths]
     body["deps"] = list(dict.fromkeys(_dvc_path(d) for d in (stage.script, *stage.code, *stage.extra_code, *shared)))
@@ -352,8 +395,10 @@ def dvc_yaml(registry: Registry) -> str:
         if not stage.instances:
             stages[stage.name] = body
             continue
-        own = {inst: [_dvc_path(stage.fill(p, inst)) for deps in spec["deps"].values() for d in deps for p in d.paths]
-               for inst, spec in stage.instances.items()}
+        own = {
+            inst: [_dvc_path(stage.fill(p, inst)) for deps in spec["deps"].values() for d in deps for p in d.paths]
+            for inst, spec in stage.instances.items()
+        }
         width = max(len(paths) for paths in own.values())
         items = {}
         for inst, spec in stage.instances.items():

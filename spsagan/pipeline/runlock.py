@@ -31,9 +31,11 @@ def hold_run_lock(path: str | os.PathLike = ".snakemake/spsagan_run.lock") -> No
         fh.seek(0)
         holder = fh.read().strip() or "unknown"
         fh.close()
-        raise RunLocked(f"another pipeline run (Snakemake PID {holder}, maybe started by dvc repro) is working in "
-                        f"this project: its run lock {path} is held. Wait for it to finish or stop it; nothing "
-                        "was started or deleted.") from None
+        raise RunLocked(
+            f"another pipeline run (Snakemake PID {holder}, maybe started by dvc repro) is working in "
+            f"this project: its run lock {path} is held. Wait for it to finish or stop it; nothing "
+            "was started or deleted."
+        ) from None
     fh.seek(0)
     fh.truncate()
     fh.write(str(os.getpid()))

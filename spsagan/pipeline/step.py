@@ -21,8 +21,9 @@ SCHEMA = Path("workflow/schemas/params.schema.yaml")
 
 def stage_parser(doc: str | None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--params", default="params.yaml",
-                        help="the stage's params as JSON, or the path of params.yaml (default)")
+    parser.add_argument(
+        "--params", default="params.yaml", help="the stage's params as JSON, or the path of params.yaml (default)"
+    )
     parser.add_argument("--profile", default=None, help="profile label recorded in outputs (demo | paper)")
     return parser
 

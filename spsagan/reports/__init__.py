@@ -19,8 +19,10 @@ def provenance(profile: str, standins: list[str], settings: list[str] = ()) -> s
         raise ValueError(f"profile must be a non-empty string (demo or paper), got {profile!r}")
     text = f"Profile: **{profile}**. "
     if standins:
-        text += ("Stand-ins (offline substitutes; reproduced numbers that depend on them are not comparable "
-                 "with the paper's): " + "; ".join(str(s) for s in standins) + ".")
+        text += (
+            "Stand-ins (offline substitutes; reproduced numbers that depend on them are not comparable "
+            "with the paper's): " + "; ".join(str(s) for s in standins) + "."
+        )
     else:
         text += "Stand-ins: none."
     if settings:
@@ -79,8 +81,9 @@ def output_paths(out, stem: str, suffixes: tuple[str, ...], optional: tuple[str,
         extra = [s for s in paths if s not in suffixes and s not in optional]
         if len(paths) != len(out) or sorted(s for s in paths if s in suffixes) != sorted(suffixes) or extra:
             allowed = f" (optional: {', '.join(optional)})" if optional else ""
-            raise ValueError(f"{stem}: expected one path for each of {', '.join(suffixes)}{allowed}, "
-                             f"got {list(map(str, out))}")
+            raise ValueError(
+                f"{stem}: expected one path for each of {', '.join(suffixes)}{allowed}, got {list(map(str, out))}"
+            )
         return paths
     return {s: Path(out) / f"{stem}.{s}" for s in suffixes}
 

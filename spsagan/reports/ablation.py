@@ -22,8 +22,12 @@ from spsagan.reports.stats import MIN_IMAGES, NO_INTERVAL, compare_methods
 from spsagan.reports.table1 import reproduction_verdicts
 
 PRESET_ORDER = list(PRESETS)  # the Fig. 11 presets, in the paper's order
-METRICS = [("psnr", "PSNR (dB)", 2, "higher"), ("ssim", "SSIM", 4, "higher"), ("niqe", "NIQE", 3, "lower"),
-           ("pi", "PI", 3, "lower")]
+METRICS = [
+    ("psnr", "PSNR (dB)", 2, "higher"),
+    ("ssim", "SSIM", 4, "higher"),
+    ("niqe", "NIQE", 3, "lower"),
+    ("pi", "PI", 3, "lower"),
+]
 PER_IMAGE_COLUMNS = ["method", "dataset", "name", "psnr", "ssim", "niqe", "pi"]
 COST_COLUMNS = ["method", "params", "flops", "median_s", "device", "dtype", "size"]
 
@@ -53,13 +57,16 @@ def _mean_diff(sub: pd.DataFrame, baseline: str, other: str, metric: str) -> flo
     if a.index.duplicated().any() or b.index.duplicated().any():
         raise ValueError(f"{baseline!r} or {other!r} has several rows for one image")
     if sorted(a.index) != sorted(b.index):
-        raise ValueError(f"{baseline!r} and {other!r} were scored on different images "
-                         f"(only one has: {', '.join(map(str, sorted(set(a.index) ^ set(b.index))))})")
+        raise ValueError(
+            f"{baseline!r} and {other!r} were scored on different images "
+            f"(only one has: {', '.join(map(str, sorted(set(a.index) ^ set(b.index))))})"
+        )
     return float((a - b[a.index]).mean())
 
 
-def ablation_comparisons(per_image: pd.DataFrame, seed: int, baseline: str = "spsagan",
-                         n_resamples: int = 10000, confidence: float = 0.95) -> pd.DataFrame:
+def ablation_comparisons(
+    per_image: pd.DataFrame, seed: int, baseline: str = "spsagan", n_resamples: int = 10000, confidence: float = 0.95
+) -> pd.DataFrame:
     """Paired bootstrap of baseline - other for every other preset, dataset and metric.
 
     Metrics missing for any image of either method (e.g. PI offline) get NaN and a note. Below
@@ -76,26 +83,45 @@ def ablation_comparisons(per_image: pd.DataFrame, seed: int, baseline: str = "sp
         for other in (m for m in methods if m != baseline):
             for metric, _, _, better in METRICS:
                 sub = per_image[(per_image["dataset"] == dataset) & per_image["method"].isin([baseline, other])]
-                row = {"dataset": dataset, "metric": metric, "method_a": baseline, "method_b": other,
-                       "mean_diff": math.nan, "ci_low": math.nan, "ci_high": math.nan,
-                       "n": int((sub["method"] == baseline).sum()),
-                       "better": better, "note": ""}
+                row = {
+                    "dataset": dataset,
+                    "metric": metric,
+                    "method_a": baseline,
+                    "method_b": other,
+                    "mean_diff": math.nan,
+                    "ci_low": math.nan,
+                    "ci_high": math.nan,
+                    "n": int((sub["method"] == baseline).sum()),
+                    "better": better,
+                    "note": "",
+                }
                 if sub[metric].isna().any():
                     row["note"] = f"{metric} not available for every image"
                 elif row["n"] < MIN_IMAGES:
                     row["note"] = NO_INTERVAL
                     row["mean_diff"] = _mean_diff(sub, baseline, other, metric)
                 else:
-                    res = compare_methods(sub, baseline, other, metric, seed=seed, dataset=dataset,
-                                          n_resamples=n_resamples, confidence=confidence)
+                    res = compare_methods(
+                        sub,
+                        baseline,
+                        other,
+                        metric,
+                        seed=seed,
+                        dataset=dataset,
+                        n_resamples=n_resamples,
+                        confidence=confidence,
+                    )
                     row.update({k: res[k] for k in ("mean_diff", "ci_low", "ci_high", "n")})
                 rows.append(row)
-    return pd.DataFrame(rows, columns=["dataset", "metric", "method_a", "method_b", "mean_diff", "ci_low",
-                                       "ci_high", "n", "better", "note"])
+    return pd.DataFrame(
+        rows,
+        columns=["dataset", "metric", "method_a", "method_b", "mean_diff", "ci_low", "ci_high", "n", "better", "note"],
+    )
 
 
-def _verdict_lines(per_image: pd.DataFrame, standins: list[str], seed: int, n_resamples: int,
-                   confidence: float) -> list[str]:
+def _verdict_lines(
+    per_image: pd.DataFrame, standins: list[str], seed: int, n_resamples: int, confidence: float
+) -> list[str]:
     """Markdown: the presets' set means against the paper's Table 1 (esrgan, spsagan on BSD100/OST300)."""
     metrics = [k for k, _, _, _ in METRICS]
     # a set mean is NaN when any image lacks the score, as in the evaluation's summary
@@ -105,44 +131,67 @@ def _verdict_lines(per_image: pd.DataFrame, standins: list[str], seed: int, n_re
     verdicts = verdicts[verdicts["verdict"] != ""]
     lines = ["## Against the paper's Table 1", ""]
     if verdicts.empty:
-        return lines + ["No preset and test set here has a number in the paper's Table 1 (it reports ESRGAN and "
-                        "SPSAGAN on BSD100 and OST300 only).", ""]
+        return lines + [
+            "No preset and test set here has a number in the paper's Table 1 (it reports ESRGAN and "
+            "SPSAGAN on BSD100 and OST300 only).",
+            "",
+        ]
     level = f"{confidence:.0%}"
-    lines += [f"The preset's set mean, its {level} percentile bootstrap interval over the n test images "
-              f"({n_resamples} resamples, seed {seed}; shown from n >= {MIN_IMAGES} on) and where the paper's "
-              "value lies against it (see Table 1's reproduction verdicts).", ""]
+    lines += [
+        f"The preset's set mean, its {level} percentile bootstrap interval over the n test images "
+        f"({n_resamples} resamples, seed {seed}; shown from n >= {MIN_IMAGES} on) and where the paper's "
+        "value lies against it (see Table 1's reproduction verdicts).",
+        "",
+    ]
     rows = []
     for _, v in verdicts.iterrows():
         d = next(d for k, _, d, _ in METRICS if k == v["metric"])
         interval = f"[{v['ci_low']:.{d}f}, {v['ci_high']:.{d}f}]" if math.isfinite(v["ci_low"]) else "n/a"
-        rows.append([v["method"], v["dataset"], v["metric"], _fmt(v["reproduced"], d), str(v["n"]), interval,
-                     _fmt(v["paper"], d), v["verdict"]])
+        rows.append(
+            [
+                v["method"],
+                v["dataset"],
+                v["metric"],
+                _fmt(v["reproduced"], d),
+                str(v["n"]),
+                interval,
+                _fmt(v["paper"], d),
+                v["verdict"],
+            ]
+        )
     head = ["preset", "dataset", "metric", "reproduced", "images", f"{level} interval", "paper", "verdict"]
     return lines + _table(head, rows, "lllrrrrl") + [""]
 
 
-def _comparison_lines(comparisons: pd.DataFrame, baseline: str, seed: int, n_resamples: int,
-                      confidence: float) -> list[str]:
+def _comparison_lines(
+    comparisons: pd.DataFrame, baseline: str, seed: int, n_resamples: int, confidence: float
+) -> list[str]:
     """Markdown: mean per-image differences baseline - other, with intervals from MIN_IMAGES images on."""
     level = f"{confidence:.0%}"
-    lines = [f"## Paired comparisons: {baseline} − other preset", "",
-             f"Mean per-image difference ({baseline} minus the other preset) on the same test images. For PSNR/SSIM "
-             f"a positive difference favours {baseline}; for NIQE/PI a negative one does. Method: paired percentile "
-             f"bootstrap over images: {n_resamples} resamples of the n images with replacement (seed {seed}); the "
-             f"{level} interval spans the central {level} of the resampled mean differences. It is shown only from "
-             f"n >= {MIN_IMAGES} images: with fewer, a percentile bootstrap is too narrow (it only reshuffles the "
-             "few images seen), so the table gives n and the mean difference alone. "
-             "An interval that excludes 0 marks a difference larger than the image-to-image noise of this test "
-             "set (it does not cover the variation between training runs).", ""]
+    lines = [
+        f"## Paired comparisons: {baseline} − other preset",
+        "",
+        f"Mean per-image difference ({baseline} minus the other preset) on the same test images. For PSNR/SSIM "
+        f"a positive difference favours {baseline}; for NIQE/PI a negative one does. Method: paired percentile "
+        f"bootstrap over images: {n_resamples} resamples of the n images with replacement (seed {seed}); the "
+        f"{level} interval spans the central {level} of the resampled mean differences. It is shown only from "
+        f"n >= {MIN_IMAGES} images: with fewer, a percentile bootstrap is too narrow (it only reshuffles the "
+        "few images seen), so the table gives n and the mean difference alone. "
+        "An interval that excludes 0 marks a difference larger than the image-to-image noise of this test "
+        "set (it does not cover the variation between training runs).",
+        "",
+    ]
     for dataset in dict.fromkeys(comparisons["dataset"]):
         rows = []
         for _, r in comparisons[comparisons["dataset"] == dataset].iterrows():
             digits = next(d for k, _, d, _ in METRICS if k == r["metric"])
             diff = f"{r['mean_diff']:+.{digits}f}" if math.isfinite(r["mean_diff"]) else "n/a"
-            interval = (f"[{r['ci_low']:+.{digits}f}, {r['ci_high']:+.{digits}f}]" if math.isfinite(r["ci_low"])
-                        else "none")
-            rows.append([r["method_b"], r["metric"], diff, interval, str(r["n"]),
-                         r["note"] or f"{r['better']} is better"])
+            interval = (
+                f"[{r['ci_low']:+.{digits}f}, {r['ci_high']:+.{digits}f}]" if math.isfinite(r["ci_low"]) else "none"
+            )
+            rows.append(
+                [r["method_b"], r["metric"], diff, interval, str(r["n"]), r["note"] or f"{r['better']} is better"]
+            )
         head = ["vs", "metric", "mean diff", f"{level} interval", "n", "note"]
         lines += [f"### {dataset}", "", *_table(head, rows, "llrrrl"), ""]
     return lines
@@ -150,8 +199,10 @@ def _comparison_lines(comparisons: pd.DataFrame, baseline: str, seed: int, n_res
 
 # RRDB versus RRSB as the paper compares them (Sec. 4: +SPSA 0.368 s -> SPSAGAN 0.296 s per OST image
 # on a GTX 1080Ti), and the attention-free PSNR models as an extra row.
-TIMING_PAIRS = [("+SPSA vs SPSAGAN (the paper's comparison)", "+spsa", "spsagan"),
-                ("PSNR models (no attention)", "rrdb_psnr", "rrsb_psnr")]
+TIMING_PAIRS = [
+    ("+SPSA vs SPSAGAN (the paper's comparison)", "+spsa", "spsagan"),
+    ("PSNR models (no attention)", "rrdb_psnr", "rrsb_psnr"),
+]
 
 
 def timing_lines(costs: pd.DataFrame) -> list[str]:
@@ -171,24 +222,60 @@ def timing_lines(costs: pd.DataFrame) -> list[str]:
         sizes = b.get("sizes") if isinstance(b.get("sizes"), list) else [b["size"]]
         pixels = [int(s[-2]) * int(s[-1]) for s in sizes if isinstance(s, (list, tuple)) and len(s) >= 2]
         span = "" if not pixels else f"{min(pixels):,}-{max(pixels):,}" if len(set(pixels)) > 1 else f"{pixels[0]:,}"
-        rows.append([label, _fmt(float(a["median_s"]), 4), _fmt(float(b["median_s"]), 4),
-                     f"{float(a['median_s']) / float(b['median_s']):.2f}x", str(b.get("images", 1)), span,
-                     str(b["device"]), str(b["dtype"])])
+        rows.append(
+            [
+                label,
+                _fmt(float(a["median_s"]), 4),
+                _fmt(float(b["median_s"]), 4),
+                f"{float(a['median_s']) / float(b['median_s']):.2f}x",
+                str(b.get("images", 1)),
+                span,
+                str(b["device"]),
+                str(b["dtype"]),
+            ]
+        )
     if not rows:
         return []
     paper = {r["network"]: r["median_s"] for r in INFERENCE_TIME}
-    rows.append(["paper, +SPSA vs SPSAGAN", f"{paper['RRDB+SPSA']:.3f}", f"{paper['RRSB+SPSA']:.3f}",
-                 f"{paper['RRDB+SPSA'] / paper['RRSB+SPSA']:.2f}x", "OST300", "", INFERENCE_TIME[0]["device"], ""])
-    return ["## Inference time: RRDB vs RRSB body", "",
-            "Per image: the median of the timed repeats after warm-up, averaged over the timing images "
-            "(`evaluate.timing_set`, `timing_images`); input size in LR pixels.", "",
-            *_table(["comparison", "RRDB (s)", "RRSB (s)", "speed-up", "images", "LR pixels", "device", "dtype"],
-                    rows, "lrrrrrll"), ""]
+    rows.append(
+        [
+            "paper, +SPSA vs SPSAGAN",
+            f"{paper['RRDB+SPSA']:.3f}",
+            f"{paper['RRSB+SPSA']:.3f}",
+            f"{paper['RRDB+SPSA'] / paper['RRSB+SPSA']:.2f}x",
+            "OST300",
+            "",
+            INFERENCE_TIME[0]["device"],
+            "",
+        ]
+    )
+    return [
+        "## Inference time: RRDB vs RRSB body",
+        "",
+        "Per image: the median of the timed repeats after warm-up, averaged over the timing images "
+        "(`evaluate.timing_set`, `timing_images`); input size in LR pixels.",
+        "",
+        *_table(
+            ["comparison", "RRDB (s)", "RRSB (s)", "speed-up", "images", "LR pixels", "device", "dtype"],
+            rows,
+            "lrrrrrll",
+        ),
+        "",
+    ]
 
 
-def render_ablation(per_image: pd.DataFrame, costs: pd.DataFrame, profile: str, standins: list[str],
-                    out_dir: str | os.PathLike | list, seed: int, baseline: str = "spsagan",
-                    n_resamples: int = 10000, confidence: float = 0.95, settings: list[str] = ()) -> dict[str, Path]:
+def render_ablation(
+    per_image: pd.DataFrame,
+    costs: pd.DataFrame,
+    profile: str,
+    standins: list[str],
+    out_dir: str | os.PathLike | list,
+    seed: int,
+    baseline: str = "spsagan",
+    n_resamples: int = 10000,
+    confidence: float = 0.95,
+    settings: list[str] = (),
+) -> dict[str, Path]:
     """Write ablation.md and ablation.csv to `out_dir` (or the two paths given as a list); returns
     {"md", "csv"} paths.
 
@@ -212,13 +299,19 @@ def render_ablation(per_image: pd.DataFrame, costs: pd.DataFrame, profile: str, 
         rows = []
         for m in methods:
             scores = sub[sub["method"] == m]
-            rows.append([m, *(_fmt(float(scores[k].mean(skipna=False)), d) for k, _, d, _ in METRICS),
-                         str(len(scores))])
+            rows.append(
+                [m, *(_fmt(float(scores[k].mean(skipna=False)), d) for k, _, d, _ in METRICS), str(len(scores))]
+            )
         head = ["preset", *(label for _, label, _, _ in METRICS), "images"]
         lines += [f"### {dataset}", "", *_table(head, rows, "lrrrrr"), ""]
 
-    lines += ["## Cost", "", "Parameters and multiply-accumulates (MACs) of the generator; inference time is the "
-              "median over timed repeats after warm-up, on the device and dtype given.", ""]
+    lines += [
+        "## Cost",
+        "",
+        "Parameters and multiply-accumulates (MACs) of the generator; inference time is the "
+        "median over timed repeats after warm-up, on the device and dtype given.",
+        "",
+    ]
     rows = []
     for m in methods:
         c = costs[costs["method"] == m]
@@ -226,8 +319,17 @@ def render_ablation(per_image: pd.DataFrame, costs: pd.DataFrame, profile: str, 
             rows.append([m, "n/a", "n/a", "n/a", "n/a", "n/a", "n/a"])
             continue
         c = c.iloc[0]
-        rows.append([m, f"{int(c['params']):,}", f"{float(c['flops']) / 1e9:.3f}", _fmt(float(c["median_s"]), 4),
-                     str(c["device"]), str(c["dtype"]), str(c["size"])])
+        rows.append(
+            [
+                m,
+                f"{int(c['params']):,}",
+                f"{float(c['flops']) / 1e9:.3f}",
+                _fmt(float(c["median_s"]), 4),
+                str(c["device"]),
+                str(c["dtype"]),
+                str(c["size"]),
+            ]
+        )
     lines += _table(["preset", "params", "GMACs", "time (s)", "device", "dtype", "input size"], rows, "lrrrlll") + [""]
     lines += timing_lines(costs)
 
@@ -235,7 +337,11 @@ def render_ablation(per_image: pd.DataFrame, costs: pd.DataFrame, profile: str, 
     lines += _comparison_lines(comparisons, baseline, seed, n_resamples, confidence)
 
     paths = output_paths(out_dir, "ablation", ("md", "csv"))
-    write_text(paths["csv"], comparisons.assign(profile=profile, seed=seed, n_resamples=n_resamples,
-                                                confidence=confidence).to_csv(index=False))
+    write_text(
+        paths["csv"],
+        comparisons.assign(profile=profile, seed=seed, n_resamples=n_resamples, confidence=confidence).to_csv(
+            index=False
+        ),
+    )
     write_text(paths["md"], "\n".join(lines).rstrip() + "\n")
     return paths

@@ -82,8 +82,15 @@ def _region(region) -> tuple[int, int, int, int]:
     raise ValueError(f"a region is (top, left, size) or (top, left, height, width), got {region!r}")
 
 
-def crop_grid(images: dict[str, np.ndarray], regions: list, out_path: str | os.PathLike, title: str,
-              profile: str, standins: list[str], overview: str | None = None) -> Path:
+def crop_grid(
+    images: dict[str, np.ndarray],
+    regions: list,
+    out_path: str | os.PathLike,
+    title: str,
+    profile: str,
+    standins: list[str],
+    overview: str | None = None,
+) -> Path:
     """One row per region: the full `overview` image with the region boxed, then each method's crop.
 
     images: method -> uint8 `(H, W, 3)` or `(H, W)`, all the same size (HR pixel grid).
@@ -117,14 +124,19 @@ def crop_grid(images: dict[str, np.ndarray], regions: list, out_path: str | os.P
             ax.set_title(f"{overview} (whole)", fontsize=9)
         for c, name in enumerate(names, start=1):
             ax = axes[r][c]
-            _show(ax, np.asarray(images[name])[top:top + h, left:left + w])
+            _show(ax, np.asarray(images[name])[top : top + h, left : left + w])
             for spine in ax.spines.values():
                 spine.set_edgecolor(palette[r])
                 spine.set_linewidth(2)
             if r == 0:
                 ax.set_title(name, fontsize=9)
-    fig.legend(handles=[Patch(edgecolor=palette[r], fill=False, label=f"region {r + 1}") for r in range(len(boxes))],
-               loc="outside lower center", ncol=len(boxes), fontsize=8, frameon=False)
+    fig.legend(
+        handles=[Patch(edgecolor=palette[r], fill=False, label=f"region {r + 1}") for r in range(len(boxes))],
+        loc="outside lower center",
+        ncol=len(boxes),
+        fontsize=8,
+        frameon=False,
+    )
     _suptitle(fig, title, profile, standins)
     return _save(fig, out_path)
 
@@ -133,9 +145,19 @@ def crop_grid(images: dict[str, np.ndarray], regions: list, out_path: str | os.P
 # Fig. 6: attention maps
 
 
-def attention_figure(image: np.ndarray, seg: np.ndarray, beta_fea: np.ndarray, beta_seg: np.ndarray,
-                     beta: np.ndarray, query: tuple[int, int], out_path: str | os.PathLike, title: str,
-                     profile: str, standins: list[str], class_names: tuple[str, ...] | None = None) -> Path:
+def attention_figure(
+    image: np.ndarray,
+    seg: np.ndarray,
+    beta_fea: np.ndarray,
+    beta_seg: np.ndarray,
+    beta: np.ndarray,
+    query: tuple[int, int],
+    out_path: str | os.PathLike,
+    title: str,
+    profile: str,
+    standins: list[str],
+    class_names: tuple[str, ...] | None = None,
+) -> Path:
     """Five panels for one query pixel j: image, segmentation argmax, beta_fea, beta_seg, beta.
 
     image: uint8 `(H, W, 3)` or `(H, W)` (HR or LR grid). seg: `(8, H', W')` probabilities or an
@@ -154,14 +176,23 @@ def attention_figure(image: np.ndarray, seg: np.ndarray, beta_fea: np.ndarray, b
     labels = seg.argmax(axis=0) if seg.ndim == 3 else seg.astype(np.int64)
     num_classes = seg.shape[0] if seg.ndim == 3 else len(COLORS)
     names = class_names or tuple(f"class {k}" for k in range(num_classes))
-    colors = np.array(COLORS[:num_classes], dtype=np.uint8) if num_classes <= len(COLORS) else \
-        (np.array(sns.color_palette("tab20", num_classes)) * 255).astype(np.uint8)
+    colors = (
+        np.array(COLORS[:num_classes], dtype=np.uint8)
+        if num_classes <= len(COLORS)
+        else (np.array(sns.color_palette("tab20", num_classes)) * 255).astype(np.uint8)
+    )
     if labels.min() < 0 or labels.max() >= num_classes:
         raise ValueError(f"segmentation labels must lie in 0..{num_classes - 1}")
 
     def mark(ax, grid_shape):  # the query pixel's centre on this panel's grid
-        ax.plot((col + 0.5) * grid_shape[1] / w - 0.5, (row + 0.5) * grid_shape[0] / h - 0.5, marker="+",
-                color="red", markersize=12, markeredgewidth=2)
+        ax.plot(
+            (col + 0.5) * grid_shape[1] / w - 0.5,
+            (row + 0.5) * grid_shape[0] / h - 0.5,
+            marker="+",
+            color="red",
+            markersize=12,
+            markeredgewidth=2,
+        )
 
     fig = Figure(figsize=(MAX_WIDTH_IN, 4.2), layout="constrained")
     axes = fig.subplots(1, 5)
@@ -173,8 +204,14 @@ def attention_figure(image: np.ndarray, seg: np.ndarray, beta_fea: np.ndarray, b
     axes[1].set_title("segmentation prior (argmax)", fontsize=9)
     mark(axes[1], labels.shape)
     present = sorted(set(np.unique(labels).tolist()))
-    axes[1].legend(handles=[Patch(color=colors[k] / 255.0, label=names[k]) for k in present], fontsize=7,
-                   loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=2, frameon=False)
+    axes[1].legend(
+        handles=[Patch(color=colors[k] / 255.0, label=names[k]) for k in present],
+        fontsize=7,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.02),
+        ncol=2,
+        frameon=False,
+    )
     for ax, m, label in zip(axes[2:], maps, ("beta_fea (eq. 2)", "beta_seg (eq. 4)", "beta (eq. 6)")):
         im = ax.imshow(m, cmap="magma", interpolation="nearest")
         ax.set_xticks([])
@@ -182,8 +219,9 @@ def attention_figure(image: np.ndarray, seg: np.ndarray, beta_fea: np.ndarray, b
         ax.set_title(f"{label}, query ({row}, {col})", fontsize=9)
         mark(ax, m.shape)
         fig.colorbar(im, ax=ax, shrink=0.8).set_label("attention weight", fontsize=8)
-    _suptitle(fig, f"{title} (each beta row sums to 1 over the {h}x{w} LR pixels; + marks the query)", profile,
-              standins)
+    _suptitle(
+        fig, f"{title} (each beta row sums to 1 over the {h}x{w} LR pixels; + marks the query)", profile, standins
+    )
     return _save(fig, out_path)
 
 
@@ -191,8 +229,14 @@ def attention_figure(image: np.ndarray, seg: np.ndarray, beta_fea: np.ndarray, b
 # RRDB vs RRSB inference time
 
 
-def inference_time_chart(timings: pd.DataFrame, out_path: str | os.PathLike, title: str, profile: str,
-                         standins: list[str], include_paper: bool = True) -> Path:
+def inference_time_chart(
+    timings: pd.DataFrame,
+    out_path: str | os.PathLike,
+    title: str,
+    profile: str,
+    standins: list[str],
+    include_paper: bool = True,
+) -> Path:
     """Bar chart of median inference time per image, one panel per source (reproduced, paper).
 
     timings: columns network (e.g. "RRDB", "RRSB"), median_s, device, dtype. Each panel has its own
@@ -215,8 +259,13 @@ def inference_time_chart(timings: pd.DataFrame, out_path: str | os.PathLike, tit
     for ax, (label, sub) in zip(axes, panels):
         sns.barplot(data=sub, x="network", y="median_s", hue="network", palette=palette, ax=ax, legend=False)
         for patch, value in zip(ax.patches, sub["median_s"]):
-            ax.annotate(f"{value:.4g} s", (patch.get_x() + patch.get_width() / 2, patch.get_height()),
-                        ha="center", va="bottom", fontsize=8)
+            ax.annotate(
+                f"{value:.4g} s",
+                (patch.get_x() + patch.get_width() / 2, patch.get_height()),
+                ha="center",
+                va="bottom",
+                fontsize=8,
+            )
         speed = dict(zip(sub["network"], sub["median_s"]))
         for rrdb, rrsb in (("RRDB+SPSA", "RRSB+SPSA"), ("RRDB", "RRSB")):
             if rrdb in speed and rrsb in speed and speed[rrsb] > 0:
@@ -224,8 +273,13 @@ def inference_time_chart(timings: pd.DataFrame, out_path: str | os.PathLike, tit
         ax.set_title(label, fontsize=9)
         ax.set_xlabel("generator body")
         ax.set_ylabel("median inference time per image (s)")
-    fig.legend(handles=[Patch(color=palette[n], label=n) for n in networks], loc="outside lower center",
-               ncol=len(networks), fontsize=8, frameon=False)
+    fig.legend(
+        handles=[Patch(color=palette[n], label=n) for n in networks],
+        loc="outside lower center",
+        ncol=len(networks),
+        fontsize=8,
+        frameon=False,
+    )
     _suptitle(fig, title, profile, standins)
     return _save(fig, out_path)
 
@@ -249,13 +303,26 @@ def read_live_metrics(live_dir: str | os.PathLike) -> pd.DataFrame:
         if "step" not in df.columns or len(df.columns) < 2:
             raise ValueError(f"{path}: expected dvclive columns 'step' and the metric, got {list(df.columns)}")
         value = [c for c in df.columns if c not in ("step", "timestamp")][-1]
-        frames.append(pd.DataFrame({"metric": path.relative_to(root).with_suffix("").as_posix(),
-                                    "step": df["step"], "value": df[value].astype(float)}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "metric": path.relative_to(root).with_suffix("").as_posix(),
+                    "step": df["step"],
+                    "value": df[value].astype(float),
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 
-def training_curves(live_dirs: dict[str, str | os.PathLike], out_path: str | os.PathLike, title: str,
-                    profile: str, standins: list[str], metrics: list[str] | None = None) -> Path:
+def training_curves(
+    live_dirs: dict[str, str | os.PathLike],
+    out_path: str | os.PathLike,
+    title: str,
+    profile: str,
+    standins: list[str],
+    metrics: list[str] | None = None,
+) -> Path:
     """One panel per metric, one line per run: value against training iteration.
 
     live_dirs: run label (e.g. "pretrain_psnr", "train_gan/spsagan") -> dvclive directory.
@@ -278,15 +345,28 @@ def training_curves(live_dirs: dict[str, str | os.PathLike], out_path: str | os.
     palette = dict(zip(runs, sns.color_palette("colorblind", len(runs))))
     for ax, name in zip(axes, names):
         sub = data[data["metric"] == name]
-        sns.lineplot(data=sub, x="step", y="value", hue="run", hue_order=[r for r in runs if r in set(sub["run"])],
-                     palette=palette, ax=ax, legend=False)
+        sns.lineplot(
+            data=sub,
+            x="step",
+            y="value",
+            hue="run",
+            hue_order=[r for r in runs if r in set(sub["run"])],
+            palette=palette,
+            ax=ax,
+            legend=False,
+        )
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("iteration")
         ax.set_ylabel(name.rsplit("/", 1)[-1])
-    for ax in axes[len(names):]:
+    for ax in axes[len(names) :]:
         ax.set_visible(False)
-    fig.legend(handles=[Patch(color=palette[r], label=r) for r in runs], loc="outside lower center",
-               ncol=min(4, len(runs)), fontsize=8, frameon=False)
+    fig.legend(
+        handles=[Patch(color=palette[r], label=r) for r in runs],
+        loc="outside lower center",
+        ncol=min(4, len(runs)),
+        fontsize=8,
+        frameon=False,
+    )
     _suptitle(fig, title, profile, standins)
     return _save(fig, out_path)
 
@@ -364,8 +444,9 @@ def _draw_bicubic(ax, refs: dict[str, float], palette: dict) -> None:
         ax.axhline(value, color=palette[run], linestyle="--", linewidth=1.0, label=f"bicubic, {run} ({value:.2f})")
 
 
-def training_stage_figure(data: pd.DataFrame, title: str, profile: str, standins: list[str],
-                          bicubic: dict[str, float] | None = None) -> Figure:
+def training_stage_figure(
+    data: pd.DataFrame, title: str, profile: str, standins: list[str], bicubic: dict[str, float] | None = None
+) -> Figure:
     """One training stage: a panel per named loss, validation PSNR and learning rate (log axis).
 
     data: long frame with columns run, metric, step, value (`read_live_metrics` plus a run name).
@@ -386,9 +467,16 @@ def training_stage_figure(data: pd.DataFrame, title: str, profile: str, standins
             for run in runs:
                 sub = data[(data["run"] == run) & (data["metric"] == metric)].sort_values("step")
                 if len(sub):  # a learning rate is a step schedule: hold each value until the next
-                    ax.plot(sub["step"], sub["value"], color=palette[run], linestyle=style, linewidth=1.3,
-                            marker="o" if len(sub) <= 3 else None, markersize=3,
-                            drawstyle="steps-post" if panel in LOG_PANELS else "default")
+                    ax.plot(
+                        sub["step"],
+                        sub["value"],
+                        color=palette[run],
+                        linestyle=style,
+                        linewidth=1.3,
+                        marker="o" if len(sub) <= 3 else None,
+                        markersize=3,
+                        drawstyle="steps-post" if panel in LOG_PANELS else "default",
+                    )
             if label:  # a black sample line per series, for the panel's legend
                 ax.plot([], [], color="black", linestyle=style, label=label)
         if panel == SERIES["val/psnr"][0] and bicubic:
@@ -399,10 +487,15 @@ def training_stage_figure(data: pd.DataFrame, title: str, profile: str, standins
         ax.set_xlabel("iteration")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
-    for ax in axes[len(panels):]:
+    for ax in axes[len(panels) :]:
         ax.set_visible(False)
-    fig.legend(handles=[Patch(color=palette[r], label=r) for r in runs], loc="outside lower center",
-               ncol=min(4, len(runs)), fontsize=8, frameon=False)
+    fig.legend(
+        handles=[Patch(color=palette[r], label=r) for r in runs],
+        loc="outside lower center",
+        ncol=min(4, len(runs)),
+        fontsize=8,
+        frameon=False,
+    )
     _suptitle(fig, title, profile, standins)
     return fig
 
@@ -413,13 +506,16 @@ def _stage_paths(out, keys: list[str]) -> dict[str, Path]:
         return {k: Path(out) / f"training_curves_{k}.png" for k in keys}
     given = {Path(p).stem.removeprefix("training_curves_"): Path(p) for p in out}
     if sorted(given) != sorted(keys) or len(given) != len(out):
-        raise ValueError(f"training curves: expected one path training_curves_<key>.png for each stage key "
-                         f"{', '.join(keys)} of the runs given, got {list(map(str, out))}")
+        raise ValueError(
+            f"training curves: expected one path training_curves_<key>.png for each stage key "
+            f"{', '.join(keys)} of the runs given, got {list(map(str, out))}"
+        )
     return {k: given[k] for k in keys}
 
 
-def training_curves_by_stage(runs: dict[str, str | os.PathLike], out, profile: str, standins: list[str],
-                             title: str = "Training curves") -> dict[str, Path]:
+def training_curves_by_stage(
+    runs: dict[str, str | os.PathLike], out, profile: str, standins: list[str], title: str = "Training curves"
+) -> dict[str, Path]:
     """One figure per training stage: `training_curves_psnr.png` (PSNR pretraining) and
     `training_curves_gan.png` (GAN training), each with its own iteration axes.
 
@@ -444,8 +540,9 @@ def training_curves_by_stage(runs: dict[str, str | os.PathLike], out, profile: s
     return paths
 
 
-def pruning_figure(ds: np.ndarray, keep, out_path: str | os.PathLike, title: str, profile: str,
-                   standins: list[str]) -> Path:
+def pruning_figure(
+    ds: np.ndarray, keep, out_path: str | os.PathLike, title: str, profile: str, standins: list[str]
+) -> Path:
     """Paper Fig. 5: the dense block's connections x_i -> conv_k, kept or pruned, with mean DS.
 
     ds: (num_dense_blocks, 3, 3) DS(i, l) from `spsagan.pruning.measure_dissimilarity` ([d, l-2, i-1]).
@@ -459,8 +556,16 @@ def pruning_figure(ds: np.ndarray, keep, out_path: str | os.PathLike, title: str
             colour = "#1b7837" if kept else "#d6d6d6"
             ax.scatter([k], [i], s=420, marker="s", color=colour, edgecolor="black", linewidth=0.6, zorder=2)
             if 1 <= i and 2 <= k - 1 <= 4 and i <= k - 2:  # DS(i, l) with l = k - 1 exists
-                ax.text(k, i, f"{mean[k - 3, i - 1]:.2f}", ha="center", va="center", fontsize=7,
-                        color="white" if kept else "black", zorder=3)
+                ax.text(
+                    k,
+                    i,
+                    f"{mean[k - 3, i - 1]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if kept else "black",
+                    zorder=3,
+                )
     ax.set_xticks(range(1, 6), [f"conv{k}" for k in range(1, 6)])
     ax.set_yticks(range(0, 5), [f"x{i}" for i in range(0, 5)])
     ax.set_xlim(0.4, 5.6)
@@ -470,7 +575,6 @@ def pruning_figure(ds: np.ndarray, keep, out_path: str | os.PathLike, title: str
     ax.set_ylabel("source feature")
     ax.grid(alpha=0.3, zorder=0)
     handles = [Patch(color="#1b7837", label="kept"), Patch(color="#d6d6d6", label="pruned")]
-    ax.legend(handles=handles, loc="lower left", fontsize=8, title="numbers: mean DS(i, l = k - 1)",
-              title_fontsize=7)
+    ax.legend(handles=handles, loc="lower left", fontsize=8, title="numbers: mean DS(i, l = k - 1)", title_fontsize=7)
     _suptitle(fig, title, profile, standins)
     return _save(fig, out_path)

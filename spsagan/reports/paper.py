@@ -25,7 +25,7 @@ ESRGAN_SUPP = "ESRGAN supp. Table 2"
 TABLE1_METHODS = ["Bicubic", "SRCNN", "SRResNet", "SAN", "SRGAN", "NatSR", "SFTGAN", "ESRGAN", "SPSAGAN", "HR"]
 TABLE1_DATASETS = ["BSD100", "OST300"]
 
-_UNPLACED = ("cell group whose column was lost in extraction (between NatSR and SPSAGAN; SFTGAN or ESRGAN?)")
+_UNPLACED = "cell group whose column was lost in extraction (between NatSR and SPSAGAN; SFTGAN or ESRGAN?)"
 
 # (method, dataset, psnr, ssim, pi, source, note)
 _ROWS = [
@@ -37,16 +37,31 @@ _ROWS = [
     ("SPSAGAN", "BSD100", 25.16, 0.6344, 2.365, TABLE1, "best PI on BSD100 per the paper's text"),
     ("HR", "BSD100", NAN, NAN, 2.310, TABLE1, ""),
     (None, "BSD100", 25.33, 0.6510, 2.396, TABLE1, _UNPLACED),
-    (None, "BSD100", 27.76, 0.7432, 2.510, TABLE1, _UNPLACED + "; underlined; 27.76/0.7432 is the BSD100 score of "
-     "the PSNR-oriented RRDB (DIV2K) in the ESRGAN paper, so it may pair a PSNR-model score with a GAN PI"),
+    (
+        None,
+        "BSD100",
+        27.76,
+        0.7432,
+        2.510,
+        TABLE1,
+        _UNPLACED + "; underlined; 27.76/0.7432 is the BSD100 score of "
+        "the PSNR-oriented RRDB (DIV2K) in the ESRGAN paper, so it may pair a PSNR-model score with a GAN PI",
+    ),
     ("Bicubic", "OST300", NAN, 0.6635, NAN, TABLE1, "PSNR and PI lost in extraction"),
     ("SRCNN", "OST300", NAN, 0.7032, NAN, TABLE1, "PSNR and PI lost in extraction"),
     ("SRResNet", "OST300", NAN, 0.7221, NAN, TABLE1, "PSNR and PI lost in extraction"),
     ("SAN", "OST300", 27.23, 0.7376, 5.525, TABLE1, ""),
     ("SRGAN", "OST300", NAN, 0.6270, NAN, TABLE1, "PSNR and PI lost in extraction"),
     ("NatSR", "OST300", 25.86, 0.6743, 2.545, TABLE1, ""),
-    ("SFTGAN", "OST300", NAN, 0.6340, NAN, TABLE1, "PSNR and PI lost in extraction; the text says its PI is "
-     "below HR's 2.500"),
+    (
+        "SFTGAN",
+        "OST300",
+        NAN,
+        0.6340,
+        NAN,
+        TABLE1,
+        "PSNR and PI lost in extraction; the text says its PI is below HR's 2.500",
+    ),
     ("ESRGAN", "OST300", NAN, 0.6500, NAN, TABLE1, "PSNR and PI lost in extraction"),
     ("SPSAGAN", "OST300", NAN, 0.6242, NAN, TABLE1, "PSNR and PI lost in extraction"),
     ("HR", "OST300", NAN, NAN, 2.500, TABLE1, ""),
@@ -72,8 +87,15 @@ INFERENCE_TIME = [
     {"network": "RRSB+SPSA", "median_s": 0.296, "device": "GTX 1080Ti", "source": "SPSAGAN Sec. 4"},
 ]
 
-_ALIASES = {"b100": "BSD100", "bsd100": "BSD100", "ost": "OST300", "ost300": "OST300", "set5": "Set5",
-            "set14": "Set14", "urban100": "Urban100"}
+_ALIASES = {
+    "b100": "BSD100",
+    "bsd100": "BSD100",
+    "ost": "OST300",
+    "ost300": "OST300",
+    "set5": "Set5",
+    "set14": "Set14",
+    "urban100": "Urban100",
+}
 
 
 def canonical_dataset(name: str) -> str:
@@ -104,5 +126,10 @@ def table1_unplaced() -> pd.DataFrame:
 
 # The paper's training setting (ESRGAN's recipe, SPSAGAN Sec. 4), for report headers that name a
 # run's departures from it (`spsagan.reports.reductions`).
-PAPER_SETTING = {"blocks": 23, "features": 64, "PSNR iterations": 1_000_000, "GAN iterations": 400_000,
-                 "px HR crops (PSNR/GAN)": (96, 96)}
+PAPER_SETTING = {
+    "blocks": 23,
+    "features": 64,
+    "PSNR iterations": 1_000_000,
+    "GAN iterations": 400_000,
+    "px HR crops (PSNR/GAN)": (96, 96),
+}

@@ -65,8 +65,15 @@ def paired_bootstrap(a, b, seed: int, n_resamples: int = 10000, confidence: floa
     _check_options(n_resamples, confidence)
     diff = a - b
     low, high = _percentile_interval(diff, seed, n_resamples, confidence)
-    return {"mean_diff": float(diff.mean()), "ci_low": low, "ci_high": high, "n": int(len(diff)),
-            "n_resamples": int(n_resamples), "confidence": float(confidence), "seed": int(seed)}
+    return {
+        "mean_diff": float(diff.mean()),
+        "ci_low": low,
+        "ci_high": high,
+        "n": int(len(diff)),
+        "n_resamples": int(n_resamples),
+        "confidence": float(confidence),
+        "seed": int(seed),
+    }
 
 
 def bootstrap_mean(values, seed: int, n_resamples: int = 10000, confidence: float = 0.95) -> dict:
@@ -82,8 +89,15 @@ def bootstrap_mean(values, seed: int, n_resamples: int = 10000, confidence: floa
         raise ValueError("bootstrap_mean got NaN or infinite scores; an interval needs every image's score")
     _check_options(n_resamples, confidence)
     low, high = _percentile_interval(values, seed, n_resamples, confidence)
-    return {"mean": float(values.mean()), "ci_low": low, "ci_high": high, "n": int(len(values)),
-            "n_resamples": int(n_resamples), "confidence": float(confidence), "seed": int(seed)}
+    return {
+        "mean": float(values.mean()),
+        "ci_low": low,
+        "ci_high": high,
+        "n": int(len(values)),
+        "n_resamples": int(n_resamples),
+        "confidence": float(confidence),
+        "seed": int(seed),
+    }
 
 
 def reproduction_verdict(paper: float, n: int | None, ci_low: float, ci_high: float, standins) -> str:
@@ -111,8 +125,16 @@ def reproduction_verdict(paper: float, n: int | None, ci_low: float, ci_high: fl
     return "above" if paper > ci_high else "below" if paper < ci_low else "inside"
 
 
-def compare_methods(per_image: pd.DataFrame, method_a: str, method_b: str, metric: str, seed: int,
-                    dataset: str | None = None, n_resamples: int = 10000, confidence: float = 0.95) -> dict:
+def compare_methods(
+    per_image: pd.DataFrame,
+    method_a: str,
+    method_b: str,
+    metric: str,
+    seed: int,
+    dataset: str | None = None,
+    n_resamples: int = 10000,
+    confidence: float = 0.95,
+) -> dict:
     """paired_bootstrap of `metric` for method_a - method_b, images paired by `name`.
 
     per_image: columns method, name, <metric> (and dataset when `dataset` is given).
@@ -126,13 +148,18 @@ def compare_methods(per_image: pd.DataFrame, method_a: str, method_b: str, metri
         if scores.empty:
             raise ValueError(f"no per-image {metric} for method {method!r}{where}")
         if scores.index.duplicated().any():
-            raise ValueError(f"method {method!r}{where} has several rows for image(s) "
-                             f"{', '.join(sorted(set(scores.index[scores.index.duplicated()])))}")
+            raise ValueError(
+                f"method {method!r}{where} has several rows for image(s) "
+                f"{', '.join(sorted(set(scores.index[scores.index.duplicated()])))}"
+            )
     only = sorted(set(a.index) ^ set(b.index))
     if only:
-        raise ValueError(f"{method_a!r} and {method_b!r}{where} were scored on different images "
-                         f"(only one has: {', '.join(map(str, only))})")
+        raise ValueError(
+            f"{method_a!r} and {method_b!r}{where} were scored on different images "
+            f"(only one has: {', '.join(map(str, only))})"
+        )
     names = sorted(a.index)
-    result = paired_bootstrap(a[names].to_numpy(), b[names].to_numpy(), seed=seed, n_resamples=n_resamples,
-                              confidence=confidence)
+    result = paired_bootstrap(
+        a[names].to_numpy(), b[names].to_numpy(), seed=seed, n_resamples=n_resamples, confidence=confidence
+    )
     return {"method_a": method_a, "method_b": method_b, "metric": metric, "dataset": dataset, **result}

@@ -22,8 +22,14 @@ import pandas as pd
 from spsagan.atomic import write_text
 from spsagan.reports import output_paths, provenance
 from spsagan.reports.paper import TABLE1_METHODS, canonical_dataset, table1_unplaced, table1_values
-from spsagan.reports.stats import MIN_IMAGES, NO_INTERVAL, NO_PER_IMAGE, NOT_COMPARABLE, bootstrap_mean, \
-    reproduction_verdict
+from spsagan.reports.stats import (
+    MIN_IMAGES,
+    NO_INTERVAL,
+    NO_PER_IMAGE,
+    NOT_COMPARABLE,
+    bootstrap_mean,
+    reproduction_verdict,
+)
 
 METRICS = [("psnr", "PSNR (dB) ↑", 2), ("ssim", "SSIM ↑", 4), ("niqe", "NIQE ↓", 3), ("pi", "PI ↓", 3)]
 CSV_COLUMNS = ["method", "dataset", "psnr", "ssim", "niqe", "pi", "source", "results_method", "note"]
@@ -35,13 +41,21 @@ VERDICT_COLUMNS = ["method", "dataset", "metric", "reproduced", "paper", "n", "c
 # The per-image mean may differ from the set mean by the rounding of the per-image CSV (6 decimals);
 # a larger gap means the two frames come from different evaluations.
 MEAN_TOLERANCE = 1e-4
-MARKERS = {"inside": "p in CI", "above": "p > CI", "below": "p < CI", NOT_COMPARABLE: "n.c.",
-           NO_INTERVAL: f"n<{MIN_IMAGES}", NO_PER_IMAGE: "no img"}
-MARKER_LEGEND = (f"Verdict markers, on cells with both r and p (details under Reproduction verdicts): "
-                 f"[p in CI] the paper value lies inside the bootstrap interval of the reproduced set mean; "
-                 f"[p > CI] / [p < CI] it lies above / below that interval; [n.c.] not comparable, the run uses "
-                 f"stand-ins; [n<{MIN_IMAGES}] fewer than {MIN_IMAGES} test images, no interval; "
-                 f"[no img] no per-image scores given, no interval.")
+MARKERS = {
+    "inside": "p in CI",
+    "above": "p > CI",
+    "below": "p < CI",
+    NOT_COMPARABLE: "n.c.",
+    NO_INTERVAL: f"n<{MIN_IMAGES}",
+    NO_PER_IMAGE: "no img",
+}
+MARKER_LEGEND = (
+    f"Verdict markers, on cells with both r and p (details under Reproduction verdicts): "
+    f"[p in CI] the paper value lies inside the bootstrap interval of the reproduced set mean; "
+    f"[p > CI] / [p < CI] it lies above / below that interval; [n.c.] not comparable, the run uses "
+    f"stand-ins; [n<{MIN_IMAGES}] fewer than {MIN_IMAGES} test images, no interval; "
+    f"[no img] no per-image scores given, no interval."
+)
 
 
 # Results methods that must never take a paper column: the `esrgan` preset is this pipeline's
@@ -64,8 +78,10 @@ def display_method(name: str) -> str:
 def _check_results(results: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in REQUIRED if c not in results.columns]
     if missing:
-        raise ValueError(f"results frame lacks column(s) {', '.join(missing)}; it needs {', '.join(REQUIRED)} "
-                         "(one row of set means per method and dataset)")
+        raise ValueError(
+            f"results frame lacks column(s) {', '.join(missing)}; it needs {', '.join(REQUIRED)} "
+            "(one row of set means per method and dataset)"
+        )
     df = results.copy()
     df["results_method"] = df["method"].astype(str)
     df["method"] = df["method"].map(display_method)
@@ -83,12 +99,16 @@ def _check_results(results: pd.DataFrame) -> pd.DataFrame:
 def table1_frame(results: pd.DataFrame) -> pd.DataFrame:
     """Long form of Table 1: reproduced rows from `results`, then the paper's rows (CSV_COLUMNS)."""
     df = _check_results(results)
-    reproduced = pd.DataFrame({
-        "method": df["method"], "dataset": df["dataset"],
-        **{m: pd.to_numeric(df[m], errors="raise").astype(float) for m, _, _ in METRICS},
-        "source": "reproduced", "results_method": df["results_method"],
-        "note": df["pi_reason"].map(lambda r: f"PI not available: {r}" if r else ""),
-    })
+    reproduced = pd.DataFrame(
+        {
+            "method": df["method"],
+            "dataset": df["dataset"],
+            **{m: pd.to_numeric(df[m], errors="raise").astype(float) for m, _, _ in METRICS},
+            "source": "reproduced",
+            "results_method": df["results_method"],
+            "note": df["pi_reason"].map(lambda r: f"PI not available: {r}" if r else ""),
+        }
+    )
     paper = pd.concat([table1_values(), table1_unplaced()], ignore_index=True)
     paper = paper.assign(niqe=math.nan, source="paper", results_method="", method=paper["method"].fillna(""))
     return pd.concat([reproduced[CSV_COLUMNS], paper[CSV_COLUMNS]], ignore_index=True)
@@ -98,10 +118,13 @@ def _per_image_groups(per_image: pd.DataFrame) -> dict[tuple[str, str], pd.DataF
     """{(paper column name, canonical dataset): that method's per-image rows}."""
     missing = [c for c in [*REQUIRED, "name"] if c not in per_image.columns]
     if missing:
-        raise ValueError(f"per-image frame lacks column(s) {', '.join(missing)}; it needs "
-                         f"{', '.join([*REQUIRED, 'name'])} (one row per method, dataset and image)")
-    df = per_image.assign(method=per_image["method"].map(display_method),
-                          dataset=per_image["dataset"].map(canonical_dataset))
+        raise ValueError(
+            f"per-image frame lacks column(s) {', '.join(missing)}; it needs "
+            f"{', '.join([*REQUIRED, 'name'])} (one row per method, dataset and image)"
+        )
+    df = per_image.assign(
+        method=per_image["method"].map(display_method), dataset=per_image["dataset"].map(canonical_dataset)
+    )
     dup = df[df.duplicated(["method", "dataset", "name"], keep=False)]
     if len(dup):
         where = sorted({f"{m}/{d}/{n}" for m, d, n in zip(dup["method"], dup["dataset"], dup["name"])})
@@ -109,8 +132,9 @@ def _per_image_groups(per_image: pd.DataFrame) -> dict[tuple[str, str], pd.DataF
     return {key: group for key, group in df.groupby(["method", "dataset"], sort=False)}
 
 
-def _interval(scores: pd.Series | None, reproduced: float, where: str, seed: int, n_resamples: int,
-              confidence: float) -> dict:
+def _interval(
+    scores: pd.Series | None, reproduced: float, where: str, seed: int, n_resamples: int, confidence: float
+) -> dict:
     """{n, ci_low, ci_high} of one reproduced cell; n is None without per-image scores, the interval
     NaN below MIN_IMAGES images or when an image lacks the score."""
     if scores is None:
@@ -118,8 +142,10 @@ def _interval(scores: pd.Series | None, reproduced: float, where: str, seed: int
     values = pd.to_numeric(scores, errors="raise").to_numpy(dtype=np.float64)
     complete = bool(np.isfinite(values).all())
     if math.isfinite(reproduced) and (not complete or abs(values.mean() - reproduced) > MEAN_TOLERANCE):
-        raise ValueError(f"{where}: the per-image scores (mean {values.mean()!r} over {len(values)} images) do not "
-                         f"match the set mean {reproduced!r}; pass the per-image frame of the same evaluation")
+        raise ValueError(
+            f"{where}: the per-image scores (mean {values.mean()!r} over {len(values)} images) do not "
+            f"match the set mean {reproduced!r}; pass the per-image frame of the same evaluation"
+        )
     out = {"n": len(values), "ci_low": math.nan, "ci_high": math.nan}
     if complete and len(values) >= MIN_IMAGES:
         res = bootstrap_mean(values, seed, n_resamples, confidence)
@@ -127,9 +153,14 @@ def _interval(scores: pd.Series | None, reproduced: float, where: str, seed: int
     return out
 
 
-def reproduction_verdicts(results: pd.DataFrame, standins: list[str], per_image: pd.DataFrame | None = None,
-                          seed: int | None = None, n_resamples: int = 10000,
-                          confidence: float = 0.95) -> pd.DataFrame:
+def reproduction_verdicts(
+    results: pd.DataFrame,
+    standins: list[str],
+    per_image: pd.DataFrame | None = None,
+    seed: int | None = None,
+    n_resamples: int = 10000,
+    confidence: float = 0.95,
+) -> pd.DataFrame:
     """One row per reproduced cell (method, dataset, metric): VERDICT_COLUMNS.
 
     results: set means, as for `render_table1`. per_image: one row per method, dataset and image
@@ -153,13 +184,21 @@ def reproduction_verdicts(results: pd.DataFrame, standins: list[str], per_image:
             rep = float(r[metric])
             pap = float(paper.loc[key, metric]) if key in paper.index and metric in paper.columns else math.nan
             scores = None if groups is None or key not in groups else groups[key][metric]
-            iv = _interval(scores, rep, f"{r['results_method']}/{r['dataset']} {metric}", seed, n_resamples,
-                           confidence)
+            iv = _interval(scores, rep, f"{r['results_method']}/{r['dataset']} {metric}", seed, n_resamples, confidence)
             verdict = ""
             if math.isfinite(rep) and math.isfinite(pap):
                 verdict = reproduction_verdict(pap, iv["n"], iv["ci_low"], iv["ci_high"], standins)
-            rows.append({"method": r["method"], "dataset": r["dataset"], "metric": metric, "reproduced": rep,
-                         "paper": pap, **iv, "verdict": verdict})
+            rows.append(
+                {
+                    "method": r["method"],
+                    "dataset": r["dataset"],
+                    "metric": metric,
+                    "reproduced": rep,
+                    "paper": pap,
+                    **iv,
+                    "verdict": verdict,
+                }
+            )
     out = pd.DataFrame(rows, columns=VERDICT_COLUMNS)
     out["n"] = pd.array([pd.NA if v is None else v for v in out["n"]], dtype="Int64")
     return out
@@ -208,13 +247,15 @@ def _layout(long: pd.DataFrame, datasets: list[str] | None):
         datasets = [canonical_dataset(d) for d in datasets]
     shown = long[long["dataset"].isin(datasets) & (long["method"] != "")]
     used = set(shown["method"])
-    methods = [m for m in TABLE1_METHODS if m in used] + [m for m in dict.fromkeys(rep["method"]) if m not in
-                                                          TABLE1_METHODS and m in used]
+    methods = [m for m in TABLE1_METHODS if m in used] + [
+        m for m in dict.fromkeys(rep["method"]) if m not in TABLE1_METHODS and m in used
+    ]
     return datasets, methods
 
 
-def _grid(long: pd.DataFrame, datasets: list[str], methods: list[str], tex: bool,
-          markers: dict | None = None) -> list[list[str]]:
+def _grid(
+    long: pd.DataFrame, datasets: list[str], methods: list[str], tex: bool, markers: dict | None = None
+) -> list[list[str]]:
     """Rows [dataset, metric label, one cell per method]; `markers` {(method, dataset, metric): text}
     are appended to their cells as ` [text]`."""
     markers = markers or {}
@@ -242,54 +283,106 @@ def _notes(long: pd.DataFrame) -> list[str]:
     notes += reasons
     unplaced = long[(long["source"] == "paper") & (long["method"] == "")]
     for _, row in unplaced.iterrows():
-        notes.append(f"Paper {row['dataset']}: {row['psnr']:.2f} / {row['ssim']:.4f} / PI {row['pi']:.3f}, "
-                     f"{row['note']}.")
-    notes.append("The paper's Table 1 is partly garbled in the available text; cells without a p value "
-                 "were lost, not zero. See spsagan/reports/paper.py for every reported number and its source.")
+        notes.append(
+            f"Paper {row['dataset']}: {row['psnr']:.2f} / {row['ssim']:.4f} / PI {row['pi']:.3f}, {row['note']}."
+        )
+    notes.append(
+        "The paper's Table 1 is partly garbled in the available text; cells without a p value "
+        "were lost, not zero. See spsagan/reports/paper.py for every reported number and its source."
+    )
     return notes
 
 
-def _verdict_section(verdicts: pd.DataFrame, datasets: list[str], methods: list[str], have_per_image: bool, seed,
-                     n_resamples: int, confidence: float) -> tuple[str, list[str], list[list[str]]]:
+def _verdict_section(
+    verdicts: pd.DataFrame,
+    datasets: list[str],
+    methods: list[str],
+    have_per_image: bool,
+    seed,
+    n_resamples: int,
+    confidence: float,
+) -> tuple[str, list[str], list[list[str]]]:
     """(explanation, table head, table rows) of the cells with a verdict, in the grid's order."""
     level = f"{confidence:.0%}"
-    text = (f"For each cell with both a reproduced (r) and a paper (p) value: n test images, the {level} "
-            f"percentile bootstrap interval of the reproduced set mean over those images ")
-    text += (f"({n_resamples} resamples, seed {seed}; shown from n >= {MIN_IMAGES} on), "
-             if have_per_image else "(none here: no per-image scores were given), ")
-    text += ("and where the paper value lies against it: inside, above or below. The interval covers the "
-             "choice of test images only, not the variation between training runs, so inside means "
-             "consistent with this test set, not a proven reproduction.")
+    text = (
+        f"For each cell with both a reproduced (r) and a paper (p) value: n test images, the {level} "
+        f"percentile bootstrap interval of the reproduced set mean over those images "
+    )
+    text += (
+        f"({n_resamples} resamples, seed {seed}; shown from n >= {MIN_IMAGES} on), "
+        if have_per_image
+        else "(none here: no per-image scores were given), "
+    )
+    text += (
+        "and where the paper value lies against it: inside, above or below. The interval covers the "
+        "choice of test images only, not the variation between training runs, so inside means "
+        "consistent with this test set, not a proven reproduction."
+    )
     shown = verdicts[(verdicts["verdict"] != "") & verdicts["dataset"].isin(datasets)]
     if shown.empty:
         reported = ", ".join(sorted(set(table1_values()["dataset"])))
-        return (text + f" No cell has both: the paper's Table 1 reports {reported}; reproduced here: "
-                f"{', '.join(dict.fromkeys(verdicts['dataset'])) or 'nothing'}."), [], []
+        return (
+            (
+                text + f" No cell has both: the paper's Table 1 reports {reported}; reproduced here: "
+                f"{', '.join(dict.fromkeys(verdicts['dataset'])) or 'nothing'}."
+            ),
+            [],
+            [],
+        )
     digits = {m: d for m, _, d in METRICS}
     labels = {m: label for m, label, _ in METRICS}
-    rank = {"dataset": {d: i for i, d in enumerate(datasets)}, "metric": {m: i for i, (m, _, _) in enumerate(METRICS)},
-            "method": {m: i for i, m in enumerate(methods)}}
+    rank = {
+        "dataset": {d: i for i, d in enumerate(datasets)},
+        "metric": {m: i for i, (m, _, _) in enumerate(METRICS)},
+        "method": {m: i for i, m in enumerate(methods)},
+    }
     shown = shown.sort_values(list(rank), key=lambda col: col.map(rank[col.name]), kind="stable")
     rows = []
     for _, v in shown.iterrows():
         d = digits[v["metric"]]
-        interval = (f"[{v['ci_low']:.{d}f}, {v['ci_high']:.{d}f}]" if math.isfinite(v["ci_low"])
-                    else NO_INTERVAL if not pd.isna(v["n"]) and v["n"] < MIN_IMAGES else "n/a")
-        rows.append([v["dataset"], labels[v["metric"]], v["method"], f"{v['reproduced']:.{d}f}",
-                     "n/a" if pd.isna(v["n"]) else str(int(v["n"])), interval, f"{v['paper']:.{d}f}", v["verdict"]])
+        interval = (
+            f"[{v['ci_low']:.{d}f}, {v['ci_high']:.{d}f}]"
+            if math.isfinite(v["ci_low"])
+            else NO_INTERVAL
+            if not pd.isna(v["n"]) and v["n"] < MIN_IMAGES
+            else "n/a"
+        )
+        rows.append(
+            [
+                v["dataset"],
+                labels[v["metric"]],
+                v["method"],
+                f"{v['reproduced']:.{d}f}",
+                "n/a" if pd.isna(v["n"]) else str(int(v["n"])),
+                interval,
+                f"{v['paper']:.{d}f}",
+                v["verdict"],
+            ]
+        )
     head = ["Dataset", "Metric", "Method", "r", "n", f"{level} interval of r", "p", "verdict"]
     return text, head, rows
 
 
 def _md_table(head: list[str], rows: list[list[str]], align: list[str]) -> list[str]:
-    return ["| " + " | ".join(head) + " |", "|" + "|".join(align) + "|",
-            *["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]]
+    return [
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join(align) + "|",
+        *["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows],
+    ]
 
 
 def _markdown(grid, methods, profile, standins, notes, settings=(), verdict=None) -> str:
     """verdict: `_verdict_section`'s (text, head, rows), or None to leave the section out."""
-    lines = ["# Table 1: x4 super-resolution, PSNR/SSIM on Y (4-pixel border), NIQE, PI", "",
-             provenance(profile, standins, settings), "", LEGEND, "", MARKER_LEGEND, ""]
+    lines = [
+        "# Table 1: x4 super-resolution, PSNR/SSIM on Y (4-pixel border), NIQE, PI",
+        "",
+        provenance(profile, standins, settings),
+        "",
+        LEGEND,
+        "",
+        MARKER_LEGEND,
+        "",
+    ]
     lines += _md_table(["Dataset", "Metric", *methods], grid, ["---"] * 2 + [":-:"] * len(methods))
     if verdict is not None:
         text, head, rows = verdict
@@ -300,9 +393,11 @@ def _markdown(grid, methods, profile, standins, notes, settings=(), verdict=None
     return "\n".join(lines) + "\n"
 
 
-_CSS = ("body{font-family:sans-serif;font-size:14px;margin:1em}table{border-collapse:collapse;margin:1em 0}"
-        "th,td{border:1px solid #bbb;padding:3px 7px}td{text-align:center;white-space:nowrap}"
-        "thead th{background:#eee}tbody th{text-align:left;font-weight:normal}tbody th.dataset{font-weight:bold}")
+_CSS = (
+    "body{font-family:sans-serif;font-size:14px;margin:1em}table{border-collapse:collapse;margin:1em 0}"
+    "th,td{border:1px solid #bbb;padding:3px 7px}td{text-align:center;white-space:nowrap}"
+    "thead th{background:#eee}tbody th{text-align:left;font-weight:normal}tbody th.dataset{font-weight:bold}"
+)
 
 
 def _html_text(text: str) -> str:
@@ -333,11 +428,19 @@ def _html_table(head: list[str], rows: list[list[str]], row_headers: int, group_
 def _html(grid, methods, profile, standins, notes, settings=(), verdict=None) -> str:
     """The Markdown's content as one self-contained HTML page (inline style, no scripts or links)."""
     title = "Table 1: x4 super-resolution, PSNR/SSIM on Y (4-pixel border), NIQE, PI"
-    lines = ["<!DOCTYPE html>", '<html lang="en">', '<head><meta charset="utf-8">',
-             f"<title>{html.escape(title)}</title>", f"<style>{_CSS}</style></head>", "<body>",
-             f"<h1>{html.escape(title)}</h1>", f"<p>{_html_text(provenance(profile, standins, settings))}</p>",
-             f"<p>{html.escape(LEGEND)}</p>", f"<p>{html.escape(MARKER_LEGEND)}</p>",
-             *_html_table(["Dataset", "Metric", *methods], grid, 2, True)]
+    lines = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        '<head><meta charset="utf-8">',
+        f"<title>{html.escape(title)}</title>",
+        f"<style>{_CSS}</style></head>",
+        "<body>",
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p>{_html_text(provenance(profile, standins, settings))}</p>",
+        f"<p>{html.escape(LEGEND)}</p>",
+        f"<p>{html.escape(MARKER_LEGEND)}</p>",
+        *_html_table(["Dataset", "Metric", *methods], grid, 2, True),
+    ]
     if verdict is not None:
         text, head, rows = verdict
         lines += ["<h2>Reproduction verdicts</h2>", f"<p>{html.escape(text)}</p>"]
@@ -347,9 +450,18 @@ def _html(grid, methods, profile, standins, notes, settings=(), verdict=None) ->
 
 
 def _tex_escape(text: str) -> str:
-    for char, repl in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("$", r"\$"), ("#", r"\#"),
-                       ("_", r"\_"), ("{", r"\{"), ("}", r"\}"), ("~", r"\textasciitilde{}"),
-                       ("^", r"\textasciicircum{}")):
+    for char, repl in (
+        ("\\", r"\textbackslash{}"),
+        ("&", r"\&"),
+        ("%", r"\%"),
+        ("$", r"\$"),
+        ("#", r"\#"),
+        ("_", r"\_"),
+        ("{", r"\{"),
+        ("}", r"\}"),
+        ("~", r"\textasciitilde{}"),
+        ("^", r"\textasciicircum{}"),
+    ):
         text = text.replace(char, repl)
     return text
 
@@ -357,14 +469,22 @@ def _tex_escape(text: str) -> str:
 def _latex(grid, methods, profile, standins) -> str:
     def label(text):  # metric labels: arrows as math
         return _tex_escape(text.replace(" ↑", "").replace(" ↓", "")) + (
-            r" $\uparrow$" if "↑" in text else r" $\downarrow$" if "↓" in text else "")
+            r" $\uparrow$" if "↑" in text else r" $\downarrow$" if "↓" in text else ""
+        )
 
     stand = "; ".join(_tex_escape(s) for s in standins) if standins else "none"
-    lines = [r"% Requires \usepackage{booktabs}", r"\begin{table*}[t]", r"\centering", r"\scriptsize",
-             rf"\caption{{x4 results (profile: {_tex_escape(profile)}; stand-ins: {stand}). "
-             r"\textsuperscript{r} reproduced, \textsuperscript{p} paper, $\Delta$ = reproduced $-$ paper.}",
-             r"\begin{tabular}{ll" + "c" * len(methods) + "}", r"\toprule",
-             " & ".join(["Dataset", "Metric", *(_tex_escape(m) for m in methods)]) + r" \\", r"\midrule"]
+    lines = [
+        r"% Requires \usepackage{booktabs}",
+        r"\begin{table*}[t]",
+        r"\centering",
+        r"\scriptsize",
+        rf"\caption{{x4 results (profile: {_tex_escape(profile)}; stand-ins: {stand}). "
+        r"\textsuperscript{r} reproduced, \textsuperscript{p} paper, $\Delta$ = reproduced $-$ paper.}",
+        r"\begin{tabular}{ll" + "c" * len(methods) + "}",
+        r"\toprule",
+        " & ".join(["Dataset", "Metric", *(_tex_escape(m) for m in methods)]) + r" \\",
+        r"\midrule",
+    ]
     previous = None
     for row in grid:
         if previous is not None and row[0] != previous:
@@ -392,10 +512,19 @@ def _csv(long: pd.DataFrame, verdicts: pd.DataFrame, profile: str, standins: lis
     return csv
 
 
-def render_table1(results: pd.DataFrame, profile: str, standins: list[str], out_dir: str | os.PathLike | list,
-                  datasets: list[str] | None = None, settings: list[str] = (), per_image: pd.DataFrame | None = None,
-                  seed: int | None = None, n_resamples: int = 10000, confidence: float = 0.95,
-                  extra_notes: list[str] = ()) -> dict[str, Path]:
+def render_table1(
+    results: pd.DataFrame,
+    profile: str,
+    standins: list[str],
+    out_dir: str | os.PathLike | list,
+    datasets: list[str] | None = None,
+    settings: list[str] = (),
+    per_image: pd.DataFrame | None = None,
+    seed: int | None = None,
+    n_resamples: int = 10000,
+    confidence: float = 0.95,
+    extra_notes: list[str] = (),
+) -> dict[str, Path]:
     """Write table1.md, table1.csv and table1.tex to `out_dir` (or the paths given as a list: one per
     suffix md, csv, tex, plus an optional .html path for a self-contained table1.html); returns
     {suffix: path} of the files written.

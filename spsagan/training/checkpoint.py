@@ -35,8 +35,9 @@ import subprocess
 import threading
 import time
 import warnings
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -58,8 +59,9 @@ class Preempted(RuntimeError):
     exit_code = 75
 
     def __init__(self, cause: str, step: int, path: Path):
-        super().__init__(f"{cause}: saved a resumable checkpoint at step {step} to {path}; "
-                         "run the same command again to continue")
+        super().__init__(
+            f"{cause}: saved a resumable checkpoint at step {step} to {path}; run the same command again to continue"
+        )
         self.cause, self.step, self.path = cause, step, path
 
 
@@ -101,9 +103,12 @@ def rng_state() -> dict:
     np_state = np.random.get_state(legacy=False)
     return {
         "python": [version, list(internal), gauss],
-        "numpy": {"key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
-                  "pos": int(np_state["state"]["pos"]), "has_gauss": int(np_state["has_gauss"]),
-                  "gauss": float(np_state["gauss"])},
+        "numpy": {
+            "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
+            "pos": int(np_state["state"]["pos"]),
+            "has_gauss": int(np_state["has_gauss"]),
+            "gauss": float(np_state["gauss"]),
+        },
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
@@ -113,9 +118,14 @@ def set_rng_state(state: dict) -> None:
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     n = state["numpy"]
-    np.random.set_state({"bit_generator": "MT19937",
-                         "state": {"key": n["key"].numpy().astype(np.uint32), "pos": n["pos"]},
-                         "has_gauss": n["has_gauss"], "gauss": n["gauss"]})
+    np.random.set_state(
+        {
+            "bit_generator": "MT19937",
+            "state": {"key": n["key"].numpy().astype(np.uint32), "pos": n["pos"]},
+            "has_gauss": n["has_gauss"],
+            "gauss": n["gauss"],
+        }
+    )
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -148,7 +158,7 @@ class ResumeDir:
         with atomic_path(target) as tmp:
             torch.save(state, tmp)
             _fsync(tmp)  # on disk before the rename: a power loss must not leave an empty "newest" file
-        for old in self.files()[:-self.keep]:
+        for old in self.files()[: -self.keep]:
             old.unlink(missing_ok=True)
         return target
 
@@ -175,8 +185,7 @@ class ResumeDir:
             try:
                 return path, self.load_file(path, map_location)
             except Exception as err:  # any unreadable file: fall back to the previous one
-                warnings.warn(f"{path}: skipping unusable resume checkpoint ({err})", RuntimeWarning,
-                              stacklevel=3)
+                warnings.warn(f"{path}: skipping unusable resume checkpoint ({err})", RuntimeWarning, stacklevel=3)
         return None, None
 
     @staticmethod
@@ -254,8 +263,11 @@ def _try_lock(fd: int, path: Path) -> bool:
     except OSError as err:
         if err.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
             raise
-        warnings.warn(f"{path}: cannot lock ({err.strerror}); make sure no other trainer uses {path.parent}",
-                      RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"{path}: cannot lock ({err.strerror}); make sure no other trainer uses {path.parent}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
         return False
 
 
@@ -264,13 +276,17 @@ def _in_use_message(path: Path) -> str:
     fields = path.read_text(errors="replace").split()
     pid = fields[0] if fields and fields[0].isdigit() else None
     if pid is None:  # the holder has not written its PID yet
-        return (f"{path.parent} is in use by another trainer (PID unknown; see {path}): wait for it to finish "
-                "or stop it, then run again")
+        return (
+            f"{path.parent} is in use by another trainer (PID unknown; see {path}): wait for it to finish "
+            "or stop it, then run again"
+        )
     host = f" on {fields[1]}" if len(fields) > 1 else ""
     since = f", since {fields[2]}" if len(fields) > 2 else ""
-    return (f"{path.parent} is in use by another trainer (PID {pid}{host}{since}): wait for it to finish, "
-            f"or stop it with `kill {pid}` (it saves a checkpoint and exits) and run again; if that process "
-            "no longer exists, its batch workers are still exiting: retry in a few seconds")
+    return (
+        f"{path.parent} is in use by another trainer (PID {pid}{host}{since}): wait for it to finish, "
+        f"or stop it with `kill {pid}` (it saves a checkpoint and exits) and run again; if that process "
+        "no longer exists, its batch workers are still exiting: retry in a few seconds"
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -307,8 +323,10 @@ class ParentWatch:
         for pid, start, name in self.watched:
             alive = pid == os.getppid() if start is None else _start_time(pid) == start
             if not alive:
-                return (f"the process {pid} ({name}) that started this run exited "
-                        "(SPSAGAN_DETACHED=1 keeps a trainer running without it)")
+                return (
+                    f"the process {pid} ({name}) that started this run exited "
+                    "(SPSAGAN_DETACHED=1 keeps a trainer running without it)"
+                )
         return None
 
 
@@ -330,7 +348,7 @@ def _proc_stat(pid: int) -> list[str] | None:
             text = fh.read()
     except OSError:
         return None
-    return [text[text.find("(") + 1:text.rfind(")")]] + text[text.rfind(")") + 2:].split()
+    return [text[text.find("(") + 1 : text.rfind(")")]] + text[text.rfind(")") + 2 :].split()
 
 
 def _start_time(pid: int) -> int | None:
@@ -383,9 +401,13 @@ class StopSignals:
             raise KeyboardInterrupt
         self.received = name
 
-    def __enter__(self) -> "StopSignals":
+    def __enter__(self) -> StopSignals:
         if threading.current_thread() is not threading.main_thread():
-            warnings.warn("not in the main thread: SIGTERM/SIGUSR1/SIGINT will not save a checkpoint", RuntimeWarning)
+            warnings.warn(
+                "not in the main thread: SIGTERM/SIGUSR1/SIGINT will not save a checkpoint",
+                RuntimeWarning,
+                stacklevel=2,
+            )
             return self
         for s in self.SIGNALS:
             self._previous[s] = signal.signal(s, self._handler)
@@ -411,8 +433,16 @@ def git_revision(cwd: str | Path | None = None) -> str | None:
     return rev if out.returncode == 0 and re.fullmatch(r"[0-9a-f]{40}", rev) else None
 
 
-def save_model(path: str | Path, model: torch.nn.Module, preset: str, step: int, params: dict,
-               segmenter: str | None, method: str | None = None, info: dict | None = None) -> None:
+def save_model(
+    path: str | Path,
+    model: torch.nn.Module,
+    preset: str,
+    step: int,
+    params: dict,
+    segmenter: str | None,
+    method: str | None = None,
+    info: dict | None = None,
+) -> None:
     """Write the final generator in the checkpoint format of the contracts, atomically.
 
     {"arch", "params_g", "preset", "method", "step", "segmenter", "params", "info", "git_rev"}:
@@ -421,9 +451,17 @@ def save_model(path: str | Path, model: torch.nn.Module, preset: str, step: int,
     (weights_only=True).
     """
     params_g = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    ckpt = {"arch": model.arch, "params_g": params_g, "preset": preset, "method": method or preset,
-            "step": int(step), "segmenter": segmenter, "params": _plain(params), "info": _plain(info or {}),
-            "git_rev": git_revision()}
+    ckpt = {
+        "arch": model.arch,
+        "params_g": params_g,
+        "preset": preset,
+        "method": method or preset,
+        "step": int(step),
+        "segmenter": segmenter,
+        "params": _plain(params),
+        "info": _plain(info or {}),
+        "git_rev": git_revision(),
+    }
     with atomic_path(path) as tmp:
         torch.save(ckpt, tmp)
 

@@ -27,9 +27,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -56,8 +56,15 @@ class SubImageSet:
     small set (the demo) is decoded once and a large one (DIV2K) decodes the rest on demand.
     """
 
-    def __init__(self, name: str, names: Sequence[str], load: Callable[[int, bool], tuple],
-                 fingerprint: Callable[[bool], str], has_seg: bool, cache_mb: float = 2048):
+    def __init__(
+        self,
+        name: str,
+        names: Sequence[str],
+        load: Callable[[int, bool], tuple],
+        fingerprint: Callable[[bool], str],
+        has_seg: bool,
+        cache_mb: float = 2048,
+    ):
         if not names:
             raise DataError(f"training set {name!r} holds no sub-images")
         self.name = name
@@ -74,8 +81,10 @@ class SubImageSet:
 
     def get(self, i: int, with_seg: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         if with_seg and not self.has_seg:
-            raise DataError(f"training set {self.name!r} was opened without segmentation maps, "
-                            "but this model needs them (pass seg_dir when opening it)")
+            raise DataError(
+                f"training set {self.name!r} was opened without segmentation maps, "
+                "but this model needs them (pass seg_dir when opening it)"
+            )
         key = (i, with_seg)
         item = self._cache.get(key)
         if item is None:
@@ -92,12 +101,15 @@ class SubImageSet:
         return self._fingerprint(with_seg)
 
     @classmethod
-    def from_arrays(cls, name: str, gts: Sequence[np.ndarray], lqs: Sequence[np.ndarray],
-                    segs: Sequence[np.ndarray] | None = None) -> "SubImageSet":
+    def from_arrays(
+        cls, name: str, gts: Sequence[np.ndarray], lqs: Sequence[np.ndarray], segs: Sequence[np.ndarray] | None = None
+    ) -> SubImageSet:
         """A set from in-memory images (uint8 (H, W, 3) gt, (H/4, W/4, 3) lq, float32 (8, H, W) seg)."""
         if len(gts) != len(lqs) or (segs is not None and len(segs) != len(gts)):
-            raise DataError(f"training set {name!r}: {len(gts)} gt, {len(lqs)} lq"
-                            f"{'' if segs is None else f', {len(segs)} seg'} arrays; the counts must match")
+            raise DataError(
+                f"training set {name!r}: {len(gts)} gt, {len(lqs)} lq"
+                f"{'' if segs is None else f', {len(segs)} seg'} arrays; the counts must match"
+            )
         names = [f"{i:06d}" for i in range(len(gts))]
 
         def load(i, with_seg):
@@ -116,8 +128,14 @@ class SubImageSet:
         return cls(name, names, load, fingerprint, has_seg=segs is not None, cache_mb=0)
 
     @classmethod
-    def from_dir(cls, name: str, make_lr_dir: str | os.PathLike, seg_dir: str | os.PathLike | None = None,
-                 cache_mb: float = 2048, sources: Sequence[str] | None = None) -> "SubImageSet":
+    def from_dir(
+        cls,
+        name: str,
+        make_lr_dir: str | os.PathLike,
+        seg_dir: str | os.PathLike | None = None,
+        cache_mb: float = 2048,
+        sources: Sequence[str] | None = None,
+    ) -> SubImageSet:
         """Open `make_lr_dir/sub/{HR,LR_x4,index.csv}` and, if given, maps in `seg_dir/sub/<sub>.npz`.
 
         Pass `seg_dir=None` for models without the prior: no map is then ever read.
@@ -129,15 +147,19 @@ class SubImageSet:
         for d in ("HR", "LR_x4"):
             missing = [n for n in names if not (sub / d / f"{n}.png").is_file()]
             if missing:
-                raise DataError(f"{sub / d}: {len(missing)} sub-image(s) listed in {index} are missing "
-                                f"(first: {missing[0]}.png); rerun the make_lr stage")
+                raise DataError(
+                    f"{sub / d}: {len(missing)} sub-image(s) listed in {index} are missing "
+                    f"(first: {missing[0]}.png); rerun the make_lr stage"
+                )
         seg_sub = None
         if seg_dir is not None:
             seg_sub = Path(seg_dir) / "sub"
             missing = [n for n in names if not (seg_sub / f"{n}.npz").is_file()]
             if missing:
-                raise DataError(f"{seg_sub}: {len(missing)} segmentation map(s) for {index} are missing "
-                                f"(first: {missing[0]}.npz); rerun the make_seg_maps stage")
+                raise DataError(
+                    f"{seg_sub}: {len(missing)} segmentation map(s) for {index} are missing "
+                    f"(first: {missing[0]}.npz); rerun the make_seg_maps stage"
+                )
 
         def load(i, with_seg):
             n = names[i]
@@ -188,14 +210,24 @@ def _load_seg_quantized(path: Path) -> np.ndarray:
 
 def _check_item(item, where: str, with_seg: bool) -> None:
     gt, lq, seg = item
-    if gt.dtype != np.uint8 or lq.dtype != np.uint8 or gt.ndim != 3 or lq.ndim != 3 \
-            or gt.shape[2] != 3 or lq.shape[2] != 3:
-        raise DataError(f"{where}: gt and lq must be uint8 (H, W, 3), got {gt.dtype}{gt.shape} and {lq.dtype}{lq.shape}")
+    if (
+        gt.dtype != np.uint8
+        or lq.dtype != np.uint8
+        or gt.ndim != 3
+        or lq.ndim != 3
+        or gt.shape[2] != 3
+        or lq.shape[2] != 3
+    ):
+        raise DataError(
+            f"{where}: gt and lq must be uint8 (H, W, 3), got {gt.dtype}{gt.shape} and {lq.dtype}{lq.shape}"
+        )
     if gt.shape[0] != SCALE * lq.shape[0] or gt.shape[1] != SCALE * lq.shape[1]:
         raise DataError(f"{where}: gt {gt.shape[:2]} is not {SCALE}x lq {lq.shape[:2]}; rerun make_lr")
     if with_seg and (seg is None or seg.ndim != 3 or seg.shape[1:] != gt.shape[:2]):
-        raise DataError(f"{where}: segmentation map {None if seg is None else seg.shape} does not cover "
-                        f"the HR sub-image {gt.shape[:2]}; rerun make_seg_maps")
+        raise DataError(
+            f"{where}: segmentation map {None if seg is None else seg.shape} does not cover "
+            f"the HR sub-image {gt.shape[:2]}; rerun make_seg_maps"
+        )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -225,8 +257,15 @@ class MixSampler:
     the share, so a run may resume on another number of processes.
     """
 
-    def __init__(self, sizes: Sequence[int], ratios: Sequence[float], batch_size: int, seed: int,
-                 rank: int = 0, world_size: int = 1):
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        ratios: Sequence[float],
+        batch_size: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
         if world_size < 1 or not 0 <= rank < world_size or batch_size % world_size:
             raise ValueError(f"cannot split a batch of {batch_size} into {world_size} equal shares (rank {rank})")
         if len(sizes) != len(ratios) or not sizes:
@@ -245,7 +284,7 @@ class MixSampler:
     def draw(self, step: int) -> list[Draw]:
         """This process's share of the global batch of `step`."""
         share = self.batch_size // self.world_size
-        return self.global_draw(step)[self.rank * share:(self.rank + 1) * share]
+        return self.global_draw(step)[self.rank * share : (self.rank + 1) * share]
 
     def global_draw(self, step: int) -> list[Draw]:
         """All `batch_size` draws of `step` (what a single process trains on)."""
@@ -254,8 +293,16 @@ class MixSampler:
         sets = rng.choice(len(self.sizes), size=b, p=self.probs)
         u = rng.random((b, 3))  # item, top, left
         aug = rng.integers(0, 2, size=(b, 3)).astype(bool)
-        return [Draw(int(s), min(int(u[j, 0] * self.sizes[s]), self.sizes[s] - 1), float(u[j, 1]),
-                     float(u[j, 2]), *map(bool, aug[j])) for j, s in enumerate(sets)]
+        return [
+            Draw(
+                int(s),
+                min(int(u[j, 0] * self.sizes[s]), self.sizes[s] - 1),
+                float(u[j, 1]),
+                float(u[j, 2]),
+                *map(bool, aug[j]),
+            )
+            for j, s in enumerate(sets)
+        ]
 
     def __iter__(self):
         return self
@@ -270,8 +317,10 @@ class MixSampler:
 
     def load_state_dict(self, state: dict) -> None:
         if state["seed"] != self.seed or state["batch_size"] != self.batch_size:
-            raise ValueError(f"sampler state is for seed {state['seed']}, batch {state['batch_size']}; "
-                             f"this sampler has seed {self.seed}, batch {self.batch_size}")
+            raise ValueError(
+                f"sampler state is for seed {state['seed']}, batch {state['batch_size']}; "
+                f"this sampler has seed {self.seed}, batch {self.batch_size}"
+            )
         self.next_step = int(state["next_step"])
 
 
@@ -285,11 +334,13 @@ def crop_and_augment(gt: np.ndarray, lq: np.ndarray, seg: np.ndarray | None, d: 
     c = crop_size // SCALE
     h, w = lq.shape[:2]
     if h < c or w < c:
-        raise DataError(f"a {h}x{w} LR sub-image is smaller than the {c}x{c} LR crop (HR crop_size "
-                        f"{crop_size}); lower crop_size or make larger sub-images")
+        raise DataError(
+            f"a {h}x{w} LR sub-image is smaller than the {c}x{c} LR crop (HR crop_size "
+            f"{crop_size}); lower crop_size or make larger sub-images"
+        )
     top = min(int(d.u_top * (h - c + 1)), h - c)
     left = min(int(d.u_left * (w - c + 1)), w - c)
-    lq = lq[top:top + c, left:left + c]
+    lq = lq[top : top + c, left : left + c]
     ys, xs = slice(SCALE * top, SCALE * (top + c)), slice(SCALE * left, SCALE * (left + c))
     gt = gt[ys, xs]
     seg = seg[:, ys, xs] if seg is not None else None
@@ -303,8 +354,7 @@ def crop_and_augment(gt: np.ndarray, lq: np.ndarray, seg: np.ndarray | None, d: 
     if d.transpose:
         gt, lq = gt.transpose(1, 0, 2), lq.transpose(1, 0, 2)
         seg = seg.transpose(0, 2, 1) if seg is not None else None
-    return (np.ascontiguousarray(gt), np.ascontiguousarray(lq),
-            np.ascontiguousarray(seg) if seg is not None else None)
+    return (np.ascontiguousarray(gt), np.ascontiguousarray(lq), np.ascontiguousarray(seg) if seg is not None else None)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -355,16 +405,24 @@ class TrainData:
             gts.append(gt)
             lqs.append(lq)
             segs.append(seg)
-        batch = {"gt": torch.from_numpy(np.stack(gts)).permute(0, 3, 1, 2).contiguous(),
-                 "lq": torch.from_numpy(np.stack(lqs)).permute(0, 3, 1, 2).contiguous()}
+        batch = {
+            "gt": torch.from_numpy(np.stack(gts)).permute(0, 3, 1, 2).contiguous(),
+            "lq": torch.from_numpy(np.stack(lqs)).permute(0, 3, 1, 2).contiguous(),
+        }
         if with_seg:
             batch["seg"] = torch.from_numpy(np.stack(segs))
         return batch
 
     def fingerprint(self, with_seg: bool) -> str:
         """Hash of the sets' listings, the ratios and the held-out images (keys resume checkpoints)."""
-        h = hashlib.sha256(json.dumps({"ratios": [float(r) for r in self.ratios],
-                                       "sets": [(s.name, s.fingerprint(with_seg)) for s in self.sets]}).encode())
+        h = hashlib.sha256(
+            json.dumps(
+                {
+                    "ratios": [float(r) for r in self.ratios],
+                    "sets": [(s.name, s.fingerprint(with_seg)) for s in self.sets],
+                }
+            ).encode()
+        )
         for v in self.val:
             h.update(v.name.encode())
             for a in (v.lq, v.gt, v.seg if with_seg else None):
@@ -383,8 +441,16 @@ class BatchSource(torch.utils.data.Dataset):
         return self.data.make_batch(self.sampler.draw(step), self.crop_size, self.with_seg)
 
 
-def batches(data: TrainData, sampler: MixSampler, crop_size: int, with_seg: bool, start: int, stop: int,
-            workers: int = 0, pin_memory: bool = False):
+def batches(
+    data: TrainData,
+    sampler: MixSampler,
+    crop_size: int,
+    with_seg: bool,
+    start: int,
+    stop: int,
+    workers: int = 0,
+    pin_memory: bool = False,
+):
     """Yield the batches of steps start..stop-1 (built in `workers` processes when > 0).
 
     Batch k depends only on (seed, k), so prefetching ahead never changes what a resumed run sees.
@@ -394,9 +460,15 @@ def batches(data: TrainData, sampler: MixSampler, crop_size: int, with_seg: bool
         for k in range(start, stop):
             yield source[k]
         return
-    loader = torch.utils.data.DataLoader(source, batch_size=None, sampler=range(start, stop),
-                                         num_workers=workers, pin_memory=pin_memory, prefetch_factor=4,
-                                         worker_init_fn=_ignore_stop_signals)
+    loader = torch.utils.data.DataLoader(
+        source,
+        batch_size=None,
+        sampler=range(start, stop),
+        num_workers=workers,
+        pin_memory=pin_memory,
+        prefetch_factor=4,
+        worker_init_fn=_ignore_stop_signals,
+    )
     yield from loader
 
 
@@ -411,8 +483,9 @@ def _ignore_stop_signals(worker_id: int) -> None:
             signal.signal(getattr(signal, name), signal.SIG_IGN)
 
 
-def batch_to_device(batch: dict[str, torch.Tensor], device: torch.device, channels_last: bool = False
-                    ) -> dict[str, torch.Tensor]:
+def batch_to_device(
+    batch: dict[str, torch.Tensor], device: torch.device, channels_last: bool = False
+) -> dict[str, torch.Tensor]:
     """Move a batch to `device` as float32: gt/lq in [0, 1] (uint8 / 255), seg probabilities."""
     out = {}
     for name, t in batch.items():
@@ -425,8 +498,12 @@ def batch_to_device(batch: dict[str, torch.Tensor], device: torch.device, channe
     return out
 
 
-def load_val_images(hr_dir: str | os.PathLike, lq_dir: str | os.PathLike, seg_dir: str | os.PathLike | None = None,
-                    names: Sequence[str] | None = None) -> list[ValImage]:
+def load_val_images(
+    hr_dir: str | os.PathLike,
+    lq_dir: str | os.PathLike,
+    seg_dir: str | os.PathLike | None = None,
+    names: Sequence[str] | None = None,
+) -> list[ValImage]:
     """Held-out images from `hr_dir/<name>.png`, `lq_dir/<name>.png` (and `seg_dir/<name>.npz`), as RGB.
 
     names: file stems to use (default: every PNG in hr_dir, sorted).
@@ -451,9 +528,14 @@ def load_val_images(hr_dir: str | os.PathLike, lq_dir: str | os.PathLike, seg_di
     return out
 
 
-def open_train_data(make_lr_root: str | os.PathLike, mix: dict[str, float], seg_root: str | os.PathLike | None = None,
-                    val: Sequence[ValImage] = (), cache_mb: float = 2048,
-                    sources: dict[str, Sequence[str]] | None = None) -> TrainData:
+def open_train_data(
+    make_lr_root: str | os.PathLike,
+    mix: dict[str, float],
+    seg_root: str | os.PathLike | None = None,
+    val: Sequence[ValImage] = (),
+    cache_mb: float = 2048,
+    sources: dict[str, Sequence[str]] | None = None,
+) -> TrainData:
     """Open the pipeline's training sets: `mix` maps a set name under `make_lr_root` to its ratio.
 
     seg_root: `results/make_seg_maps` for models with the prior, None otherwise (no map is read).

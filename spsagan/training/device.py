@@ -14,7 +14,7 @@ import contextlib
 import os
 import random
 import shutil
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -68,8 +68,11 @@ def determinism(enabled: bool) -> Iterator[None]:
     `CUBLAS_WORKSPACE_CONFIG=:4096:8` (needed by deterministic cuBLAS; it only takes effect if set
     before CUDA is first used in the process). Disabled: cuDNN benchmarking on (fastest kernels).
     """
-    saved = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
-             torch.backends.cudnn.benchmark)
+    saved = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+    )
     if enabled:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
@@ -86,7 +89,7 @@ def determinism(enabled: bool) -> Iterator[None]:
 
 
 def precision_label(device: torch.device, mixed_precision: bool) -> str:
-    """"bf16 autocast" or "float32": what training actually computed in on `device`."""
+    """ "bf16 autocast" or "float32": what training actually computed in on `device`."""
     return "bf16 autocast" if autocast_dtype(device, mixed_precision) is not None else "float32"
 
 

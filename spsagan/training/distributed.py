@@ -18,7 +18,8 @@ import contextlib
 import dataclasses
 import datetime
 import os
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -87,15 +88,19 @@ def world_from_env(gpus: int, stage: str) -> World:
     when the launch does not match the config."""
     if not launched_by_torchrun():
         if gpus > 1:
-            raise ConfigError(f"{stage}.gpus is {gpus}, but this process was not started by torchrun; run "
-                              f"`torchrun --standalone --nproc_per_node {gpus} steps/{stage}.py ...` "
-                              f"(or set {stage}.gpus to 1)")
+            raise ConfigError(
+                f"{stage}.gpus is {gpus}, but this process was not started by torchrun; run "
+                f"`torchrun --standalone --nproc_per_node {gpus} steps/{stage}.py ...` "
+                f"(or set {stage}.gpus to 1)"
+            )
         return World()
     size, rank, local = (int(os.environ[k]) for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK"))
     if size != gpus:
-        raise ConfigError(f"{stage}.gpus is {gpus}, but torchrun started {size} processes (WORLD_SIZE); "
-                          f"run `torchrun --standalone --nproc_per_node {gpus} steps/{stage}.py ...` "
-                          f"or set {stage}.gpus to {size}")
+        raise ConfigError(
+            f"{stage}.gpus is {gpus}, but torchrun started {size} processes (WORLD_SIZE); "
+            f"run `torchrun --standalone --nproc_per_node {gpus} steps/{stage}.py ...` "
+            f"or set {stage}.gpus to {size}"
+        )
     return World(rank=rank, size=size, local_rank=local)
 
 
@@ -105,8 +110,10 @@ def rank_device(world: World, device: torch.device) -> torch.device:
         return device
     count = torch.cuda.device_count()
     if world.local_rank >= count:
-        raise ConfigError(f"this process has LOCAL_RANK {world.local_rank}, but torch sees only {count} CUDA "
-                          f"device(s) on this node; start at most {count} processes per node")
+        raise ConfigError(
+            f"this process has LOCAL_RANK {world.local_rank}, but torch sees only {count} CUDA "
+            f"device(s) on this node; start at most {count} processes per node"
+        )
     return torch.device("cuda", world.local_rank)
 
 
@@ -132,8 +139,10 @@ def process_group(world: World, device: torch.device, timeout_min: float = 30) -
         dist.init_process_group(backend, timeout=datetime.timedelta(minutes=timeout_min))
         atexit.register(_destroy)
     if (dist.get_world_size(), dist.get_rank(), dist.get_backend()) != (world.size, world.rank, backend):
-        raise RuntimeError(f"the process group is rank {dist.get_rank()} of {dist.get_world_size()} with "
-                           f"{dist.get_backend()}; this run needs rank {world.rank} of {world.size} with {backend}")
+        raise RuntimeError(
+            f"the process group is rank {dist.get_rank()} of {dist.get_world_size()} with "
+            f"{dist.get_backend()}; this run needs rank {world.rank} of {world.size} with {backend}"
+        )
     if "group" not in _CONTROL:
         _CONTROL["group"] = None if backend == "gloo" else dist.new_group(backend="gloo")
     yield dataclasses.replace(world, control=_CONTROL["group"])

@@ -19,8 +19,8 @@ batch, as in BasicSR's multi-GPU training (docs/training.md).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch.nn import functional as F
@@ -29,13 +29,26 @@ from spsagan.config import ConfigError, TrainGANConfig
 from spsagan.device import resolve_device
 from spsagan.losses import PerceptualLoss, ragan_discriminator_loss, ragan_generator_loss
 from spsagan.models.discriminator import VGGStyleDiscriminator
-from spsagan.models.presets import (attention_parameters, build_generator, load_generator, method_name, needs_seg,
-                                    preset_arch)
+from spsagan.models.presets import (
+    attention_parameters,
+    build_generator,
+    load_generator,
+    method_name,
+    needs_seg,
+    preset_arch,
+)
 from spsagan.models.vgg import VGG19FeatureExtractor, verify_weights
 from spsagan.training import checkpoint as ckpt
 from spsagan.training.data import TrainData, batch_to_device
-from spsagan.training.device import (autocast, check_compile, compiled, determinism, seed_everything, to_device,
-                                     use_channels_last)
+from spsagan.training.device import (
+    autocast,
+    check_compile,
+    compiled,
+    determinism,
+    seed_everything,
+    to_device,
+    use_channels_last,
+)
 from spsagan.training.distributed import World, process_group, rank_device, world_from_env, wrap
 from spsagan.training.loop import Run, default_instance, fit, resume_key
 from spsagan.training.schedule import set_lr
@@ -52,8 +65,10 @@ def init_generator(preset: str, init_model: str | Path) -> torch.nn.Module:
     init, info = load_generator(init_model)
     arch = info["arch"]
     if arch.get("attention") is not None:
-        raise ConfigError(f"--init: {init_model}: the GAN starts from a PSNR-pretrained model without attention, "
-                          f"but this one has attention={arch['attention']!r}")
+        raise ConfigError(
+            f"--init: {init_model}: the GAN starts from a PSNR-pretrained model without attention, "
+            f"but this one has attention={arch['attention']!r}"
+        )
     try:
         arch = preset_arch(preset, arch["num_feat"], arch["num_block"], arch["num_grow_ch"], arch["keep"])
     except ConfigError as err:
@@ -62,8 +77,10 @@ def init_generator(preset: str, init_model: str | Path) -> torch.nn.Module:
     result = model.load_state_dict(init.state_dict(), strict=False)
     stray = [k for k in result.missing_keys if not k.startswith("attention.")]
     if stray or result.unexpected_keys:
-        raise ConfigError(f"--init: {init_model}: weights do not match preset {preset!r} "
-                          f"(missing {stray[:4]}, unexpected {result.unexpected_keys[:4]})")
+        raise ConfigError(
+            f"--init: {init_model}: weights do not match preset {preset!r} "
+            f"(missing {stray[:4]}, unexpected {result.unexpected_keys[:4]})"
+        )
     return model
 
 
@@ -84,8 +101,12 @@ def optimizers(cfg: TrainGANConfig, gen: torch.nn.Module, disc: torch.nn.Module,
         groups.append({"params": attention, "initial_lr": cfg.lr_attention, "name": "attention"})
     betas = tuple(cfg.adam_betas)
     opt_g = torch.optim.Adam(groups, lr=cfg.lr_g, betas=betas, fused=fused)
-    opt_d = torch.optim.Adam([{"params": list(disc.parameters()), "initial_lr": cfg.lr_d, "name": "d"}],
-                             lr=cfg.lr_d, betas=betas, fused=fused)
+    opt_d = torch.optim.Adam(
+        [{"params": list(disc.parameters()), "initial_lr": cfg.lr_d, "name": "d"}],
+        lr=cfg.lr_d,
+        betas=betas,
+        fused=fused,
+    )
     return opt_g, opt_d
 
 
@@ -101,8 +122,17 @@ def callables(cfg: TrainGANConfig, world: World, device: torch.device, gen, disc
     return gen_c, disc_c, frozen_c, percep_c
 
 
-def gan_step(cfg: TrainGANConfig, device: torch.device, gen, disc, percep, opt_g, opt_d,
-             gate: torch.Tensor | None = None, frozen_disc=None) -> Callable:
+def gan_step(
+    cfg: TrainGANConfig,
+    device: torch.device,
+    gen,
+    disc,
+    percep,
+    opt_g,
+    opt_d,
+    gate: torch.Tensor | None = None,
+    frozen_disc=None,
+) -> Callable:
     """One iteration: a generator update against the frozen discriminator, then a discriminator update.
 
     gen, disc, percep: the networks as called (`callables`); frozen_disc: the discriminator as called
@@ -112,8 +142,10 @@ def gan_step(cfg: TrainGANConfig, device: torch.device, gen, disc, percep, opt_g
     frozen_disc = disc if frozen_disc is None else frozen_disc
 
     def train_step(batch, step):
-        lrs = {"lr/g": set_lr(opt_g, step, milestones, cfg.lr_gamma),
-               "lr/d": set_lr(opt_d, step, milestones, cfg.lr_gamma)}
+        lrs = {
+            "lr/g": set_lr(opt_g, step, milestones, cfg.lr_gamma),
+            "lr/d": set_lr(opt_d, step, milestones, cfg.lr_gamma),
+        }
         if len(opt_g.param_groups) > 1:
             lrs["lr/attention"] = opt_g.param_groups[1]["lr"]
         lq, gt, seg = batch["lq"], batch["gt"], batch.get("seg")
@@ -140,10 +172,15 @@ def gan_step(cfg: TrainGANConfig, device: torch.device, gen, disc, percep, opt_g
         l_d.backward()
         opt_d.step()
 
-        losses = {"train/l1": l_pix.detach(), "train/perceptual": l_percep.detach(),
-                  "train/gan_g": l_gan.detach(), "train/total_g": loss_g.detach(), "train/d": l_d.detach(),
-                  "train/d_real_logit": real_logits.detach().float().mean(),
-                  "train/d_fake_logit": fake_logits.detach().float().mean()}
+        losses = {
+            "train/l1": l_pix.detach(),
+            "train/perceptual": l_percep.detach(),
+            "train/gan_g": l_gan.detach(),
+            "train/total_g": loss_g.detach(),
+            "train/d": l_d.detach(),
+            "train/d_real_logit": real_logits.detach().float().mean(),
+            "train/d_fake_logit": fake_logits.detach().float().mean(),
+        }
         if gate is not None:
             losses["attention/gamma"] = gate.detach().float()
         return losses, lrs
@@ -161,9 +198,19 @@ def check_seg(preset: str, data: TrainData) -> bool:
     return with_seg
 
 
-def train_gan(cfg: TrainGANConfig, preset: str, init_model: str | Path, data: TrainData, out_model: str | Path,
-              ckpt_root: str | Path, live_dir: str | Path | None, device="auto", instance: str | None = None,
-              progress: bool = True, on_step: Callable[[int], None] | None = None) -> dict:
+def train_gan(
+    cfg: TrainGANConfig,
+    preset: str,
+    init_model: str | Path,
+    data: TrainData,
+    out_model: str | Path,
+    ckpt_root: str | Path,
+    live_dir: str | Path | None,
+    device="auto",
+    instance: str | None = None,
+    progress: bool = True,
+    on_step: Callable[[int], None] | None = None,
+) -> dict:
     """Train `preset`'s GAN from a PSNR-pretrained model; writes `out_model`.
 
     cfg: the stage's typed config (params.yaml `train_gan`). init_model: the pretrain_psnr model file
@@ -180,8 +227,11 @@ def train_gan(cfg: TrainGANConfig, preset: str, init_model: str | Path, data: Tr
     with_seg = check_seg(preset, data)
     vgg_file = cfg.perceptual_weights if cfg.w_perceptual > 0 else ""
     # checked against the registry's sha256 prefix before anything is built: a wrong file stops here
-    extra = {"data": data.fingerprint(with_seg), "init": ckpt.file_digest(init_model),
-             "vgg": verify_weights(vgg_file) if vgg_file else None}
+    extra = {
+        "data": data.fingerprint(with_seg),
+        "init": ckpt.file_digest(init_model),
+        "vgg": verify_weights(vgg_file) if vgg_file else None,
+    }
     channels_last = use_channels_last(device, cfg.channels_last)
 
     with process_group(world, device) as world, determinism(cfg.deterministic):
@@ -196,14 +246,37 @@ def train_gan(cfg: TrainGANConfig, preset: str, init_model: str | Path, data: Tr
             first = batch_to_device(first, device, channels_last)
             gen.init_attention(first["lq"], first["seg"])
         opt_g, opt_d = optimizers(cfg, gen, disc, fused=device.type == "cuda")
-        run = Run(stage=STAGE, cfg=cfg, preset=preset, method=method_name(STAGE, gen.arch, preset),
-                  out_model=out_model,
-                  resume=ckpt.ResumeDir(ckpt_root, STAGE, instance or default_instance(out_model),
-                                        resume_key(STAGE, cfg, {"preset": preset}, extra)),
-                  live_dir=live_dir, device=device, channels_last=channels_last, with_seg=with_seg,
-                  record={"perceptual_extractor": percep.extractor.weights_label if percep is not None else None},
-                  progress=progress, on_step=on_step, world=world)
+        run = Run(
+            stage=STAGE,
+            cfg=cfg,
+            preset=preset,
+            method=method_name(STAGE, gen.arch, preset),
+            out_model=out_model,
+            resume=ckpt.ResumeDir(
+                ckpt_root,
+                STAGE,
+                instance or default_instance(out_model),
+                resume_key(STAGE, cfg, {"preset": preset}, extra),
+            ),
+            live_dir=live_dir,
+            device=device,
+            channels_last=channels_last,
+            with_seg=with_seg,
+            record={"perceptual_extractor": percep.extractor.weights_label if percep is not None else None},
+            progress=progress,
+            on_step=on_step,
+            world=world,
+        )
         gen_c, disc_c, frozen_c, percep_c = callables(cfg, world, device, gen, disc, percep)
-        step = gan_step(cfg, device, gen_c, disc_c, percep_c, opt_g, opt_d,
-                        gate=getattr(gen.attention, "gamma", None), frozen_disc=frozen_c)
+        step = gan_step(
+            cfg,
+            device,
+            gen_c,
+            disc_c,
+            percep_c,
+            opt_g,
+            opt_d,
+            gate=getattr(gen.attention, "gamma", None),
+            frozen_disc=frozen_c,
+        )
         return fit(run, data, gen, {"g": gen, "d": disc}, {"g": opt_g, "d": opt_d}, step)

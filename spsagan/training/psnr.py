@@ -8,8 +8,8 @@ With `gpus` > 1 it runs as one of the processes torchrun started (`spsagan.train
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch.nn import functional as F
@@ -35,10 +35,19 @@ from spsagan.training.schedule import set_lr
 STAGE = "pretrain_psnr"
 
 
-def train_psnr(cfg: PretrainPSNRConfig, preset: str, data: TrainData, out_model: str | Path,
-               ckpt_root: str | Path, live_dir: str | Path | None, keep=None, device="auto",
-               instance: str | None = None, progress: bool = True,
-               on_step: Callable[[int], None] | None = None) -> dict:
+def train_psnr(
+    cfg: PretrainPSNRConfig,
+    preset: str,
+    data: TrainData,
+    out_model: str | Path,
+    ckpt_root: str | Path,
+    live_dir: str | Path | None,
+    keep=None,
+    device="auto",
+    instance: str | None = None,
+    progress: bool = True,
+    on_step: Callable[[int], None] | None = None,
+) -> dict:
     """L1 pretraining of `preset`'s generator without its attention layer; writes `out_model`.
 
     cfg: the stage's typed config (params.yaml `pretrain_psnr`). preset: a key of
@@ -60,15 +69,30 @@ def train_psnr(cfg: PretrainPSNRConfig, preset: str, data: TrainData, out_model:
     channels_last = use_channels_last(device, cfg.channels_last)
 
     with process_group(world, device) as world, determinism(cfg.deterministic):
-        run = Run(stage=STAGE, cfg=cfg, preset=preset, method=method_name(STAGE, arch, preset), out_model=out_model,
-                  resume=ckpt.ResumeDir(ckpt_root, STAGE, instance or default_instance(out_model), key),
-                  live_dir=live_dir, device=device, channels_last=channels_last, with_seg=False,
-                  progress=progress, on_step=on_step, world=world)
+        run = Run(
+            stage=STAGE,
+            cfg=cfg,
+            preset=preset,
+            method=method_name(STAGE, arch, preset),
+            out_model=out_model,
+            resume=ckpt.ResumeDir(ckpt_root, STAGE, instance or default_instance(out_model), key),
+            live_dir=live_dir,
+            device=device,
+            channels_last=channels_last,
+            with_seg=False,
+            progress=progress,
+            on_step=on_step,
+            world=world,
+        )
         seed_everything(cfg.seed)
         model = to_device(build_generator(arch), device, channels_last).train()
         net = compiled(wrap(model, world, device), device, cfg.compile)  # what the step calls
-        opt = torch.optim.Adam([{"params": list(model.parameters()), "initial_lr": cfg.lr}], lr=cfg.lr,
-                               betas=tuple(cfg.adam_betas), fused=device.type == "cuda")
+        opt = torch.optim.Adam(
+            [{"params": list(model.parameters()), "initial_lr": cfg.lr}],
+            lr=cfg.lr,
+            betas=tuple(cfg.adam_betas),
+            fused=device.type == "cuda",
+        )
         milestones = cfg.lr_milestones()
 
         def train_step(batch, step):

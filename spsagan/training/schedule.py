@@ -10,6 +10,7 @@ import bisect
 
 import torch
 
+
 def lr_factor(step: int, milestones, gamma: float) -> float:
     """Multiplier of the base learning rate for iteration `step` (0-based): gamma ** #milestones <= step.
 
