@@ -13,7 +13,7 @@ PROFILE ?= paper
 export PATH := $(abspath $(BIN)):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup demo paper fetch preflight dvc-demo pull test lint report plots dry-run clean-results FORCE
+.PHONY: setup demo paper fetch preflight dvc-demo pull test test-all lint report plots dry-run clean-results FORCE
 
 setup: $(VENV)/.installed
 
@@ -74,7 +74,12 @@ plots: setup
 dry-run: setup
 	$(BIN)/python -m spsagan.pipeline dry-run $(foreach s,$(S),-S $(s))
 
+# `make test`: lint and the unit and step tests (a few minutes); `make test-all` adds the slow
+# end-to-end tests (the demo pipeline, toy pipelines under DVC/Snakemake/fake SLURM, torchrun). CI runs both.
 test: setup lint
+	$(BIN)/python -m pytest -m "not slow"
+
+test-all: setup lint
 	$(BIN)/python -m pytest
 
 lint: setup
