@@ -160,10 +160,12 @@ def test_noop_reruns_are_fast_and_run_nothing(pipeline):
     repo, _, _ = pipeline
     started = time.perf_counter()
     out = run([str(BIN / "snakemake"), "--cores", "all"], repo)
-    assert "Nothing to be done" in out and time.perf_counter() - started < 3.0
+    # A few seconds at most: parsing the Snakefile checks every typed config and derives each stage's
+    # code dependencies (cached); the margin covers a second test worker busy on the other core.
+    assert "Nothing to be done" in out and time.perf_counter() - started < 5.0
     started = time.perf_counter()
     out = run([str(BIN / "dvc"), "repro"], repo)
-    assert "Running stage" not in out and time.perf_counter() - started < 3.0
+    assert "Running stage" not in out and time.perf_counter() - started < 5.0
 
 
 @pytest.mark.slow
