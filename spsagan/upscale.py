@@ -92,8 +92,9 @@ def _make_out_dir(out_dir: Path, outs: list[Path]) -> None:
         raise UpscaleError(f"output folder {out_dir} cannot be created: {blocker} is a file; pass another -o")
     folders = [o for o in outs if o.is_dir()]
     if folders:
-        raise UpscaleError(f"output path(s) {', '.join(map(str, folders))} are folders; "
-                           "remove them or change the suffix")
+        raise UpscaleError(
+            f"output path(s) {', '.join(map(str, folders))} are folders; remove them or change the suffix"
+        )
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -138,24 +139,36 @@ def load_segmenter(ckpt: dict, checkpoint: Path, weights, seed: int | None, devi
 
     label = ckpt.get("segmenter")
     if not label:
-        raise UpscaleError(f"{checkpoint}: the generator has an SPSA layer but the checkpoint records no "
-                           "segmenter ('segmenter' key); it cannot compute the segmentation prior")
+        raise UpscaleError(
+            f"{checkpoint}: the generator has an SPSA layer but the checkpoint records no "
+            "segmenter ('segmenter' key); it cannot compute the segmentation prior"
+        )
     name, details = parse_segmenter_label(str(label))
     seed = details.get("seed", 0) if seed is None else seed
     segmenter = build_segmenter(name, weights=weights, seed=seed, device=device)
     recorded = details.get("sha256_prefix")
     actual = getattr(segmenter, "weights_sha256", None)
     if recorded and actual and not actual.startswith(recorded):
-        raise UpscaleError(f"{weights}: these segmenter weights (sha256 {actual[:16]}...) are not the ones the "
-                           f"checkpoint was trained with ({label}); pass the same file")
+        raise UpscaleError(
+            f"{weights}: these segmenter weights (sha256 {actual[:16]}...) are not the ones the "
+            f"checkpoint was trained with ({label}); pass the same file"
+        )
     return segmenter
 
 
-def upscale(checkpoint: str | os.PathLike, inputs: list[str | os.PathLike], out_dir: str | os.PathLike,
-            device: str | torch.device | None = None, max_attention_bytes: int = DEFAULT_MAX_BYTES,
-            segmenter_weights: str | os.PathLike | None = None, segmenter_seed: int | None = None,
-            suffix: str = "_x4", tile: int | None = tiling.DEFAULT_TILE,
-            tile_overlap: int = tiling.DEFAULT_OVERLAP, progress: bool = True) -> list[Path]:
+def upscale(
+    checkpoint: str | os.PathLike,
+    inputs: list[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    device: str | torch.device | None = None,
+    max_attention_bytes: int = DEFAULT_MAX_BYTES,
+    segmenter_weights: str | os.PathLike | None = None,
+    segmenter_seed: int | None = None,
+    suffix: str = "_x4",
+    tile: int | None = tiling.DEFAULT_TILE,
+    tile_overlap: int = tiling.DEFAULT_OVERLAP,
+    progress: bool = True,
+) -> list[Path]:
     """Super-resolve image files x4 with a checkpoint; returns the written PNG paths, in input order.
 
     inputs: image files and/or folders of images. out_dir: created if missing (before any inference).
@@ -212,25 +225,43 @@ def stored_prior(segmenter, lq: np.ndarray) -> np.ndarray:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spsagan-upscale",
-        description="Super-resolve images x4 with a trained spsagan checkpoint (ESRGAN, +FA, +SPSA or SPSAGAN).")
+        description="Super-resolve images x4 with a trained spsagan checkpoint (ESRGAN, +FA, +SPSA or SPSAGAN).",
+    )
     parser.add_argument("checkpoint", help="checkpoint file written by the training stage (.pth)")
     parser.add_argument("inputs", nargs="+", help="image files or folders of images")
     parser.add_argument("-o", "--output", required=True, help="output folder (created if missing)")
     parser.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda or cuda:N")
-    parser.add_argument("--max-attention-mb", type=float, default=DEFAULT_MAX_BYTES / 2**20,
-                        help="memory budget of the attention maps in MiB (default %(default)g); results are "
-                             "exact up to float rounding (a few pixels may move by one grey level)")
-    parser.add_argument("--tile", type=int, default=tiling.DEFAULT_TILE,
-                        help="process the input in tiles of this many LR pixels a side, to bound memory; "
-                             "0: in one piece (default %(default)s)")
-    parser.add_argument("--tile-overlap", type=int, default=tiling.DEFAULT_OVERLAP,
-                        help="LR pixels of context around each tile; more is closer to untiled output "
-                             "(default %(default)s)")
-    parser.add_argument("--segmenter-weights", default=None,
-                        help="weights of the segmenter recorded in the checkpoint (OutdoorSceneSeg: "
-                             "segmentation_OST_bic.pth)")
-    parser.add_argument("--segmenter-seed", type=int, default=None,
-                        help="seed of the stand-in segmenter (default: the one recorded in the checkpoint)")
+    parser.add_argument(
+        "--max-attention-mb",
+        type=float,
+        default=DEFAULT_MAX_BYTES / 2**20,
+        help="memory budget of the attention maps in MiB (default %(default)g); results are "
+        "exact up to float rounding (a few pixels may move by one grey level)",
+    )
+    parser.add_argument(
+        "--tile",
+        type=int,
+        default=tiling.DEFAULT_TILE,
+        help="process the input in tiles of this many LR pixels a side, to bound memory; "
+        "0: in one piece (default %(default)s)",
+    )
+    parser.add_argument(
+        "--tile-overlap",
+        type=int,
+        default=tiling.DEFAULT_OVERLAP,
+        help="LR pixels of context around each tile; more is closer to untiled output (default %(default)s)",
+    )
+    parser.add_argument(
+        "--segmenter-weights",
+        default=None,
+        help="weights of the segmenter recorded in the checkpoint (OutdoorSceneSeg: segmentation_OST_bic.pth)",
+    )
+    parser.add_argument(
+        "--segmenter-seed",
+        type=int,
+        default=None,
+        help="seed of the stand-in segmenter (default: the one recorded in the checkpoint)",
+    )
     parser.add_argument("--suffix", default="_x4", help="appended to each output's file stem (default %(default)s)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return parser
@@ -240,11 +271,19 @@ def main(argv: list[str] | None = None) -> int:
     """Console script entry point; returns the exit status (0 ok, 1 error)."""
     args = build_parser().parse_args(argv)
     try:
-        written = upscale(args.checkpoint, args.inputs, args.output, device=args.device,
-                          max_attention_bytes=int(args.max_attention_mb * 2**20),
-                          segmenter_weights=args.segmenter_weights, segmenter_seed=args.segmenter_seed,
-                          suffix=args.suffix, tile=args.tile or None, tile_overlap=args.tile_overlap,
-                          progress=not args.quiet)
+        written = upscale(
+            args.checkpoint,
+            args.inputs,
+            args.output,
+            device=args.device,
+            max_attention_bytes=int(args.max_attention_mb * 2**20),
+            segmenter_weights=args.segmenter_weights,
+            segmenter_seed=args.segmenter_seed,
+            suffix=args.suffix,
+            tile=args.tile or None,
+            tile_overlap=args.tile_overlap,
+            progress=not args.quiet,
+        )
     except (UpscaleError, ImageError, FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"spsagan-upscale: error: {exc}", file=sys.stderr)
         return 1

@@ -30,26 +30,43 @@ def main() -> None:
     model, ckpt = load_generator(args.model)
     data = open_train_data(args.data, {name: 1.0 for name in cfg.train_sets})
     sampler = data.sampler(cfg.batch_size, cfg.seed)
-    batches = (data.make_batch(sampler.draw(k), cfg.crop_size, False)["lq"].float().div(255.0)
-               for k in range(cfg.batches))
+    batches = (
+        data.make_batch(sampler.draw(k), cfg.crop_size, False)["lq"].float().div(255.0) for k in range(cfg.batches)
+    )
     with torch.no_grad():
         ds = measure_dissimilarity(model, batches)
     keep = decide_mask(ds, scope=cfg.scope, min_gap=cfg.min_gap)
 
-    rows = [{"dense_block": d, "l": l + 2, "i": i + 1, "ds": ds[d, l, i]}
-            for d in range(ds.shape[0]) for l in range(3) for i in range(3) if not np.isnan(ds[d, l, i])]
+    rows = [
+        {"dense_block": d, "l": l + 2, "i": i + 1, "ds": ds[d, l, i]}
+        for d in range(ds.shape[0])
+        for l in range(3)
+        for i in range(3)
+        if not np.isnan(ds[d, l, i])
+    ]
     rrdb_arch = {**ckpt["arch"], "attention": None}
-    summary = {"profile": args.profile, "scope": cfg.scope, "min_gap": cfg.min_gap,
-               "batches": cfg.batches, "pruned": pruned_connections(keep) if cfg.scope == "shared" else None,
-               "params_rrdb": arch_parameter_count(rrdb_arch),
-               "params_rrsb": arch_parameter_count({**rrdb_arch, "keep": keep})}
+    summary = {
+        "profile": args.profile,
+        "scope": cfg.scope,
+        "min_gap": cfg.min_gap,
+        "batches": cfg.batches,
+        "pruned": pruned_connections(keep) if cfg.scope == "shared" else None,
+        "params_rrdb": arch_parameter_count(rrdb_arch),
+        "params_rrsb": arch_parameter_count({**rrdb_arch, "keep": keep}),
+    }
     with atomic_dir(args.out) as tmp:
         with atomic_path(tmp / "ds.csv") as csv:
             pd.DataFrame(rows).to_csv(csv, index=False, float_format="%.6f")
         write_json(tmp / "summary.json", summary)
         shared = keep if cfg.scope == "shared" else keep[0]
-        pruning_figure(ds, shared, tmp / "pruning.png", "RRSB connection pattern (kept / pruned)",
-                       args.profile, data_standins(args.data, cfg.train_sets))
+        pruning_figure(
+            ds,
+            shared,
+            tmp / "pruning.png",
+            "RRSB connection pattern (kept / pruned)",
+            args.profile,
+            data_standins(args.data, cfg.train_sets),
+        )
     write_json(args.mask, keep)  # last: the mask exists only with its analysis beside it
     print(f"prune: pruned {summary['pruned']}; parameters {summary['params_rrdb']:,} -> {summary['params_rrsb']:,}")
 

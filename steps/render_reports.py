@@ -47,16 +47,24 @@ def settings(summary: dict) -> list[str]:
     out = [f"training precision: {', '.join(precisions)}"] if precisions else []
     psnr, gan = costs.get("rrdb_psnr"), costs.get("spsagan")
     if psnr and gan:
-        used = {"blocks": psnr["num_block"], "features": psnr["num_feat"], "PSNR iterations": psnr["iters"],
-                "GAN iterations": gan["iters"], "px HR crops (PSNR/GAN)": (psnr["crop_size"], gan["crop_size"])}
+        used = {
+            "blocks": psnr["num_block"],
+            "features": psnr["num_feat"],
+            "PSNR iterations": psnr["iters"],
+            "GAN iterations": gan["iters"],
+            "px HR crops (PSNR/GAN)": (psnr["crop_size"], gan["crop_size"]),
+        }
         out += reductions({label: (used[label], paper) for label, paper in PAPER_SETTING.items()})
     return out
 
 
 def set_means(summary: dict) -> pd.DataFrame:
     """One row of set means per method and dataset; the HR column's PSNR is infinite (JSON holds null)."""
-    rows = [{"method": m, "dataset": d, **{k: s[k] for k in ("psnr", "ssim", "niqe", "pi", "pi_reason")}}
-            for m, per_set in summary["methods"].items() for d, s in per_set.items()]
+    rows = [
+        {"method": m, "dataset": d, **{k: s[k] for k in ("psnr", "ssim", "niqe", "pi", "pi_reason")}}
+        for m, per_set in summary["methods"].items()
+        for d, s in per_set.items()
+    ]
     frame = pd.DataFrame(rows).astype({k: float for k in ("psnr", "ssim", "niqe", "pi")})
     frame.loc[frame["method"] == "HR", "psnr"] = math.inf
     return frame
@@ -79,17 +87,33 @@ def attention_panel(args, dataset: str, name: str, query_frac, out: Path, profil
         rows = model.attention.attention_rows(x, torch.from_numpy(seg)[None], [query])
     beta_fea, beta_seg, beta = (r[0, 0].numpy() for r in rows)
     hr = read_image(args.lr_root / dataset / "HR" / f"{name}.png", gray="rgb")
-    attention_figure(hr, seg, beta_fea, beta_seg, beta, query, out, f"SPSA attention rows, {dataset}/{name}",
-                     profile, notes, class_names=channel_names(semantic))
+    attention_figure(
+        hr,
+        seg,
+        beta_fea,
+        beta_seg,
+        beta,
+        query,
+        out,
+        f"SPSA attention rows, {dataset}/{name}",
+        profile,
+        notes,
+        class_names=channel_names(semantic),
+    )
 
 
 def main() -> None:
     parser = stage_parser(__doc__)
-    for flag, help_text in (("--lr-root", "make_lr's output folder"), ("--seg", "make_seg_maps' output folder"),
-                            ("--prune", "prune's analysis folder"), ("--summary", "evaluate's summary.json"),
-                            ("--per-image", "evaluate's per_image.csv"), ("--sr", "evaluate's SR images"),
-                            ("--attention-model", "the trained spsagan model (Fig. 6)"),
-                            ("--figures", "folder for the figures")):
+    for flag, help_text in (
+        ("--lr-root", "make_lr's output folder"),
+        ("--seg", "make_seg_maps' output folder"),
+        ("--prune", "prune's analysis folder"),
+        ("--summary", "evaluate's summary.json"),
+        ("--per-image", "evaluate's per_image.csv"),
+        ("--sr", "evaluate's SR images"),
+        ("--attention-model", "the trained spsagan model (Fig. 6)"),
+        ("--figures", "folder for the figures"),
+    ):
         parser.add_argument(flag, required=True, type=Path, help=help_text)
     parser.add_argument("--live", nargs="+", required=True, help="label=dvclive folder of each training run")
     parser.add_argument("--table1", nargs=4, required=True, type=Path, help="table1 .md .csv .tex .html")
@@ -101,30 +125,70 @@ def main() -> None:
     notes, run_settings = stand_ins(args.lr_root, seg_summary, summary), settings(summary)
     presets = list(PRESETS)
 
-    render_table1(set_means(summary), args.profile, notes, args.table1, settings=run_settings, per_image=per_image,
-                  seed=cfg.seed, n_resamples=cfg.bootstrap_samples, extra_notes=skipped_notes(summary))
+    render_table1(
+        set_means(summary),
+        args.profile,
+        notes,
+        args.table1,
+        settings=run_settings,
+        per_image=per_image,
+        seed=cfg.seed,
+        n_resamples=cfg.bootstrap_samples,
+        extra_notes=skipped_notes(summary),
+    )
     costs = pd.DataFrame([{"method": m, **c} for m, c in summary["costs"].items()])
-    render_ablation(per_image[per_image["method"].isin(presets)], costs, args.profile, notes, args.ablation,
-                    seed=cfg.seed, n_resamples=cfg.bootstrap_samples, settings=run_settings)
+    render_ablation(
+        per_image[per_image["method"].isin(presets)],
+        costs,
+        args.profile,
+        notes,
+        args.ablation,
+        seed=cfg.seed,
+        n_resamples=cfg.bootstrap_samples,
+        settings=run_settings,
+    )
 
     with atomic_dir(args.figures) as fig:
         dataset = per_image["dataset"].iloc[0]
         name = sorted(per_image.loc[per_image["dataset"] == dataset, "name"])[0]
         hr = read_image(args.lr_root / dataset / "HR" / f"{name}.png", gray="keep")
-        images = {"HR": hr, **{m: read_image(args.sr / m / dataset / f"{name}.png", gray="keep")
-                               for m in ["bicubic", *presets] if m in summary["methods"]}}
+        images = {
+            "HR": hr,
+            **{
+                m: read_image(args.sr / m / dataset / f"{name}.png", gray="keep")
+                for m in ["bicubic", *presets]
+                if m in summary["methods"]
+            },
+        }
         size = min(cfg.grid_crop, *hr.shape[:2])
         regions = [((hr.shape[0] - size) // 2, (hr.shape[1] - size) // 2, size), (0, 0, size)]
         crop_grid(images, regions, fig / "fig11_crops.png", f"Ablation crops, {dataset}/{name}", args.profile, notes)
-        attention_panel(args, dataset, name, cfg.attention_query, fig / "fig6_attention.png", args.profile, notes,
-                        semantic=seg_summary.get("semantic", True))
+        attention_panel(
+            args,
+            dataset,
+            name,
+            cfg.attention_query,
+            fig / "fig6_attention.png",
+            args.profile,
+            notes,
+            semantic=seg_summary.get("semantic", True),
+        )
         # The paper compares +SPSA (RRDB body) with SPSAGAN (RRSB body); the PSNR models are an extra pair.
-        timings = pd.DataFrame([{"network": label, **summary["costs"][m]}
-                                for label, m in (("RRDB+SPSA", "+spsa"), ("RRSB+SPSA", "spsagan"),
-                                                 ("RRDB", "rrdb_psnr"), ("RRSB", "rrsb_psnr"))
-                                if m in summary["costs"]])
-        inference_time_chart(timings, fig / "inference_time.png", "Inference time per image: RRDB vs RRSB",
-                             args.profile, notes)
+        timings = pd.DataFrame(
+            [
+                {"network": label, **summary["costs"][m]}
+                for label, m in (
+                    ("RRDB+SPSA", "+spsa"),
+                    ("RRSB+SPSA", "spsagan"),
+                    ("RRDB", "rrdb_psnr"),
+                    ("RRSB", "rrsb_psnr"),
+                )
+                if m in summary["costs"]
+            ]
+        )
+        inference_time_chart(
+            timings, fig / "inference_time.png", "Inference time per image: RRDB vs RRSB", args.profile, notes
+        )
         live = {label: path for label, path in labelled(args.live, "--live").items() if path.exists()}
         training_curves_by_stage(live, fig, args.profile, notes)
         shutil.copy(args.prune / "pruning.png", fig / "fig5_pruning.png")

@@ -81,8 +81,9 @@ def write_demo_dataset(root: str | os.PathLike, dataset: str, names: list[str]) 
     names = list(names)
     unknown = [n for n in names if n not in DEMO_IMAGES]
     if unknown:
-        raise ValueError(f"demo dataset {dataset!r}: unknown image names {unknown}; "
-                         f"available: {', '.join(DEMO_IMAGES)}")
+        raise ValueError(
+            f"demo dataset {dataset!r}: unknown image names {unknown}; available: {', '.join(DEMO_IMAGES)}"
+        )
     if not names or len(set(names)) != len(names):
         raise ValueError(f"demo dataset {dataset!r}: names must be a non-empty list without repeats, got {names}")
     import skimage
@@ -94,12 +95,18 @@ def write_demo_dataset(root: str | os.PathLike, dataset: str, names: list[str]) 
             img = demo_image(name)
             write_image(tmp / "HR" / f"{name}.png", img)
             sizes[name] = list(img.shape[:2])
-        write_json(tmp / "provenance.json", {
-            "dataset": dataset, "source": "demo", "stand_in": True,
-            "description": "offline stand-in: natural colour photos bundled with scikit-image",
-            "package": f"scikit-image {skimage.__version__}",
-            "license": "public domain or CC0 per scikit-image's loader docstrings; the motorcycle pair is from "
-            "the Middlebury 2014 stereo benchmark",
-            "images": len(names), "sizes_hw": sizes,
-        })
+        write_json(
+            tmp / "provenance.json",
+            {
+                "dataset": dataset,
+                "source": "demo",
+                "stand_in": True,
+                "description": "offline stand-in: natural colour photos bundled with scikit-image",
+                "package": f"scikit-image {skimage.__version__}",
+                "license": "public domain or CC0 per scikit-image's loader docstrings; the motorcycle pair is from "
+                "the Middlebury 2014 stereo benchmark",
+                "images": len(names),
+                "sizes_hw": sizes,
+            },
+        )
     return root / dataset

@@ -35,10 +35,7 @@ COLORS: tuple[tuple[int, int, int], ...] = (
 )
 VOID_COLOR = (255, 255, 255)  # label 255 in SFTGAN's annotations; never produced by a map here
 
-STANDIN_NOTE = (
-    "stand-in segmentation: channels are unsupervised colour/texture clusters, "
-    "not semantic categories"
-)
+STANDIN_NOTE = "stand-in segmentation: channels are unsupervised colour/texture clusters, not semantic categories"
 
 
 def channel_names(semantic: bool) -> tuple[str, ...]:

@@ -21,8 +21,14 @@ from spsagan.segmentation.classes import COLORS, NUM_CLASSES, STANDIN_NOTE, chan
 
 # Neutral palette for stand-in clusters (Okabe-Ito plus gray): no colour suggests a class.
 CLUSTER_COLORS = (
-    (0, 0, 0), (230, 159, 0), (86, 180, 233), (0, 158, 115),
-    (240, 228, 66), (0, 114, 178), (213, 94, 0), (204, 121, 167),
+    (0, 0, 0),
+    (230, 159, 0),
+    (86, 180, 233),
+    (0, 158, 115),
+    (240, 228, 66),
+    (0, 114, 178),
+    (213, 94, 0),
+    (204, 121, 167),
 )
 
 
@@ -37,8 +43,14 @@ def is_semantic_label(segmenter_label: str) -> bool:
     return not str(segmenter_label).startswith("standin")
 
 
-def plot_segmentation(image: np.ndarray, probs: np.ndarray, path: str | os.PathLike, title: str,
-                      segmenter_label: str, semantic: bool | None = None) -> Path:
+def plot_segmentation(
+    image: np.ndarray,
+    probs: np.ndarray,
+    path: str | os.PathLike,
+    title: str,
+    segmenter_label: str,
+    semantic: bool | None = None,
+) -> Path:
     """Write a PNG: the image, its argmax segmentation with a legend, and the 8 per-class maps.
 
     image: uint8 (H, W, 3) RGB or (H, W) gray; probs: (8, H, W) probabilities in [0, 1].

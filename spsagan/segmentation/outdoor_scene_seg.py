@@ -119,14 +119,18 @@ class OutdoorSceneSeg(nn.Module):
         layers += [*_conv_bn(2048, 512, 3), nn.Dropout(0.1), nn.Conv2d(512, NUM_CLASSES, 1)]
         self.feature = nn.Sequential(*layers)
         # A learned per-class x8 upsampler: output size = input size for H, W multiples of 8.
-        self.deconv = nn.ConvTranspose2d(NUM_CLASSES, NUM_CLASSES, 16, stride=8, padding=4, groups=NUM_CLASSES, bias=False)
+        self.deconv = nn.ConvTranspose2d(
+            NUM_CLASSES, NUM_CLASSES, 16, stride=8, padding=4, groups=NUM_CLASSES, bias=False
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"OutdoorSceneSeg expects a (B, 3, H, W) batch, got shape {tuple(x.shape)}")
         height, width = x.shape[-2:]
         if height % 8 or width % 8 or height < 8 or width < 8:
-            raise ValueError(f"OutdoorSceneSeg needs H and W multiples of 8 (>= 8), got {height}x{width}; mod-crop first")
+            raise ValueError(
+                f"OutdoorSceneSeg needs H and W multiples of 8 (>= 8), got {height}x{width}; mod-crop first"
+            )
         return torch.softmax(self.deconv(self.feature(x)), dim=1)
 
 
@@ -148,8 +152,9 @@ def preprocess_lq(lq: np.ndarray) -> torch.Tensor:
     if lq.ndim != 3 or lq.shape[2] != 3:
         raise ValueError(f"preprocess_lq expects an (h, w, 3) RGB or (h, w) gray image, got shape {lq.shape}")
     if lq.shape[0] < 2 or lq.shape[1] < 2:
-        raise ValueError(f"LR image of {lq.shape[0]}x{lq.shape[1]} pixels is too small for OutdoorSceneSeg "
-                         "(needs >= 2x2, 8x8 at x4)")
+        raise ValueError(
+            f"LR image of {lq.shape[0]}x{lq.shape[1]} pixels is too small for OutdoorSceneSeg (needs >= 2x2, 8x8 at x4)"
+        )
     bgr = lq[:, :, ::-1].astype(np.float64) / 255.0
     upsampled = modcrop(imresize(bgr, 4.0), 8) * 255.0
     upsampled -= np.asarray(CAFFE_MEAN_BGR)
@@ -226,8 +231,10 @@ def _check_layout(path: Path, state: dict, model: OutdoorSceneSeg) -> None:
         problems.append(f"{len(unexpected)} unexpected keys (first: {', '.join(unexpected[:3])})")
     if wrong:
         k = wrong[0]
-        problems.append(f"{len(wrong)} shape mismatches (first: {k} is {tuple(state[k].shape)}, "
-                        f"expected {tuple(expected[k].shape)})")
+        problems.append(
+            f"{len(wrong)} shape mismatches (first: {k} is {tuple(state[k].shape)}, "
+            f"expected {tuple(expected[k].shape)})"
+        )
     if problems:
         raise WeightsError(f"{path}: not OutdoorSceneSeg weights: {'; '.join(problems)}. {_how_to_get(path)}")
 
@@ -261,7 +268,7 @@ class OutdoorSceneSegmenter:
         self.device = torch.device(device)
         self.model.to(self.device)
 
-    def to(self, device: str | torch.device) -> "OutdoorSceneSegmenter":
+    def to(self, device: str | torch.device) -> OutdoorSceneSegmenter:
         self.device = torch.device(device)
         self.model.to(self.device)
         return self
@@ -281,5 +288,10 @@ class OutdoorSceneSegmenter:
         return [pad_map(m, *np.asarray(im).shape[:2]) for m, im in zip(self.segment_lq(lqs), images)]
 
     def meta(self) -> dict:
-        return {"segmenter": self.name, "segmenter_label": self.label, "semantic": True,
-                "weights_file": WEIGHTS_FILE, "weights_sha256": self.weights_sha256}
+        return {
+            "segmenter": self.name,
+            "segmenter_label": self.label,
+            "semantic": True,
+            "weights_file": WEIGHTS_FILE,
+            "weights_sha256": self.weights_sha256,
+        }

@@ -28,23 +28,38 @@ from PIL import Image
 from tqdm import tqdm
 
 from spsagan.data.pairs import INDEX_COLUMNS, read_index
+from spsagan.device import resolve_device
 from spsagan.image import IMAGE_SUFFIXES, list_images, make_lq, read_image
 from spsagan.segmentation.classes import NUM_CLASSES, channel_names
 from spsagan.segmentation.outdoor_scene_seg import (
-    WEIGHTS_FILE, WEIGHTS_SOURCES, OutdoorSceneSegmenter, WeightsError, load_outdoor_scene_seg,
+    WEIGHTS_FILE,
+    WEIGHTS_SOURCES,
+    OutdoorSceneSegmenter,
+    WeightsError,
+    load_outdoor_scene_seg,
 )
-from spsagan.device import resolve_device
 from spsagan.segmentation.standin import StandInSegmenter
 from spsagan.segmentation.storage import (
-    SegStorageError, check_probabilities, crop_map, load_quantized, pad_map, quantize, read_seg_meta,
+    SegStorageError,
+    check_probabilities,
+    crop_map,
+    load_quantized,
+    pad_map,
+    quantize,
+    read_seg_meta,
     save_quantized,
 )
 
 SEGMENTERS = ("outdoor_scene_seg", "standin")
 
 
-def build_segmenter(name: str, weights: str | os.PathLike | None = None, seed: int = 0,
-                    device: str | torch.device = "cpu", sha256: str | None = None):
+def build_segmenter(
+    name: str,
+    weights: str | os.PathLike | None = None,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    sha256: str | None = None,
+):
     """Make the segmenter named in params.
 
     name: "outdoor_scene_seg" (needs `weights`, the path of segmentation_OST_bic.pth; verified by a
@@ -54,8 +69,10 @@ def build_segmenter(name: str, weights: str | os.PathLike | None = None, seed: i
     """
     if name == "outdoor_scene_seg":
         if weights is None:
-            raise WeightsError(f"segmenter outdoor_scene_seg needs the path of {WEIGHTS_FILE} (params: make_seg_maps "
-                               f"weights); download it from the {WEIGHTS_SOURCES[0]} ({WEIGHTS_SOURCES[1]})")
+            raise WeightsError(
+                f"segmenter outdoor_scene_seg needs the path of {WEIGHTS_FILE} (params: make_seg_maps "
+                f"weights); download it from the {WEIGHTS_SOURCES[0]} ({WEIGHTS_SOURCES[1]})"
+            )
         model, digest = load_outdoor_scene_seg(weights, sha256=sha256)
         return OutdoorSceneSegmenter(model, digest, device=resolve_device(device))
     if name == "standin":
@@ -75,8 +92,10 @@ def priors_from_lq(segmenter, lqs: list[np.ndarray]) -> list[np.ndarray]:
     for lq, probs in zip(lqs, maps):
         want = (NUM_CLASSES, 4 * lq.shape[0], 4 * lq.shape[1])
         if np.shape(probs) != want:
-            raise ValueError(f"{segmenter.label}: prior of shape {np.shape(probs)} for a {lq.shape[0]}x{lq.shape[1]} "
-                             f"LR image, expected {want}")
+            raise ValueError(
+                f"{segmenter.label}: prior of shape {np.shape(probs)} for a {lq.shape[0]}x{lq.shape[1]} "
+                f"LR image, expected {want}"
+            )
     return maps
 
 
@@ -126,9 +145,15 @@ def _is_done(path: Path, label: str, expect: dict) -> bool:
     return meta.get("segmenter_label") == label and all(meta.get(k) == v for k, v in expect.items())
 
 
-def segment_dataset(segmenter, hr_dir: str | os.PathLike, out_dir: str | os.PathLike,
-                    index_csv: str | os.PathLike | None = None, batch_size: int = 1,
-                    device: str | torch.device | None = None, progress: bool = True) -> dict:
+def segment_dataset(
+    segmenter,
+    hr_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    index_csv: str | os.PathLike | None = None,
+    batch_size: int = 1,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> dict:
     """Write the map of every image in hr_dir (and of every sub-image in index_csv) under out_dir.
 
     segmenter: from `build_segmenter`. batch_size: images per forward pass (only images of one size
@@ -155,24 +180,38 @@ def segment_dataset(segmenter, hr_dir: str | os.PathLike, out_dir: str | os.Path
         rows = subs_of.get(name)
         if rows is None:
             return []
-        return [r for r in rows.itertuples(index=False)
-                if not _is_done(out_dir / "sub" / f"{r.sub}.npz", segmenter.label,
-                                {"source": name, "top": r.top, "left": r.left, "size": r.size})]
+        return [
+            r
+            for r in rows.itertuples(index=False)
+            if not _is_done(
+                out_dir / "sub" / f"{r.sub}.npz",
+                segmenter.label,
+                {"source": name, "top": r.top, "left": r.left, "size": r.size},
+            )
+        ]
 
     def write_subs(name, q, rows):
         for r in rows:
             meta = {**base_meta, "source": name, "sub": r.sub, "top": r.top, "left": r.left, "size": r.size}
             save_quantized(out_dir / "sub" / f"{r.sub}.npz", crop_map(q, r.top, r.left, r.size, r.size), meta)
 
-    todo = [n for n in images if not _is_done(full_path(n), segmenter.label,
-                                             {"source": n, "height": sizes[n][0], "width": sizes[n][1]})]
+    todo = [
+        n
+        for n in images
+        if not _is_done(full_path(n), segmenter.label, {"source": n, "height": sizes[n][0], "width": sizes[n][1]})
+    ]
     pending = set(todo)
     skipped = [n for n in images if n not in pending]
     sub_counts = {"sub_computed": 0, "sub_skipped": len(subs)}
     # Same-size images next to each other, so they can share a batch.
     todo.sort(key=lambda n: (sizes[n], n))
-    bar = tqdm(total=len(images), desc=f"segment {Path(hr_dir).name} ({segmenter.name})", unit="img",
-               disable=not progress, initial=len(skipped))
+    bar = tqdm(
+        total=len(images),
+        desc=f"segment {Path(hr_dir).name} ({segmenter.name})",
+        unit="img",
+        disable=not progress,
+        initial=len(skipped),
+    )
     for start in range(0, len(todo), int(batch_size)):
         names = todo[start : start + int(batch_size)]
         # The LR make_lr wrote for each HR image, recomputed bit for bit from the HR (same function).

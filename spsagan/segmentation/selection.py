@@ -39,8 +39,13 @@ def count_categories(fractions: np.ndarray, min_fraction: float, count_backgroun
     return int(present.sum())
 
 
-def select_multi_category(fractions: dict[str, np.ndarray], min_categories: int, min_fraction: float,
-                          count_background: bool = False, semantic: bool = True) -> pd.DataFrame:
+def select_multi_category(
+    fractions: dict[str, np.ndarray],
+    min_categories: int,
+    min_fraction: float,
+    count_background: bool = False,
+    semantic: bool = True,
+) -> pd.DataFrame:
     """One row per image: name, the 8 fractions, n_categories, selected (bool); sorted by name.
 
     fractions: image name -> (8,) argmax shares (see `class_fractions`).
@@ -55,8 +60,14 @@ def select_multi_category(fractions: dict[str, np.ndarray], min_categories: int,
     for image in sorted(fractions):
         share = np.asarray(fractions[image], dtype=np.float64)
         n = count_categories(share, min_fraction, count_background)
-        rows.append({"name": image, **{c: float(f) for c, f in zip(names, share)},
-                     "n_categories": n, "selected": n >= min_categories})
+        rows.append(
+            {
+                "name": image,
+                **{c: float(f) for c, f in zip(names, share)},
+                "n_categories": n,
+                "selected": n >= min_categories,
+            }
+        )
     return pd.DataFrame(rows, columns=["name", *names, "n_categories", "selected"])
 
 
@@ -73,14 +84,17 @@ def fractions_from_maps(map_dir: str | os.PathLike) -> tuple[dict[str, np.ndarra
         if meta is None:
             meta = this
         elif this["segmenter_label"] != meta["segmenter_label"]:
-            raise ValueError(f"{path}: made by {this['segmenter_label']}, but {paths[0].name} by "
-                             f"{meta['segmenter_label']}; rerun make_seg_maps so all maps come from one segmenter")
+            raise ValueError(
+                f"{path}: made by {this['segmenter_label']}, but {paths[0].name} by "
+                f"{meta['segmenter_label']}; rerun make_seg_maps so all maps come from one segmenter"
+            )
         fractions[path.stem] = class_fractions(load_quantized(path))
     return fractions, meta
 
 
-def write_selection(table: pd.DataFrame, table_path: str | os.PathLike, list_path: str | os.PathLike,
-                    segmenter_label: str) -> list[str]:
+def write_selection(
+    table: pd.DataFrame, table_path: str | os.PathLike, list_path: str | os.PathLike, segmenter_label: str
+) -> list[str]:
     """Write the full table as CSV (plus a `segmenter` column) and the selected names, one per line,
     both atomically. Returns the selected names."""
     selected = table.loc[table["selected"], "name"].tolist()
@@ -100,10 +114,14 @@ def read_selected(seg_root: str | os.PathLike, name: str) -> list[str]:
     """The images of set `name` that passed the multi-category selection (make_seg_maps' output)."""
     listing = selection_paths(seg_root, name)[1]
     if not listing.exists():
-        raise FileNotFoundError(f"{listing} does not exist: train_gan.selected_only names {name!r}, "
-                                f"so make_seg_maps.select_set must be {name!r}")
+        raise FileNotFoundError(
+            f"{listing} does not exist: train_gan.selected_only names {name!r}, "
+            f"so make_seg_maps.select_set must be {name!r}"
+        )
     names = listing.read_text().split()
     if not names:
-        raise ValueError(f"{listing}: no image of {name} passed the multi-category selection; "
-                         "lower make_seg_maps.min_categories or min_fraction")
+        raise ValueError(
+            f"{listing}: no image of {name} passed the multi-category selection; "
+            "lower make_seg_maps.min_categories or min_fraction"
+        )
     return names

@@ -43,8 +43,14 @@ class StandInSegmenter:
     semantic = False
     channel_names = channel_names(False)
 
-    def __init__(self, seed: int, texture_weight: float = 0.5, softness: float = 1.0,
-                 max_fit_points: int = 20_000, iterations: int = 30):
+    def __init__(
+        self,
+        seed: int,
+        texture_weight: float = 0.5,
+        softness: float = 1.0,
+        max_fit_points: int = 20_000,
+        iterations: int = 30,
+    ):
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise ValueError(f"stand-in segmenter seed must be an integer, got {seed!r}")
         self.seed = int(seed)
@@ -54,7 +60,7 @@ class StandInSegmenter:
         self.iterations = int(iterations)
         self.label = f"standin({ALGORITHM} seed={self.seed})"
 
-    def to(self, device) -> "StandInSegmenter":
+    def to(self, device) -> StandInSegmenter:
         return self  # numpy on the CPU; nothing to move
 
     def segment(self, images: list[np.ndarray]) -> list[np.ndarray]:
@@ -105,8 +111,13 @@ class StandInSegmenter:
         return centroids[np.lexsort(centroids.T[::-1])]
 
     def meta(self) -> dict:
-        return {"segmenter": self.name, "segmenter_label": self.label, "semantic": False,
-                "algorithm": ALGORITHM, "seed": self.seed}
+        return {
+            "segmenter": self.name,
+            "segmenter_label": self.label,
+            "semantic": False,
+            "algorithm": ALGORITHM,
+            "seed": self.seed,
+        }
 
 
 def _as_rgb(img: np.ndarray) -> np.ndarray:

@@ -100,8 +100,10 @@ def check_probabilities(probs: np.ndarray, what: str = "map", atol: float = 1e-3
         raise ValueError(f"{what}: probabilities must be finite and >= 0")
     worst = float(np.abs(sums - 1.0).max())
     if worst > atol:
-        raise ValueError(f"{what}: channels must sum to 1 per pixel (worst pixel off by {worst:.3g}); "
-                         "pass softmax probabilities over the 8 channels")
+        raise ValueError(
+            f"{what}: channels must sum to 1 per pixel (worst pixel off by {worst:.3g}); "
+            "pass softmax probabilities over the 8 channels"
+        )
     return probs
 
 
@@ -174,8 +176,9 @@ def _meta_of(path, npz) -> dict:
     except (KeyError, ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
         raise SegStorageError(f"{path}: segmentation map without readable meta ({exc}); {_FIX}") from exc
     if meta.get("format_version") != FORMAT_VERSION:
-        raise SegStorageError(f"{path}: map format version {meta.get('format_version')!r}, this code reads "
-                              f"{FORMAT_VERSION}; {_FIX}")
+        raise SegStorageError(
+            f"{path}: map format version {meta.get('format_version')!r}, this code reads {FORMAT_VERSION}; {_FIX}"
+        )
     return meta
 
 
@@ -194,7 +197,9 @@ def load_quantized(path: str | os.PathLike) -> np.ndarray:
         except (KeyError, ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
             raise SegStorageError(f"{path}: map data unreadable ({exc}); {_FIX}") from exc
     q = _decode(coded)
-    if q.shape != (NUM_CLASSES, meta.get("height"), meta.get("width")) or np.any(q.sum(axis=0, dtype=np.int32) != LEVELS):
+    if q.shape != (NUM_CLASSES, meta.get("height"), meta.get("width")) or np.any(
+        q.sum(axis=0, dtype=np.int32) != LEVELS
+    ):
         raise SegStorageError(f"{path}: map data corrupt (shape or per-pixel sums wrong); {_FIX}")
     return q
 

@@ -22,8 +22,8 @@ import math
 import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -193,8 +193,9 @@ class Run:
     world: World = dataclasses.field(default_factory=World)
 
 
-def fit(run: Run, data: TrainData, generator: torch.nn.Module, modules: dict, optimizers: dict,
-        train_step: Callable) -> dict:
+def fit(
+    run: Run, data: TrainData, generator: torch.nn.Module, modules: dict, optimizers: dict, train_step: Callable
+) -> dict:
     """Run iterations [resumed step, cfg.iters) of `train_step(batch, step) -> (losses, lrs)`.
 
     batch: dict of float32 tensors on the device (`batch_to_device`); step: 0-based iteration.
@@ -262,8 +263,9 @@ class _History:
             self.acc = {k: torch.tensor(v, dtype=torch.float64, device=self.acc[k].device) for k, v in means.items()}
 
 
-def _fit(run: Run, data: TrainData, generator: torch.nn.Module, modules: dict, optimizers: dict,
-         train_step: Callable) -> dict:
+def _fit(
+    run: Run, data: TrainData, generator: torch.nn.Module, modules: dict, optimizers: dict, train_step: Callable
+) -> dict:
     """`fit` while holding the lock (rank 0; the other ranks wait for it)."""
     cfg, device, resume, world = run.cfg, run.device, run.resume, run.world
     sampler = data.sampler(cfg.batch_size, cfg.seed, world.rank, world.size)
@@ -273,15 +275,25 @@ def _fit(run: Run, data: TrainData, generator: torch.nn.Module, modules: dict, o
         raise RuntimeError(f"{resume.path}: checkpoint at step {start} is past iters={cfg.iters}; delete the folder")
     history = _History(state["history"] if state is not None else {"rows": [], "acc": {}, "acc_n": 0}, device)
     bicubic = bicubic_psnr(data.val) if data.val and world.is_main else None
-    log = RunLog(run.live_dir if world.is_main else None, history.rows,
-                 {"val/psnr_bicubic": bicubic} if bicubic is not None else None)
+    log = RunLog(
+        run.live_dir if world.is_main else None,
+        history.rows,
+        {"val/psnr_bicubic": bicubic} if bicubic is not None else None,
+    )
 
     def save(done: int) -> Path:
         history.synchronise(world)
         if world.is_main:
-            resume.save({
-                "step": done, "models": ckpt.module_states(modules), "optimizers": ckpt.optimizer_states(optimizers),
-                "rng": ckpt.rng_state(), "sampler": sampler.state_dict(), "history": history.state()})
+            resume.save(
+                {
+                    "step": done,
+                    "models": ckpt.module_states(modules),
+                    "optimizers": ckpt.optimizer_states(optimizers),
+                    "rng": ckpt.rng_state(),
+                    "sampler": sampler.state_dict(),
+                    "history": history.state(),
+                }
+            )
         world.barrier()  # no rank goes on (or exits) before the file is complete
         return resume.step_file(done)
 
@@ -289,19 +301,37 @@ def _fit(run: Run, data: TrainData, generator: torch.nn.Module, modules: dict, o
     _iterate(run, data, generator, sampler, train_step, history, log, save, start)
     seconds = time.perf_counter() - t0
     if world.is_main:
-        ckpt.save_model(run.out_model, generator, run.preset, cfg.iters, dataclasses.asdict(cfg),
-                        data.segmenter if run.with_seg else None, method=run.method,
-                        info={**run.record, "precision": precision_label(device, cfg.mixed_precision),
-                              "device": _device_label(run)})
+        ckpt.save_model(
+            run.out_model,
+            generator,
+            run.preset,
+            cfg.iters,
+            dataclasses.asdict(cfg),
+            data.segmenter if run.with_seg else None,
+            method=run.method,
+            info={
+                **run.record,
+                "precision": precision_label(device, cfg.mixed_precision),
+                "device": _device_label(run),
+            },
+        )
     log.close()
     world.barrier()  # every rank returns once the model file exists
     ran = cfg.iters - start
-    return {"stage": run.stage, "preset": run.preset, "method": run.method, "step": cfg.iters,
-            "params": sum(p.numel() for p in generator.parameters()),
-            "resumed_from": start if state is not None else None, "iterations_run": ran,
-            "seconds": round(seconds, 3), "it_per_s": round(ran / seconds, 3) if ran and seconds > 0 else None,
-            "device": _device_label(run), "checkpoint_dir": str(resume.path),
-            "metrics": {**log.latest(), **({"val/psnr_bicubic": bicubic} if bicubic is not None else {})}}
+    return {
+        "stage": run.stage,
+        "preset": run.preset,
+        "method": run.method,
+        "step": cfg.iters,
+        "params": sum(p.numel() for p in generator.parameters()),
+        "resumed_from": start if state is not None else None,
+        "iterations_run": ran,
+        "seconds": round(seconds, 3),
+        "it_per_s": round(ran / seconds, 3) if ran and seconds > 0 else None,
+        "device": _device_label(run),
+        "checkpoint_dir": str(resume.path),
+        "metrics": {**log.latest(), **({"val/psnr_bicubic": bicubic} if bicubic is not None else {})},
+    }
 
 
 def _device_label(run: Run) -> str:
@@ -328,8 +358,7 @@ def compared_metrics(summary: dict) -> dict:
     """
     val = summary.get("metrics", {}).get("val/psnr")
     val = round(float(val), 4) if val is not None and math.isfinite(val) else None
-    numbers = {"it_per_s": summary.get("it_per_s"), "val_psnr": val,
-               "params": summary.get("params")}
+    numbers = {"it_per_s": summary.get("it_per_s"), "val_psnr": val, "params": summary.get("params")}
     return {summary["method"]: {k: v for k, v in numbers.items() if v is not None}}
 
 
@@ -342,17 +371,35 @@ def _restore(state: dict, modules: dict, optimizers: dict, sampler) -> int:
     return int(state["step"])
 
 
-def _iterate(run: Run, data: TrainData, generator: torch.nn.Module, sampler, train_step: Callable,
-             history: _History, log: RunLog, save: Callable[[int], Path], start: int) -> None:
+def _iterate(
+    run: Run,
+    data: TrainData,
+    generator: torch.nn.Module,
+    sampler,
+    train_step: Callable,
+    history: _History,
+    log: RunLog,
+    save: Callable[[int], Path],
+    start: int,
+) -> None:
     """Iterations start..iters-1 with logging, validation and checkpoints; a stop request saves and
     raises `Preempted`."""
     from tqdm import tqdm
 
     cfg, device, iters, world = run.cfg, run.device, run.cfg.iters, run.world
-    stream = batches(data, sampler, cfg.crop_size, run.with_seg, start, iters, cfg.workers,
-                     pin_memory=device.type == "cuda")
-    bar = tqdm(total=iters, initial=start, desc=f"{run.stage}:{run.preset}", unit="it", mininterval=2.0,
-               disable=not (run.progress and world.is_main), dynamic_ncols=True, file=QuietStream(sys.stderr))
+    stream = batches(
+        data, sampler, cfg.crop_size, run.with_seg, start, iters, cfg.workers, pin_memory=device.type == "cuda"
+    )
+    bar = tqdm(
+        total=iters,
+        initial=start,
+        desc=f"{run.stage}:{run.preset}",
+        unit="it",
+        mininterval=2.0,
+        disable=not (run.progress and world.is_main),
+        dynamic_ncols=True,
+        file=QuietStream(sys.stderr),
+    )
     try:
         with ckpt.StopSignals() as stop:
             for step in range(start, iters):
