@@ -10,7 +10,7 @@ EXTRAS ?=
 export PATH := $(abspath $(BIN)):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup demo paper dvc-demo test lint report clean-results FORCE
+.PHONY: setup demo paper dvc-demo test lint report rehearsal rehearsal-smoke clean-results FORCE
 
 setup: $(VENV)/.installed
 
@@ -35,6 +35,15 @@ demo: setup
 paper: setup
 	$(BIN)/snakemake --cores all --resources gpu=1 --config profile=paper
 
+# The paper profile at full size for a few iterations per stage: rates, memory and the paper run's projected
+# time on this machine in reports/rehearsal.md (docs/training.md, "Rehearsal").
+rehearsal: setup
+	$(BIN)/python -m spsagan.rehearsal
+
+# The reduced rehearsal (CI): the same code path on crops, 2 crops per batch; fails when a stage breaks.
+rehearsal-smoke: setup
+	$(BIN)/python -m pytest -m rehearsal tests/test_rehearsal.py
+
 dvc-demo: setup
 	$(BIN)/dvc repro
 
@@ -50,4 +59,4 @@ lint: setup
 	$(BIN)/ruff format --check .
 
 clean-results:
-	rm -rf results/*/ reports/table1.* reports/ablation.* reports/figures reports/report.html .snakemake
+	rm -rf results/*/ reports/table1.* reports/ablation.* reports/figures reports/report.html .snakemake rehearsal

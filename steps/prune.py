@@ -2,9 +2,11 @@
 
 Writes `--mask` (the SPEC mask format: shared pattern, or one per dense block) and, in `--out`,
 `ds.csv` (DS(i, l) per dense block, averaged over K batches of training crops), `summary.json`
-(pruned connections, parameter counts) and `pruning.png` (the pattern, like the paper's Fig. 5).
+(pruned connections, parameter counts, the seconds the K batches took) and `pruning.png` (the
+pattern, like the paper's Fig. 5). The RRDB runs on `--device` (auto: the GPU when there is one).
 """
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,7 @@ import pandas as pd
 import torch
 
 from spsagan.atomic import atomic_dir, atomic_path, write_json
+from spsagan.device import resolve_device
 from spsagan.models.presets import load_generator
 from spsagan.pipeline.step import main_guard, parse, stage_parser
 from spsagan.pruning import arch_parameter_count, decide_mask, measure_dissimilarity, pruned_connections
@@ -26,14 +29,19 @@ def main() -> None:
     parser.add_argument("--model", required=True, type=Path, help="the PSNR-pretrained RRDB")
     parser.add_argument("--mask", required=True, type=Path, help="the mask file to write")
     parser.add_argument("--out", required=True, type=Path, help="folder for the DS table, summary and figure")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     args, cfg = parse(parser, "prune")
+    device = resolve_device(args.device)
     model, ckpt = load_generator(args.model)
+    model.to(device)
     data = open_train_data(args.data, {name: 1.0 for name in cfg.train_sets})
     sampler = data.sampler(cfg.batch_size, cfg.seed)
-    batches = (data.make_batch(sampler.draw(k), cfg.crop_size, False)["lq"].float().div(255.0)
+    batches = (data.make_batch(sampler.draw(k), cfg.crop_size, False)["lq"].to(device).float().div(255.0)
                for k in range(cfg.batches))
+    started = time.perf_counter()
     with torch.no_grad():
         ds = measure_dissimilarity(model, batches)
+    seconds = time.perf_counter() - started  # DS reads each norm back (.item()): the device is done here
     keep = decide_mask(ds, scope=cfg.scope, min_gap=cfg.min_gap)
 
     rows = [{"dense_block": d, "l": l + 2, "i": i + 1, "ds": ds[d, l, i]}
@@ -42,7 +50,8 @@ def main() -> None:
     summary = {"profile": args.profile, "scope": cfg.scope, "min_gap": cfg.min_gap,
                "batches": cfg.batches, "pruned": pruned_connections(keep) if cfg.scope == "shared" else None,
                "params_rrdb": arch_parameter_count(rrdb_arch),
-               "params_rrsb": arch_parameter_count({**rrdb_arch, "keep": keep})}
+               "params_rrsb": arch_parameter_count({**rrdb_arch, "keep": keep}),
+               "measure_seconds": round(seconds, 3), "device": str(device)}
     with atomic_dir(args.out) as tmp:
         with atomic_path(tmp / "ds.csv") as csv:
             pd.DataFrame(rows).to_csv(csv, index=False, float_format="%.6f")
@@ -51,7 +60,8 @@ def main() -> None:
         pruning_figure(ds, shared, tmp / "pruning.png", "RRSB connection pattern (kept / pruned)",
                        args.profile, data_standins(args.data, cfg.train_sets))
     write_json(args.mask, keep)  # last: the mask exists only with its analysis beside it
-    print(f"prune: pruned {summary['pruned']}; parameters {summary['params_rrdb']:,} -> {summary['params_rrsb']:,}")
+    print(f"prune: pruned {summary['pruned']}; parameters {summary['params_rrdb']:,} -> {summary['params_rrsb']:,}; "
+          f"{cfg.batches} batches in {seconds:.1f} s on {device}")
 
 
 if __name__ == "__main__":

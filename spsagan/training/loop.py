@@ -252,7 +252,7 @@ def _fit(run: Run, data: TrainData, generator: torch.nn.Module, modules: dict, o
             "rng": ckpt.rng_state(), "sampler": sampler.state_dict(), "history": history.state()})
 
     t0 = time.perf_counter()
-    _iterate(run, data, generator, sampler, train_step, history, log, save, start)
+    clock = _iterate(run, data, generator, sampler, train_step, history, log, save, start)
     seconds = time.perf_counter() - t0
     ckpt.save_model(run.out_model, generator, run.preset, cfg.iters, dataclasses.asdict(cfg),
                     data.segmenter if run.with_seg else None, method=run.method,
@@ -264,6 +264,7 @@ def _fit(run: Run, data: TrainData, generator: torch.nn.Module, modules: dict, o
             "resumed_from": start if state is not None else None, "iterations_run": ran,
             "seconds": round(seconds, 3), "it_per_s": round(ran / seconds, 3) if ran and seconds > 0 else None,
             "device": describe(device, cfg.mixed_precision), "checkpoint_dir": str(resume.path),
+            "timing": clock.summary(ran),
             "metrics": {**log.latest(), **({"val/psnr_bicubic": bicubic} if bicubic is not None else {})}}
 
 
@@ -276,13 +277,47 @@ def _restore(state: dict, modules: dict, optimizers: dict, sampler) -> int:
     return int(state["step"])
 
 
+class _Clock:
+    """Where a run's time goes: its first iteration (warm-up: allocations, cuDNN autotuning, worker
+    start-up), the later iterations, validations and checkpoint writes.
+
+    `lap(kind)` adds the time since the previous lap to `kind`. It is called only where the kind of
+    work changes; on CUDA it synchronises first, so queued GPU work is charged to the iterations
+    that queued it (a few synchronisations per `val_every`, none per ordinary iteration).
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.seconds = {"first_iteration": 0.0, "iterations": 0.0, "validation": 0.0, "checkpoint": 0.0}
+        self.counts = dict.fromkeys(self.seconds, 0)
+        self.mark = time.perf_counter()
+
+    def lap(self, kind: str) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        now = time.perf_counter()
+        self.seconds[kind] += now - self.mark
+        self.counts[kind] += 1
+        self.mark = now
+
+    def summary(self, ran: int) -> dict:
+        """Seconds per kind; `s_per_iteration` excludes the first iteration (None when it ran alone)."""
+        later = max(ran - 1, 0)
+        out = {f"{kind}_s": round(s, 4) for kind, s in self.seconds.items()}
+        out.update(validations=self.counts["validation"], checkpoints=self.counts["checkpoint"],
+                   later_iterations=later,
+                   s_per_iteration=round(self.seconds["iterations"] / later, 4) if later else None)
+        return out
+
+
 def _iterate(run: Run, data: TrainData, generator: torch.nn.Module, sampler, train_step: Callable,
-             history: _History, log: RunLog, save: Callable[[int], Path], start: int) -> None:
+             history: _History, log: RunLog, save: Callable[[int], Path], start: int) -> _Clock:
     """Iterations start..iters-1 with logging, validation and checkpoints; a stop request saves and
-    raises `Preempted`."""
+    raises `Preempted`. Returns where the time went (`_Clock`)."""
     from tqdm import tqdm
 
     cfg, device, iters = run.cfg, run.device, run.cfg.iters
+    clock = _Clock(device)
     stream = batches(data, sampler, cfg.crop_size, run.with_seg, start, iters, cfg.workers,
                      pin_memory=device.type == "cuda")
     bar = tqdm(total=iters, initial=start, desc=f"{run.stage}:{run.preset}", unit="it", mininterval=2.0,
@@ -301,8 +336,12 @@ def _iterate(run: Run, data: TrainData, generator: torch.nn.Module, sampler, tra
                     metrics.update(lrs)
                     shown = {k.split("/")[-1]: f"{v:.4g}" for k, v in metrics.items() if k.startswith("train/")}
                     bar.set_postfix(shown, refresh=False)
+                if step == start:
+                    clock.lap("first_iteration")
                 if data.val and due(done, cfg.val_every, iters):
+                    clock.lap("iterations")
                     metrics["val/psnr"] = validate(generator, data.val, device, run.with_seg)
+                    clock.lap("validation")
                 if metrics:
                     log.log(done, metrics)
                 bar.update(1)
@@ -310,9 +349,13 @@ def _iterate(run: Run, data: TrainData, generator: torch.nn.Module, sampler, tra
                     run.on_step(done)
                 why = stop.check()
                 if done % cfg.ckpt_every == 0 or done == iters or why:
+                    clock.lap("iterations")
                     path = save(done)
+                    clock.lap("checkpoint")
                     if why and done < iters:
                         raise ckpt.Preempted(why, done, path)
+        clock.lap("iterations")
     finally:
         bar.close()
         stream.close()
+    return clock
