@@ -13,7 +13,7 @@ PROFILE ?= paper
 export PATH := $(abspath $(BIN)):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup demo paper fetch preflight dvc-demo pull test test-all lint report plots dry-run clean-results FORCE
+.PHONY: setup demo paper fetch preflight dvc-demo pull test test-all lint report plots dry-run rehearsal rehearsal-smoke clean-results FORCE
 
 setup: $(VENV)/.installed
 
@@ -46,6 +46,15 @@ fetch: setup
 # The preflight table alone (the paper profile's Snakemake run prints it too, and stops on a missing file).
 preflight: setup
 	$(BIN)/python -m spsagan.preflight --profile $(PROFILE)
+
+# The paper profile at full size for a few iterations per stage: rates, memory and the paper run's projected
+# time on this machine in reports/rehearsal.md (docs/training.md, "Rehearsal").
+rehearsal: setup
+	$(BIN)/python -m spsagan.rehearsal
+
+# The reduced rehearsal (CI): the same code path on crops, 2 crops per batch; fails when a stage breaks.
+rehearsal-smoke: setup
+	$(BIN)/python -m pytest -m rehearsal tests/test_rehearsal.py
 
 dvc-demo: setup
 	$(BIN)/dvc repro
@@ -87,4 +96,4 @@ lint: setup
 	$(BIN)/ruff format --check .
 
 clean-results:
-	rm -rf results/*/ reports/table1.* reports/ablation.* reports/figures reports/report.html .snakemake
+	rm -rf results/*/ reports/table1.* reports/ablation.* reports/figures reports/report.html .snakemake rehearsal

@@ -126,6 +126,8 @@ def parse_segmenter_label(label: str) -> tuple[str, dict]:
         details["seed"] = int(m.group(1))
     if m := re.search(r"sha256:([0-9a-f]+)", label):
         details["sha256_prefix"] = m.group(1)
+    if "random weights" in label:  # OutdoorSceneSeg's rehearsal stand-in: rebuilt from its seed
+        details["random_weights"] = True
     return name, details
 
 
@@ -145,6 +147,10 @@ def load_segmenter(ckpt: dict, checkpoint: Path, weights, seed: int | None, devi
         )
     name, details = parse_segmenter_label(str(label))
     seed = details.get("seed", 0) if seed is None else seed
+    if details.get("random_weights") and weights is None:
+        from spsagan.segmentation.outdoor_scene_seg import RANDOM_WEIGHTS
+
+        weights = RANDOM_WEIGHTS
     segmenter = build_segmenter(name, weights=weights, seed=seed, device=device)
     recorded = details.get("sha256_prefix")
     actual = getattr(segmenter, "weights_sha256", None)

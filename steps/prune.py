@@ -3,8 +3,10 @@
 Writes `--mask` (the SPEC mask format: shared pattern, or one per dense block) and, in `--out`,
 `ds.csv` (DS(i, l) per dense block, averaged over K batches of training crops), `summary.json`
 (pruned connections, parameter counts) and `pruning.png` (the pattern, like the paper's Fig. 5).
+Runs on the CPU (the stage holds no GPU token): forward passes only, minutes even at paper size.
 """
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +35,10 @@ def main() -> None:
     batches = (
         data.make_batch(sampler.draw(k), cfg.crop_size, False)["lq"].float().div(255.0) for k in range(cfg.batches)
     )
+    started = time.perf_counter()
     with torch.no_grad():
         ds = measure_dissimilarity(model, batches)
+    seconds = time.perf_counter() - started
     keep = decide_mask(ds, scope=cfg.scope, min_gap=cfg.min_gap)
 
     rows = [
@@ -53,6 +57,8 @@ def main() -> None:
         "pruned": pruned_connections(keep) if cfg.scope == "shared" else None,
         "params_rrdb": arch_parameter_count(rrdb_arch),
         "params_rrsb": arch_parameter_count({**rrdb_arch, "keep": keep}),
+        "measure_seconds": round(seconds, 3),
+        "device": "cpu",
     }
     with atomic_dir(args.out) as tmp:
         with atomic_path(tmp / "ds.csv") as csv:
@@ -68,7 +74,10 @@ def main() -> None:
             data_standins(args.data, cfg.train_sets),
         )
     write_json(args.mask, keep)  # last: the mask exists only with its analysis beside it
-    print(f"prune: pruned {summary['pruned']}; parameters {summary['params_rrdb']:,} -> {summary['params_rrsb']:,}")
+    print(
+        f"prune: pruned {summary['pruned']}; parameters {summary['params_rrdb']:,} -> {summary['params_rrsb']:,}; "
+        f"{cfg.batches} batches in {seconds:.1f} s on the CPU"
+    )
 
 
 if __name__ == "__main__":

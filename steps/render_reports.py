@@ -25,7 +25,7 @@ from spsagan.reports.ablation import render_ablation
 from spsagan.reports.figures import attention_figure, crop_grid, inference_time_chart, training_curves_by_stage
 from spsagan.reports.paper import PAPER_SETTING
 from spsagan.reports.table1 import render_table1
-from spsagan.segmentation.classes import STANDIN_NOTE, channel_names
+from spsagan.segmentation.classes import channel_names, standin_note
 from spsagan.segmentation.storage import load_seg
 
 
@@ -33,7 +33,7 @@ def stand_ins(lr_root: Path, seg_summary: dict, summary: dict) -> list[str]:
     """What the numbers depend on that is not the paper's setting, read from the results files."""
     notes = data_standins(lr_root, sorted(p.name for p in lr_root.iterdir() if p.is_dir()))
     if not seg_summary.get("semantic", True):
-        notes.append(f"segmentation prior: {seg_summary['segmenter']} ({STANDIN_NOTE})")
+        notes.append(f"segmentation prior: {seg_summary['segmenter']} ({standin_note(seg_summary['segmenter'])})")
     vgg = {c.get("perceptual") for c in summary["costs"].values() if c.get("perceptual")}
     notes += [f"perceptual loss: {v} instead of ImageNet VGG19" for v in sorted(vgg) if "random" in v]
     return notes

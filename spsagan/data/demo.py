@@ -19,11 +19,15 @@ rather than a download.
 
 These are stand-ins for DIV2K/OST and Set5/BSD100: every dataset written here is labelled
 `stand_in: true` in its provenance.json.
+
+A name may ask for a centre crop, `<name>@<height>x<width>` (e.g. `chelsea@96x96`, written as
+`chelsea_96x96.png`): the paper profile's reduced rehearsal uses small crops to fit a CI budget.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -45,12 +49,43 @@ DEMO_IMAGES: dict[str, tuple[str, str, int | None]] = {
 }
 
 
+_CROP = re.compile(r"^(?P<name>\w+)@(?P<height>\d+)x(?P<width>\d+)$")
+
+
+def parse_demo_name(name: str) -> tuple[str, tuple[int, int] | None]:
+    """`photo` or `photo@HxW` -> (the DEMO_IMAGES key, the centre crop's (height, width) or None)."""
+    match = _CROP.match(name)
+    if match is None:
+        return name, None
+    return match["name"], (int(match["height"]), int(match["width"]))
+
+
+def demo_file_stem(name: str) -> str:
+    """The file name (without .png) a demo name is written as: `chelsea@96x96` -> `chelsea_96x96`."""
+    return name.replace("@", "_")
+
+
 class DemoDataUnavailable(RuntimeError):
     """A demo image is not bundled with the installed scikit-image (loading it would need the network)."""
 
 
 def demo_image(name: str) -> np.ndarray:
-    """One demo photo as uint8 `(H, W, 3)` RGB, 0..255, loaded only from scikit-image's bundled files."""
+    """One demo photo as uint8 `(H, W, 3)` RGB, 0..255, loaded only from scikit-image's bundled files.
+
+    name: a key of DEMO_IMAGES, or `key@HxW` for the centre H x W crop of that photo.
+    """
+    name, crop = parse_demo_name(name)
+    img = _bundled_photo(name)
+    if crop is None:
+        return img
+    height, width = crop
+    if not (0 < height <= img.shape[0] and 0 < width <= img.shape[1]):
+        raise ValueError(f"demo image {name!r} is {img.shape[0]}x{img.shape[1]}: no {height}x{width} crop")
+    top, left = (img.shape[0] - height) // 2, (img.shape[1] - width) // 2
+    return np.ascontiguousarray(img[top : top + height, left : left + width])
+
+
+def _bundled_photo(name: str) -> np.ndarray:
     import skimage
     import skimage.data
 
@@ -75,11 +110,11 @@ def demo_image(name: str) -> np.ndarray:
 def write_demo_dataset(root: str | os.PathLike, dataset: str, names: list[str]) -> Path:
     """Write `<root>/<dataset>/HR/<name>.png` for each demo image name, plus provenance.json; return the folder.
 
-    names: a non-empty list of distinct keys of DEMO_IMAGES (the caller's train or test split).
-    The folder is replaced atomically.
+    names: a non-empty list of distinct keys of DEMO_IMAGES, each optionally with a crop (`key@HxW`,
+    written as `<key>_<H>x<W>.png`): the caller's train or test split. The folder is replaced atomically.
     """
     names = list(names)
-    unknown = [n for n in names if n not in DEMO_IMAGES]
+    unknown = [n for n in names if parse_demo_name(n)[0] not in DEMO_IMAGES]
     if unknown:
         raise ValueError(
             f"demo dataset {dataset!r}: unknown image names {unknown}; available: {', '.join(DEMO_IMAGES)}"
@@ -93,7 +128,7 @@ def write_demo_dataset(root: str | os.PathLike, dataset: str, names: list[str]) 
         sizes = {}
         for name in names:
             img = demo_image(name)
-            write_image(tmp / "HR" / f"{name}.png", img)
+            write_image(tmp / "HR" / f"{demo_file_stem(name)}.png", img)
             sizes[name] = list(img.shape[:2])
         write_json(
             tmp / "provenance.json",

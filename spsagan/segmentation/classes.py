@@ -38,6 +38,17 @@ VOID_COLOR = (255, 255, 255)  # label 255 in SFTGAN's annotations; never produce
 STANDIN_NOTE = "stand-in segmentation: channels are unsupervised colour/texture clusters, not semantic categories"
 
 
+RANDOM_WEIGHTS_NOTE = (
+    "stand-in segmentation: OutdoorSceneSeg's network with seeded random weights (its trained file is "
+    "missing); channels are not semantic categories"
+)
+
+
+def standin_note(segmenter_label: str) -> str:
+    """What a reader must be told about the non-semantic maps of the segmenter with this label."""
+    return RANDOM_WEIGHTS_NOTE if "random weights" in str(segmenter_label) else STANDIN_NOTE
+
+
 def channel_names(semantic: bool) -> tuple[str, ...]:
     """Names to print for the 8 channels: the OST classes, or `cluster k` for stand-in maps."""
     if semantic:

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from spsagan.atomic import atomic_path
-from spsagan.segmentation.classes import COLORS, NUM_CLASSES, STANDIN_NOTE, channel_names
+from spsagan.segmentation.classes import COLORS, NUM_CLASSES, channel_names, standin_note
 
 # Neutral palette for stand-in clusters (Okabe-Ito plus gray): no colour suggests a class.
 CLUSTER_COLORS = (
@@ -39,8 +39,9 @@ def colorize(labels: np.ndarray, semantic: bool = True) -> np.ndarray:
 
 
 def is_semantic_label(segmenter_label: str) -> bool:
-    """Stand-in labels start with 'standin'; everything else is taken as a semantic segmenter."""
-    return not str(segmenter_label).startswith("standin")
+    """Stand-in labels start with 'standin' or name random weights; everything else is taken as semantic."""
+    label = str(segmenter_label)
+    return not label.startswith("standin") and "random weights" not in label
 
 
 def plot_segmentation(
@@ -91,7 +92,7 @@ def plot_segmentation(
     fig.suptitle(title)
     footer = f"segmenter: {segmenter_label}"
     if not semantic:
-        footer += f"\n{STANDIN_NOTE}"
+        footer += f"\n{standin_note(segmenter_label)}"
     fig.text(0.5, 0.01, footer, ha="center", va="bottom", fontsize=9, color="black" if semantic else "firebrick")
 
     path = Path(path)

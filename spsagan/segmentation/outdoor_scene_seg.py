@@ -55,6 +55,7 @@ from spsagan.segmentation.storage import pad_map
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 PARAMETER_COUNT = 52_068_296
 WEIGHTS_FILE = "segmentation_OST_bic.pth"
+RANDOM_WEIGHTS = "random"  # `weights` value for seeded random weights (`random_outdoor_scene_seg`)
 WEIGHTS_SOURCES = (
     "SFTGAN project, folder 'pretrained_models' on Google Drive: "
     "https://drive.google.com/drive/folders/16owosaM_ADAm2FmVI9eKmuYzULVeBy7t",
@@ -243,13 +244,25 @@ def _key_order(key: str):
     return [int(p) if p.isdigit() else p for p in key.split(".")]
 
 
+def random_outdoor_scene_seg(seed: int) -> OutdoorSceneSeg:
+    """OutdoorSceneSeg with PyTorch's default initialisation drawn from `seed`, in eval mode.
+
+    A stand-in for rehearsing the paper profile without `segmentation_OST_bic.pth` (`weights: random`
+    in params): the network, its input sizes, memory and speed are the real ones, but its maps mean
+    nothing, so the segmenter labels them as a stand-in and as not semantic.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return OutdoorSceneSeg().eval()
+
+
 # --------------------------------------------------------------------------------------------------
 # Segmenter: HR images in, maps at HR size out
 
 
 class OutdoorSceneSegmenter:
-    """Runs OutdoorSceneSeg the SFTGAN way on the x4 bicubic upsampling of LR images; the maps are
-    semantic (channel order CLASSES).
+    """Runs OutdoorSceneSeg the SFTGAN way on the x4 bicubic upsampling of LR images; with the trained
+    weights the maps are semantic (channel order CLASSES).
 
     segment_lq(images): list of uint8 (h, w, 3) RGB (or (h, w) gray) LR images -> list of float32
     (8, 4h, 4w) probabilities. Images of one size run as one batch. When 4h or 4w is not a multiple
@@ -258,13 +271,24 @@ class OutdoorSceneSegmenter:
     """
 
     name = "outdoor_scene_seg"
-    semantic = True
-    channel_names = CLASSES
 
-    def __init__(self, model: OutdoorSceneSeg, weights_sha256: str, device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        model: OutdoorSceneSeg,
+        weights_sha256: str | None,
+        device: str | torch.device = "cpu",
+        seed: int | None = None,
+    ):
+        """weights_sha256: the trained file's digest; None with `seed` for `random_outdoor_scene_seg`'s
+        network, whose label names it as a stand-in and whose maps are not semantic."""
         self.model = model.eval()
         self.weights_sha256 = weights_sha256
-        self.label = f"outdoor_scene_seg({WEIGHTS_FILE} sha256:{weights_sha256[:16]})"
+        self.semantic = weights_sha256 is not None
+        self.channel_names = CLASSES if self.semantic else tuple(f"cluster {k}" for k in range(NUM_CLASSES))
+        if self.semantic:
+            self.label = f"outdoor_scene_seg({WEIGHTS_FILE} sha256:{weights_sha256[:16]})"
+        else:
+            self.label = f"outdoor_scene_seg(random weights seed={seed}, rehearsal stand-in)"
         self.device = torch.device(device)
         self.model.to(self.device)
 
@@ -291,7 +315,7 @@ class OutdoorSceneSegmenter:
         return {
             "segmenter": self.name,
             "segmenter_label": self.label,
-            "semantic": True,
-            "weights_file": WEIGHTS_FILE,
+            "semantic": self.semantic,
+            "weights_file": WEIGHTS_FILE if self.semantic else None,
             "weights_sha256": self.weights_sha256,
         }

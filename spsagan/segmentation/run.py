@@ -32,11 +32,13 @@ from spsagan.device import resolve_device
 from spsagan.image import IMAGE_SUFFIXES, list_images, make_lq, read_image
 from spsagan.segmentation.classes import NUM_CLASSES, channel_names
 from spsagan.segmentation.outdoor_scene_seg import (
+    RANDOM_WEIGHTS,
     WEIGHTS_FILE,
     WEIGHTS_SOURCES,
     OutdoorSceneSegmenter,
     WeightsError,
     load_outdoor_scene_seg,
+    random_outdoor_scene_seg,
 )
 from spsagan.segmentation.standin import StandInSegmenter
 from spsagan.segmentation.storage import (
@@ -65,9 +67,13 @@ def build_segmenter(
     name: "outdoor_scene_seg" (needs `weights`, the path of segmentation_OST_bic.pth; verified by a
     strict load, the parameter count and, when given, `sha256`) or "standin" (uses `seed`; `weights`
     and `sha256` do not apply to it). device: "cpu", "cuda", "cuda:1", or "auto".
+    weights "random" (`RANDOM_WEIGHTS`): OutdoorSceneSeg with random weights drawn from `seed`, the
+    paper profile's rehearsal stand-in (`spsagan.rehearsal`); its label says so and its maps are not semantic.
     Raises WeightsError (missing/wrong weights file, with what to do) or ValueError (unknown name).
     """
     if name == "outdoor_scene_seg":
+        if str(weights) == RANDOM_WEIGHTS:
+            return OutdoorSceneSegmenter(random_outdoor_scene_seg(seed), None, device=resolve_device(device), seed=seed)
         if weights is None:
             raise WeightsError(
                 f"segmenter outdoor_scene_seg needs the path of {WEIGHTS_FILE} (params: make_seg_maps "

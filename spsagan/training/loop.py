@@ -298,7 +298,7 @@ def _fit(
         return resume.step_file(done)
 
     t0 = time.perf_counter()
-    _iterate(run, data, generator, sampler, train_step, history, log, save, start)
+    clock = _iterate(run, data, generator, sampler, train_step, history, log, save, start)
     seconds = time.perf_counter() - t0
     if world.is_main:
         ckpt.save_model(
@@ -330,6 +330,7 @@ def _fit(
         "it_per_s": round(ran / seconds, 3) if ran and seconds > 0 else None,
         "device": _device_label(run),
         "checkpoint_dir": str(resume.path),
+        "timing": clock.summary(ran),
         "metrics": {**log.latest(), **({"val/psnr_bicubic": bicubic} if bicubic is not None else {})},
     }
 
@@ -371,6 +372,42 @@ def _restore(state: dict, modules: dict, optimizers: dict, sampler) -> int:
     return int(state["step"])
 
 
+class _Clock:
+    """Where a run's time goes: its first iteration (warm-up: allocations, cuDNN autotuning, worker
+    start-up), the later iterations, validations and checkpoint writes.
+
+    `lap(kind)` adds the time since the previous lap to `kind`. It is called only where the kind of
+    work changes; on CUDA it synchronises first, so queued GPU work is charged to the iterations
+    that queued it (a few synchronisations per `val_every`, none per ordinary iteration).
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.seconds = {"first_iteration": 0.0, "iterations": 0.0, "validation": 0.0, "checkpoint": 0.0}
+        self.counts = dict.fromkeys(self.seconds, 0)
+        self.mark = time.perf_counter()
+
+    def lap(self, kind: str) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        now = time.perf_counter()
+        self.seconds[kind] += now - self.mark
+        self.counts[kind] += 1
+        self.mark = now
+
+    def summary(self, ran: int) -> dict:
+        """Seconds per kind; `s_per_iteration` excludes the first iteration (None when it ran alone)."""
+        later = max(ran - 1, 0)
+        out = {f"{kind}_s": round(s, 4) for kind, s in self.seconds.items()}
+        out.update(
+            validations=self.counts["validation"],
+            checkpoints=self.counts["checkpoint"],
+            later_iterations=later,
+            s_per_iteration=round(self.seconds["iterations"] / later, 4) if later else None,
+        )
+        return out
+
+
 def _iterate(
     run: Run,
     data: TrainData,
@@ -381,12 +418,13 @@ def _iterate(
     log: RunLog,
     save: Callable[[int], Path],
     start: int,
-) -> None:
+) -> _Clock:
     """Iterations start..iters-1 with logging, validation and checkpoints; a stop request saves and
-    raises `Preempted`."""
+    raises `Preempted`. Returns where the time went (`_Clock`)."""
     from tqdm import tqdm
 
     cfg, device, iters, world = run.cfg, run.device, run.cfg.iters, run.world
+    clock = _Clock(device)
     stream = batches(
         data, sampler, cfg.crop_size, run.with_seg, start, iters, cfg.workers, pin_memory=device.type == "cuda"
     )
@@ -414,10 +452,14 @@ def _iterate(
                     metrics.update(lrs)
                     shown = {k.split("/")[-1]: f"{v:.4g}" for k, v in metrics.items() if k.startswith("train/")}
                     bar.set_postfix(shown, refresh=False)
+                if step == start:
+                    clock.lap("first_iteration")
                 if data.val and due(done, cfg.val_every, iters):
+                    clock.lap("iterations")
                     if world.is_main:  # the eager generator: no collective inside
                         metrics["val/psnr"] = validate(generator, data.val, device, run.with_seg)
                     world.barrier()
+                    clock.lap("validation")
                 if metrics:
                     log.log(done, metrics)
                 bar.update(1)
@@ -425,12 +467,16 @@ def _iterate(
                     run.on_step(done)
                 why = _agree_to_stop(stop.check(), world)
                 if done % cfg.ckpt_every == 0 or done == iters or why:
+                    clock.lap("iterations")
                     path = save(done)
+                    clock.lap("checkpoint")
                     if why and done < iters:
                         raise ckpt.Preempted(why, done, path)
+        clock.lap("iterations")
     finally:
         bar.close()
         stream.close()
+    return clock
 
 
 def _agree_to_stop(why: str | None, world: World) -> str | None:

@@ -1,0 +1,132 @@
+"""reports/rehearsal.md: what ran, at which rates, and what the paper run will take on this device."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from spsagan.rehearsal.plan import Rehearsal
+from spsagan.rehearsal.project import MARGIN, MAX_RUNTIME_MIN, PAPER_SETS, Row
+
+
+def duration(seconds: float | None) -> str:
+    """Seconds as a readable span: 42 s, 12 min, 3.4 h, 12 d."""
+    if seconds is None or not math.isfinite(seconds):
+        return "n/a"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 3 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:,.1f} d"
+
+
+def size(n_bytes: int | None) -> str:
+    return "n/a" if not n_bytes else f"{n_bytes / 2**30:.2f} GiB"
+
+
+def _table(rows: list[Row]) -> list[str]:
+    lines = [
+        "| job | measured here | paper run's work | rehearsal | projected (this device) | peak memory (RSS) "
+        "| peak GPU memory | SLURM runtime (min) | SLURM mem_mb |",
+        "|---|---|---|--:|--:|--:|--:|---|--:|",
+    ]
+    for row in rows:
+        slurm = row.slurm()
+        runtime, mem = (slurm[0], str(slurm[1])) if slurm else ("n/a", "n/a")
+        lines.append(
+            f"| {row.job} | {row.measured} | {row.workload} | {duration(row.seconds)} | "
+            f"{duration(row.projected_s)} | {size(row.peak_bytes)} | {size(row.gpu_peak_bytes)} | "
+            f"{runtime} | {mem} |"
+        )
+    return lines
+
+
+def _slurm_yaml(rows: list[Row]) -> list[str]:
+    """set-resources entries for workflow/profiles/slurm/profile.yaml: per stage, the largest instance."""
+    per_stage: dict[str, tuple[int, int]] = {}
+    for row in rows:
+        slurm = row.slurm()
+        if slurm is None:
+            continue
+        minutes = min(int(slurm[0].split()[0]), MAX_RUNTIME_MIN)
+        old = per_stage.get(row.stage, (0, 0))
+        per_stage[row.stage] = (max(old[0], minutes), max(old[1], slurm[1]))
+    lines = ["```yaml", "set-resources:"]
+    lines += [f"  {stage}: {{runtime: {minutes}, mem_mb: {mem}}}" for stage, (minutes, mem) in per_stage.items()]
+    return [*lines, "```"]
+
+
+def render(reh: Rehearsal, rows: list[Row], device: str, seconds: float, failed: str | None) -> str:
+    """The whole report as Markdown."""
+    total = sum(r.projected_s or 0.0 for r in rows)
+    gpu_total = sum(r.projected_s or 0.0 for r in rows if r.gpu)
+    status = (
+        f"**FAILED at {failed}**: the jobs after it did not run; its log is named below."
+        if failed
+        else f"All {len(rows)} jobs ran."
+    )
+    out = [
+        "# Paper-scale rehearsal",
+        "",
+        f"The paper profile (params.yaml's `paper` column) on its own code path, at full size, with only "
+        f"iteration counts, images per set and unobtainable files changed (plan `{reh.plan.name}`). "
+        f"Written by `python -m spsagan.rehearsal{' --reduced' if reh.plan.name == 'reduced' else ''}`.",
+        "",
+        f"- Device: {device}",
+        f"- Rehearsal wall time: {duration(seconds)}. {status}",
+        f"- **Projected paper run on this device: {duration(total)} in all; the GPU stages "
+        f"(`gpu: 1` in workflow/stages.yaml) {gpu_total / 3600:,.1f} GPU-hours** (device-hours on this device).",
+        "",
+        "## Stand-ins",
+        "",
+        *[f"- {line}" for line in reh.stand_ins],
+        "",
+        "## Departures from the paper run",
+        "",
+        *[f"- {line}" for line in reh.departures],
+        "",
+        "## Per job",
+        "",
+        *_table(rows),
+        "",
+        f"SLURM: projected time and peak memory x{MARGIN:g}; training jobs longer than {MAX_RUNTIME_MIN} min "
+        "run as several attempts, each resuming from the last checkpoint (`retries` in the SLURM profile).",
+        "",
+        "### Notes",
+        "",
+        *[f"- {row.job}: {note}" for row in rows for note in row.notes],
+        "",
+        "## Suggested `workflow/profiles/slurm/profile.yaml` resources (this device)",
+        "",
+        *_slurm_yaml(rows),
+        "",
+        "## How the projections are made",
+        "",
+        "Training: seconds per iteration after the first (warm-up excluded) x the paper's iterations, plus "
+        "validations and checkpoints at their measured cost; prune: seconds per batch x 100; data stages: "
+        "seconds per HR megapixel x the paper datasets' megapixels; evaluate: seconds per megapixel through "
+        "the networks x the paper's (every test image once, plus the timing passes); render_reports: as "
+        "measured. Paper dataset sizes used (images x typical size):",
+        "",
+        *[
+            f"- {name}: {s.images:,} x {s.height}x{s.width}{f' ({s.note})' if s.note else ''}"
+            for name, s in PAPER_SETS.items()
+        ],
+        "",
+    ]
+    if reh.plan.name == "reduced":
+        out[4:4] = [
+            "**Reduced plan (CI smoke test)**: crops of the photos and 2 crops per batch; its projections "
+            "are rough. Run `make rehearsal` for the full-size measurement.",
+            "",
+        ]
+    return "\n".join(out)
+
+
+def write(path: Path, text: str) -> None:
+    from spsagan.atomic import write_text
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_text(path, text)
