@@ -343,3 +343,27 @@ def summarise(df: pd.DataFrame) -> dict:
     reasons = sorted({r for r in df.get("pi_reason", pd.Series(dtype=str)).fillna("") if r})
     out["pi_reason"] = "; ".join(reasons)
     return out
+
+
+def compared_metrics(summary: dict, names: list[str]) -> dict:
+    """What experiments compare (evaluate's `--metrics`): {method: {psnr, pi}} of `names`, each the
+    mean of the method's set means over the profile's test sets (every set weighs the same), rounded
+    to 4 decimals. summary: {"methods": {method: {test set: `summarise` output}}}.
+
+    The perceptual score is PI (the paper's) where it was computed, NIQE otherwise (PI needs pyiqa),
+    under its own name; a method whose perceptual score is missing on some set gets none. Two scores:
+    after a GAN experiment the four GAN methods' numbers then fit one `dvc exp show --only-changed`
+    screen. Per set, SSIM and the rest are in Table 1 and evaluate's summary (docs/pipeline.md).
+    """
+    out = {}
+    for name in names:
+        per_set = list(summary["methods"].get(name, {}).values())
+        if not per_set:
+            continue
+        scores = {}
+        for key in ("psnr", "pi" if all(m.get("pi") is not None for m in per_set) else "niqe"):
+            values = [m.get(key) for m in per_set]
+            if all(v is not None and math.isfinite(v) for v in values):
+                scores[key] = round(float(np.mean(values)), 4)
+        out[name] = scores
+    return out

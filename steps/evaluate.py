@@ -12,8 +12,8 @@ Methods, each a column of Table 1:
 - SR folders made elsewhere (`outside_folders`).
 Writes `--sr <dir>/<method>/<dataset>/<image>.png`, `--per-image` (PSNR/SSIM on Y with the border
 shave, NIQE, Ma/PI where available), `--summary` (set means, parameters, FLOPs, inference time
-with device and dtype, the segmenter, skipped methods) and `--metrics` (PSNR/SSIM/NIQE/PI of bicubic
-and the pipeline models per test set: what `dvc exp show` compares).
+with device and dtype, the segmenter, skipped methods) and `--metrics` (PSNR and PI, or NIQE without
+pyiqa, of bicubic and the pipeline models, averaged over the test sets: what `dvc exp show` compares).
 """
 
 import json
@@ -27,7 +27,7 @@ import torch
 
 from spsagan.atomic import atomic_dir, atomic_path, write_json
 from spsagan.device import device_label, resolve_device
-from spsagan.evaluation import bicubic_sr, evaluate_pairs, read_sr_folder, sr_with_model, summarise
+from spsagan.evaluation import bicubic_sr, compared_metrics, evaluate_pairs, read_sr_folder, sr_with_model, summarise
 from spsagan.export import export_model
 from spsagan.image import list_images, read_image, to_tensor, write_image
 from spsagan.models.attention import set_attention_budget
@@ -154,19 +154,6 @@ def inference_costs(methods: dict[str, Method], lr_dir: Path, seg_dir: Path, cfg
             **m.record,
         }
     return costs
-
-
-def compared_metrics(summary: dict, names: list[str]) -> dict:
-    """{method: {set: {psnr, ssim, niqe, pi}}} of `names` from the summary, rounded to 4 decimals;
-    a score that is not available (null) is left out."""
-    return {
-        name: {
-            dataset: {k: round(means[k], 4) for k in ("psnr", "ssim", "niqe", "pi") if means.get(k) is not None}
-            for dataset, means in summary["methods"][name].items()
-        }
-        for name in names
-        if name in summary["methods"]
-    }
 
 
 def main() -> None:

@@ -2,8 +2,9 @@
 
 Instance `rrdb` trains the RRDB (used to measure dissimilarity, and to initialise esrgan, +fa and
 +spsa); instance `rrsb` trains the pruned RRSB from scratch with prune's mask (initialises spsagan).
-Writes `--model` atomically at the end, dvclive metrics/plots in `--live` and its it/s, final
-validation PSNR and parameter count in `--metrics` (what `dvc exp show` compares); resume checkpoints go
+Writes `--model` atomically at the end, dvclive metrics/plots in `--live` (losses, validation PSNR),
+the generator's parameter count in `--metrics` (what `dvc exp show` compares) and prints its summary
+(it/s, time per iteration after the warm-up) as its log's last line; resume checkpoints go
 to `<ckpt-root>/pretrain_psnr-<instance>/<hash of the params>/`, so a killed or preempted run
 continues where it stopped when rerun.
 """

@@ -5,8 +5,9 @@ loss is perceptual (VGG19 conv5_4) + 5e-3 relativistic-average GAN + 1e-2 L1, wi
 attention parameters and 1e-4 for the rest. Training crops mix the sets in `mix` (OST : DIV2K =
 10 : 1 in the paper); sets in `selected_only` keep only make_seg_maps' multi-category selection.
 Presets with SPSA read the segmentation maps; the others never load them. Writes `--model`
-atomically, dvclive metrics in `--live` and its it/s, final validation PSNR and parameter count in
-`--metrics` (what `dvc exp show` compares); resume checkpoints go to `<ckpt-root>/train_gan-<instance>/`.
+atomically, dvclive metrics in `--live` (losses, validation PSNR), the generator's parameter count in
+`--metrics` (what `dvc exp show` compares) and prints its summary (it/s) as its log's last line;
+resume checkpoints go to `<ckpt-root>/train_gan-<instance>/`.
 """
 
 from pathlib import Path

@@ -447,3 +447,26 @@ def test_compiled_inference_equals_eager_within_float_rounding():
     eager = evaluation.sr_with_model(model, lq)
     fast = evaluation.sr_with_model(compiled(model, torch.device("cpu"), True), lq)
     assert np.abs(eager.astype(int) - fast.astype(int)).max() <= 1  # float reordering may flip a rounding
+
+
+def test_compared_metrics_are_set_means_of_psnr_and_the_perceptual_score():
+    from spsagan.evaluation import compared_metrics
+
+    def means(psnr, niqe, pi=None):
+        return {"num_images": 5, "psnr": psnr, "ssim": 0.8, "niqe": niqe, "ma": None, "pi": pi, "pi_reason": ""}
+
+    summary = {
+        "methods": {
+            "bicubic": {"Set5": means(28.0, 7.0, 6.5), "Set14": means(26.0, 7.5, 6.0)},  # PI on every set
+            "spsagan": {"Set5": means(29.0, 4.0, 3.0), "Set14": means(27.5, 4.5, None)},  # PI missing on one
+            "HR": {"Set5": means(None, 3.0, 2.5), "Set14": means(None, 3.5, 2.0)},  # PSNR infinite: left out
+            "published": {"Set5": means(30.0, 5.0)},
+        }
+    }
+    got = compared_metrics(summary, ["bicubic", "spsagan", "HR", "esrgan"])
+    assert got == {
+        "bicubic": {"psnr": 27.0, "pi": 6.25},  # every set weighs the same
+        "spsagan": {"psnr": 28.25, "niqe": 4.25},
+        "HR": {"pi": 2.25},
+    }
+    assert "published" not in got and "esrgan" not in got  # only the names asked for, when evaluated

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import re
 import sys
 import time
@@ -351,16 +350,15 @@ def _load_state(resume: ckpt.ResumeDir, world: World) -> dict | None:
 
 
 def compared_metrics(summary: dict) -> dict:
-    """The numbers experiments compare for one training run (a `fit` summary), under the method's
-    name as evaluate's metrics use it: {method: {it_per_s, val_psnr, params}}; a missing one is left out.
+    """What experiments compare for one training run (a `fit` summary): {method: {params}}, the
+    generator's parameter count under the method's name as evaluate's metrics use it.
 
-    Keyed by method so that `dvc exp show` names each column once (`spsagan.it_per_s`) instead of
-    prefixing the file path to a key every training run shares.
+    Quality is compared on evaluate's test-set scores, which already cover every trained model.
+    Speed (it/s) and the final validation PSNR stay in the run's summary and dvclive folder: it/s
+    differs on every rerun, and with both per GAN method `dvc exp show --only-changed` after a GAN
+    experiment no longer fits a screen (docs/pipeline.md, "What DVC compares").
     """
-    val = summary.get("metrics", {}).get("val/psnr")
-    val = round(float(val), 4) if val is not None and math.isfinite(val) else None
-    numbers = {"it_per_s": summary.get("it_per_s"), "val_psnr": val, "params": summary.get("params")}
-    return {summary["method"]: {k: v for k, v in numbers.items() if v is not None}}
+    return {summary["method"]: {"params": summary["params"]}}
 
 
 def _restore(state: dict, modules: dict, optimizers: dict, sampler) -> int:
