@@ -34,4 +34,4 @@ def test_lr_milestones_from_lr_step():
     paper = load_config("pretrain_psnr", "paper")
     assert isinstance(paper, PretrainPSNRConfig)
     assert paper.lr_milestones() == [200_000, 400_000, 600_000, 800_000]
-    assert load_config("train_gan", "demo").lr_milestones() == []  # 100 iterations, step 100k
+    assert load_config("train_gan", "demo").lr_milestones() == []  # fewer iterations than lr_step (100k)
