@@ -160,12 +160,15 @@ def test_noop_reruns_are_fast_and_run_nothing(pipeline):
     repo, _, _ = pipeline
     started = time.perf_counter()
     out = run([str(BIN / "snakemake"), "--cores", "all"], repo)
-    # A few seconds at most: parsing the Snakefile checks every typed config and derives each stage's
-    # code dependencies (cached); the margin covers a second test worker busy on the other core.
-    assert "Nothing to be done" in out and time.perf_counter() - started < 5.0
+    # About 1 s on an idle machine (docs/pipeline.md, "Overhead"; benchmarks/bench_pipeline_overhead.py
+    # measures it). The bound is loose on purpose: CI's other worker may be running the paper-size
+    # rehearsal on the other core. A rerun fails the output checks; the bound catches a no-op that
+    # takes many times its usual second.
+    limit_s = 30.0
+    assert "Nothing to be done" in out and time.perf_counter() - started < limit_s
     started = time.perf_counter()
     out = run([str(BIN / "dvc"), "repro"], repo)
-    assert "Running stage" not in out and time.perf_counter() - started < 5.0
+    assert "Running stage" not in out and time.perf_counter() - started < limit_s
 
 
 @pytest.mark.slow
