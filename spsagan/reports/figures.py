@@ -315,6 +315,19 @@ def read_live_metrics(live_dir: str | os.PathLike) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def _finish_run_grid(fig: Figure, unused_axes, runs: list[str], palette: dict) -> None:
+    """Hide the grid's unused panels and put one colour legend of the runs under the figure."""
+    for ax in unused_axes:
+        ax.set_visible(False)
+    fig.legend(
+        handles=[Patch(color=palette[r], label=r) for r in runs],
+        loc="outside lower center",
+        ncol=min(4, len(runs)),
+        fontsize=8,
+        frameon=False,
+    )
+
+
 def training_curves(
     live_dirs: dict[str, str | os.PathLike],
     out_path: str | os.PathLike,
@@ -358,15 +371,7 @@ def training_curves(
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("iteration")
         ax.set_ylabel(name.rsplit("/", 1)[-1])
-    for ax in axes[len(names) :]:
-        ax.set_visible(False)
-    fig.legend(
-        handles=[Patch(color=palette[r], label=r) for r in runs],
-        loc="outside lower center",
-        ncol=min(4, len(runs)),
-        fontsize=8,
-        frameon=False,
-    )
+    _finish_run_grid(fig, axes[len(names) :], runs, palette)
     _suptitle(fig, title, profile, standins)
     return _save(fig, out_path)
 
@@ -487,15 +492,7 @@ def training_stage_figure(
         ax.set_xlabel("iteration")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
-    for ax in axes[len(panels) :]:
-        ax.set_visible(False)
-    fig.legend(
-        handles=[Patch(color=palette[r], label=r) for r in runs],
-        loc="outside lower center",
-        ncol=min(4, len(runs)),
-        fontsize=8,
-        frameon=False,
-    )
+    _finish_run_grid(fig, axes[len(panels) :], runs, palette)
     _suptitle(fig, title, profile, standins)
     return fig
 
