@@ -17,13 +17,11 @@ import dataclasses
 import typing
 from typing import Any, Literal
 
+from spsagan.errors import ConfigError
+
 PROFILES = ("demo", "paper")
 SCALE = 4
 DISCRIMINATOR_CROPS = (96, 128)  # the VGG-style discriminator's input sizes (ESRGAN)
-
-
-class ConfigError(ValueError):
-    """A setting (params.yaml, a CLI value, a file named by a setting) a user must fix; one line per problem."""
 
 
 def _fail(stage: str, key: str, message: str) -> None:
