@@ -91,7 +91,9 @@ def _explain(error, prefix: str = "") -> str:
     if error.validator == "required":
         # jsonschema reports one error per missing property; its message quotes the name.
         missing = error.message.split("'")[1] if "'" in error.message else "?"
-        return f"missing key {missing if where == '<top level>' else f'{where}.{missing}'}"
+        doc = error.schema.get("properties", {}).get(missing, {}).get("description")
+        about = f" ({doc})" if doc else ""
+        return f"missing key {missing if where == '<top level>' else f'{where}.{missing}'}{about}"
     if error.validator == "type":
         return (
             f"{where}: expected {error.validator_value}, got {type(error.instance).__name__} "
