@@ -164,7 +164,7 @@ def test_the_sampler_splits_each_global_batch_over_the_ranks():
     for step in (0, 1, 17):
         assert sum((s.draw(step) for s in shares), []) == whole.draw(step) == whole.global_draw(step)
     assert shares[1].state_dict() == whole.state_dict()  # a checkpoint does not depend on the share
-    with pytest.raises(ValueError, match="cannot split a batch of 6 into 4"):
+    with pytest.raises(ValueError, match="batch_size: 6 is not divisible by gpus 4"):
         data.sampler(6, 3, 0, 4)
 
 
