@@ -154,6 +154,9 @@ def test_gpus_and_compile_leave_the_resume_key_unchanged():
     for stage, cfg in (("pretrain_psnr", trainer.PSNR), ("train_gan", trainer.GAN)):
         key = resume_key(stage, cfg, {"preset": "esrgan"}, {})
         assert resume_key(stage, replace(cfg, gpus=2, compile=True), {"preset": "esrgan"}, {}) == key
+        assert resume_key(stage, replace(cfg, workers=3, ckpt_every=7), {"preset": "esrgan"}, {}) == key
+        # log_every is a runtime key but stays hashed: existing checkpoints keep their key
+        assert resume_key(stage, replace(cfg, log_every=7), {"preset": "esrgan"}, {}) != key
         assert resume_key(stage, replace(cfg, batch_size=8), {"preset": "esrgan"}, {}) != key
 
 
