@@ -300,3 +300,13 @@ def test_params_views_command(capsys):
     finally:
         os.chdir(cwd)
     assert "current" in capsys.readouterr().out
+
+
+def test_gpus_walks_through_at_most_six_files():
+    """Issue 18's measure (`grep -rln gpus spsagan steps workflow params.yaml`): params.yaml, its
+    declaration and checks (spsagan/config.py), the generated schema, the launcher and the GPU
+    profiles name it; the training code takes its world from torchrun and passes the config whole."""
+    roots = [ROOT / "spsagan", ROOT / "steps", ROOT / "workflow"]
+    files = [ROOT / "params.yaml"] + [p for r in roots for p in r.rglob("*") if p.is_file() and p.suffix != ".pyc"]
+    naming = sorted(str(p.relative_to(ROOT)) for p in files if "gpus" in p.read_text(encoding="utf-8", errors="ignore"))
+    assert len(naming) <= 6, naming
