@@ -195,18 +195,17 @@ class _Training(_Section):
     def check_world(self, size: int, by_torchrun: bool) -> None:
         """The one check of gpus against the launch: torchrun started exactly `gpus` processes
         (`size`: its WORLD_SIZE; a process started without torchrun is a world of one)."""
-        key, command = (
-            f"{self.stage}.gpus",
-            f"`torchrun --standalone --nproc_per_node {self.gpus} steps/{self.stage}.py ...`",
-        )
+        name = f"{self.stage}.gpus"
+        command = f"`torchrun --standalone --nproc_per_node {self.gpus} steps/{self.stage}.py ...`"
         if not by_torchrun and self.gpus > 1:
             raise ConfigError(
-                f"{key} is {self.gpus}, but this process was not started by torchrun; run {command} (or set {key} to 1)"
+                f"{name} is {self.gpus}, but this process was not started by torchrun; run {command} "
+                f"(or set {name} to 1)"
             )
         if by_torchrun and size != self.gpus:
             raise ConfigError(
-                f"{key} is {self.gpus}, but torchrun started {size} processes (WORLD_SIZE); run {command} "
-                f"or set {key} to {size}"
+                f"{name} is {self.gpus}, but torchrun started {size} processes (WORLD_SIZE); run {command} "
+                f"or set {name} to {size}"
             )
 
     def lr_milestones(self) -> list[int]:
