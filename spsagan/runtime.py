@@ -128,6 +128,7 @@ def tf32(enabled: bool) -> Iterator[None]:
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
+
 def precision_label(device: torch.device, mixed_precision: bool) -> str:
     """ "bf16 autocast" or "float32": what training actually computed in on `device`."""
     return "bf16 autocast" if autocast_dtype(device, mixed_precision) is not None else "float32"
