@@ -9,20 +9,21 @@
 set -euo pipefail
 DEST=${1:-.whl}
 VENV_PY=${VENV_PY:-.venv/bin/python}
-# Packages the image already holds (its package list), lower case with '-'.
+# Packages the image already holds (its package list), lower case with '-', and a few it does not need.
 HAVE=" torch numpy pandas scipy scikit-learn scikit-image opencv-python-headless matplotlib seaborn pyyaml tqdm
 pillow networkx sympy jinja2 markupsafe filelock fsspec typing-extensions triton setuptools packaging attrs psutil
 requests urllib3 idna certifi charset-normalizer contourpy cycler fonttools kiwisolver pyparsing python-dateutil six
 imageio tifffile lazy-loader joblib threadpoolctl mpmath pygments rich markdown-it-py mdurl click pytest pluggy
 iniconfig wrapt pyarrow tabulate humanize pip wheel spsagan ruff pytest-xdist execnet protobuf msgpack regex
-"
+playwright greenlet pyee"  # the last three: the study's browser test, not needed there
+HAVE=" $(echo $HAVE) "
 TARGET=(--only-binary=:all: --python-version 3.12 --implementation cp --abi cp312 --abi abi3 --abi none
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform any)
 rm -rf "$DEST" && mkdir -p "$DEST"
 tmp=$(mktemp -d)
 "$VENV_PY" -m pip list --format=freeze --exclude-editable | while IFS='=' read -r name _ version; do
   key=$(echo "$name" | tr 'A-Z_.' 'a-z--')
-  case "$HAVE" in *" $key "* | *" $key"$'\n'* | *$'\n'"$key "*) continue ;; esac
+  case "$HAVE" in *" $key "*) continue ;; esac
   if ! python3 -m pip download -q --no-deps "${TARGET[@]}" -d "$DEST" "$name==$version" 2>/dev/null; then
     # No wheel for that Python: a pure-Python source release, built into a wheel here.
     python3 -m pip wheel -q --no-deps -w "$tmp" "$name==$version" && mv "$tmp"/*.whl "$DEST"/
