@@ -276,7 +276,7 @@ def test_ablation_report(tmp_path):
     for m in ablation.PRESET_ORDER:
         sub = per_image[(per_image["method"] == m) & (per_image["dataset"] == "Set5")]
         assert f"| {names.display_name(m)} | {sub['psnr'].mean():.2f} |" in text
-    assert "| SPSAGAN | 1,003 | 2.000 | 0.0400 | cpu | float32 | 1x3x32x32 |" in text
+    assert "| SPSAGAN | 1,003 | 2.000 | 0.0400 |  | cpu | float32 | 1x3x32x32 |" in text
     comp = pd.read_csv(paths["csv"])
     assert len(comp) == 2 * 3 * 4  # datasets x other presets x metrics
     row = comp[(comp["dataset"] == "Set5") & (comp["metric"] == "psnr") & (comp["method_b"] == "esrgan")].iloc[0]

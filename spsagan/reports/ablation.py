@@ -51,6 +51,15 @@ def _table(head: list[str], rows: list[list[str]], align: str) -> list[str]:
     return ["| " + " | ".join(head) + " |", rule, *["| " + " | ".join(r) + " |" for r in rows]]
 
 
+def _with_prior(cost) -> str:
+    """The with-prior time of an SPSA model, 'n/a (why)' when it could not be timed, '' without SPSA."""
+    value = cost.get("with_prior_median_s") if hasattr(cost, "get") else None
+    if value is not None and isinstance(value, (int, float)) and math.isfinite(value):
+        return _fmt(float(value), 4)
+    reason = cost.get("with_prior_reason") if hasattr(cost, "get") else None
+    return "n/a" if isinstance(reason, str) and reason else ""
+
+
 def _mean_diff(sub: pd.DataFrame, baseline: str, other: str, metric: str) -> float:
     """Mean per-image difference baseline - other, images paired by name (both scored on the same ones)."""
     a = sub[sub["method"] == baseline].set_index("name")[metric]
@@ -354,15 +363,18 @@ def render_ablation(
     lines += [
         "## Cost",
         "",
-        "Parameters and multiply-accumulates (MACs) of the generator; inference time is the "
-        "median over timed repeats after warm-up, on the device and dtype given.",
+        "Parameters and multiply-accumulates (MACs) of the generator; inference time per image: the "
+        "median of the timed repeats after warm-up, averaged over the timing images, on the device and dtype "
+        "given. It times the generator alone: SPSA models read the prior make_seg_maps stored, so the "
+        "segmentation network is outside it; `with prior` times the prior computed from the LR image plus "
+        "the generator, as spsagan-upscale runs it (where the segmenter could be built).",
         "",
     ]
     rows = []
     for m in methods:
         c = costs[costs["method"] == m]
         if c.empty:
-            rows.append([display_name(m), "n/a", "n/a", "n/a", "n/a", "n/a", "n/a"])
+            rows.append([display_name(m), "n/a", "n/a", "n/a", "n/a", "n/a", "n/a", "n/a"])
             continue
         c = c.iloc[0]
         rows.append(
@@ -371,12 +383,14 @@ def render_ablation(
                 f"{int(c['params']):,}",
                 f"{float(c['flops']) / 1e9:.3f}",
                 _fmt(float(c["median_s"]), 4),
+                _with_prior(c),
                 str(c["device"]),
                 str(c["dtype"]),
                 str(c["size"]),
             ]
         )
-    lines += _table(["preset", "params", "GMACs", "time (s)", "device", "dtype", "input size"], rows, "lrrrlll") + [""]
+    head = ["preset", "params", "GMACs", "time (s)", "with prior (s)", "device", "dtype", "input size"]
+    lines += _table(head, rows, "lrrrrlll") + [""]
     lines += timing_lines(costs)
 
     lines += _verdict_lines(per_image, standins, seed, n_resamples, confidence)

@@ -359,6 +359,7 @@ def timing_evidence(
     a, b = costs[slow], costs[fast]
     out["device"] = ", ".join(str(b[k]) for k in ("device", "dtype") if b.get(k))
     out["statistic"] = b.get("statistic", "median of repeats, mean over images")
+    out["scope"] = b.get("timing_scope", "not recorded")
     if not (a.get("times_s") and b.get("times_s")):
         ratio = float(a["median_s"]) / float(b["median_s"])
         return {**out, "ratio": ratio, "verdict": INCONCLUSIVE, "why": "no per-repeat times recorded: no interval"}
@@ -614,6 +615,7 @@ def _detail_rows(details: pd.DataFrame, key: str) -> tuple[list[str], list[list[
                 str(int(r["repeats"])),
                 str(r["device"]),
                 str(r["statistic"]),
+                str(r.get("scope", "")),
                 r["verdict"],
                 r["why"],
             ]
