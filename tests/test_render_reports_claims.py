@@ -81,7 +81,7 @@ def test_set_means_per_seed_and_table1_over_runs(tmp_path):
     assert (means["pi_reason"] == "pyiqa not installed").all()
     verdicts = table1.reproduction_verdicts(means, [], per_image, seed=0, n_resamples=200)
     row = verdicts[(verdicts["method"] == "SPSAGAN") & (verdicts["metric"] == "psnr")].iloc[0]
-    assert row["runs"] == 3 and math.isfinite(row["pi_low"])
+    assert row["runs"] == 3 and math.isfinite(row["run_low"])
     assert row["reproduced"] == pytest.approx(per_image[per_image["method"] == "spsagan"]["psnr"].mean())
 
 

@@ -140,7 +140,7 @@ def test_table1_verdicts_from_per_image_scores(tmp_path):
     assert rep["psnr_verdict"] == "one run: no verdict" and rep["psnr_image_interval"] == "below"
     assert rep["psnr_ci_low"] == expected["ci_low"] and rep["psnr_ci_high"] == expected["ci_high"]
     for metric in ("psnr", "ssim", "niqe", "pi"):
-        suffixes = ("ci_low", "ci_high", "image_interval", "pi_low", "pi_high", "verdict")
+        suffixes = ("ci_low", "ci_high", "image_interval", "run_low", "run_high", "verdict")
         assert {f"{metric}_{c}" for c in suffixes} <= set(csv.columns)
     assert csv.loc[csv["source"] == "paper", "n"].isna().all()
 
@@ -226,9 +226,9 @@ def test_table1_retrained_verdict_from_the_spread_over_seeds(tmp_path, levels, e
         n, m, s = len(levels), np.mean(levels), np.std(levels, ddof=1)
         t = {3: 4.302652729911275, 4: 3.182446305284263}[n]
         half = t * s * math.sqrt(1 + 1 / n)
-        assert (row["pi_low"], row["pi_high"]) == pytest.approx((m - half, m + half))
+        assert (row["run_low"], row["run_high"]) == pytest.approx((m - half, m + half))
     else:
-        assert math.isnan(row["pi_low"])
+        assert math.isnan(row["run_low"])
     text = table1.render_table1(results, PROFILE, [], tmp_path, per_image=per_image, seed=SEED)["md"].read_text()
     assert expected in text
 

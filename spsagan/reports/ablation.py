@@ -182,7 +182,7 @@ def _verdict_lines(
     for _, v in verdicts.iterrows():
         d = next(d for k, _, d, _ in METRICS if k == v["metric"])
         interval = f"[{v['ci_low']:.{d}f}, {v['ci_high']:.{d}f}]" if math.isfinite(v["ci_low"]) else "n/a"
-        spread = f"[{v['pi_low']:.{d}f}, {v['pi_high']:.{d}f}]" if math.isfinite(v["pi_low"]) else "n/a"
+        spread = f"[{v['run_low']:.{d}f}, {v['run_high']:.{d}f}]" if math.isfinite(v["run_low"]) else "n/a"
         rows.append(
             [
                 v["method"],
@@ -197,7 +197,7 @@ def _verdict_lines(
                 interval,
             ]
         )
-    head = ["preset", "dataset", "metric", "reproduced", "runs", f"{level} run PI", "paper", "verdict", "images"]
+    head = ["preset", "dataset", "metric", "reproduced", "runs", f"{level} run prediction interval", "paper", "verdict", "images"]
     head.append(f"{level} test-image interval")
     return lines + _table(head, rows, "lllrrrrlrr") + [""]
 

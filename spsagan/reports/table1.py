@@ -36,7 +36,7 @@ from spsagan.reports.stats import (
 METRICS = [("psnr", "PSNR (dB) ↑", 2), ("ssim", "SSIM ↑", 4), ("niqe", "NIQE ↓", 3), ("pi", "PI ↓", 3)]
 CSV_COLUMNS = ["method", "dataset", "psnr", "ssim", "niqe", "pi", "source", "results_method", "note"]
 # table1.csv adds `profile`, `standins`, `kind`, `runs` and `n` columns, then `<metric>_ci_low`,
-# `<metric>_ci_high`, `<metric>_image_interval`, `<metric>_pi_low`, `<metric>_pi_high` and
+# `<metric>_ci_high`, `<metric>_image_interval`, `<metric>_run_low`, `<metric>_run_high` and
 # `<metric>_verdict` for every metric (filled on reproduced rows).
 REQUIRED = ["method", "dataset", "psnr", "ssim", "niqe", "pi"]
 LEGEND = "r: reproduced by this pipeline; p: reported in the paper; Δ: reproduced − paper."
@@ -49,8 +49,8 @@ VERDICT_COLUMNS = [
     "paper",
     "delta",
     "runs",
-    "pi_low",
-    "pi_high",
+    "run_low",
+    "run_high",
     "n",
     "ci_low",
     "ci_high",
@@ -66,12 +66,12 @@ TOLERANCE = {"psnr": 0.05, "ssim": 0.002, "niqe": 0.05, "pi": 0.05}
 # Retrained columns: seeds needed for a prediction interval over training runs.
 MIN_RUNS = 3
 AGREES = "protocol agrees"
-IN_PI, ABOVE_PI, BELOW_PI = "within run spread", "paper above run spread", "paper below run spread"
+IN_RUNS, ABOVE_RUNS, BELOW_RUNS = "within run spread", "paper above run spread", "paper below run spread"
 MARKERS = {
     AGREES: "agrees",
-    IN_PI: "p in PI",
-    ABOVE_PI: "p > PI",
-    BELOW_PI: "p < PI",
+    IN_RUNS: "p in runs",
+    ABOVE_RUNS: "p > runs",
+    BELOW_RUNS: "p < runs",
     NOT_COMPARABLE: "n.c.",
 }
 KIND_LEGEND = (
@@ -81,7 +81,7 @@ KIND_LEGEND = (
     f"NIQE {TOLERANCE['niqe']}, PI {TOLERANCE['pi']}), [Δ>tol] otherwise. Retrained columns (trained by "
     f"this pipeline) vary from run to run: with at least {MIN_RUNS} seeds the paper value is set against "
     "a 95% t prediction interval for one more run (mean ± t·s·sqrt(1 + 1/n) over the seeds' set "
-    "means): [p in PI], [p > PI], [p < PI]; with fewer seeds [1 run] / [2 runs]: no verdict, the "
+    "means): [p in runs], [p > runs], [p < runs]; with fewer seeds [1 run] / [2 runs]: no verdict, the "
     "run-to-run spread is unknown. [n.c.]: not comparable, the run uses stand-ins."
 )
 MARKER_LEGEND = KIND_LEGEND + (
@@ -198,17 +198,17 @@ def column_verdict(
     """The reproduction verdict of one cell with a finite reproduced and paper value, by column kind.
 
     kind: names.FIXED or names.RETRAINED. runs: the per-seed set means behind `reproduced` (1-D).
-    Returns {verdict, pi_low, pi_high}: with stand-ins "not comparable"; fixed: "protocol agrees" when
+    Returns {verdict, run_low, run_high}: with stand-ins "not comparable"; fixed: "protocol agrees" when
     |reproduced - paper| <= TOLERANCE[metric], else "differs by <Δ>"; retrained with >= MIN_RUNS runs:
     the paper value against the t prediction interval for one more run ("within run spread", "paper
     above run spread", "paper below run spread"); with fewer runs "one run: no verdict" / "n runs: no
-    verdict". pi_low, pi_high: the prediction interval (NaN when none).
+    verdict". run_low, run_high: the prediction interval (NaN when none).
     """
     runs = np.asarray(runs, dtype=np.float64)
-    out = {"verdict": "", "pi_low": math.nan, "pi_high": math.nan}
+    out = {"verdict": "", "run_low": math.nan, "run_high": math.nan}
     if kind == RETRAINED and len(runs) >= MIN_RUNS and np.isfinite(runs).all():
         pi = prediction_interval(runs, confidence)
-        out.update(pi_low=pi["low"], pi_high=pi["high"])
+        out.update(run_low=pi["low"], run_high=pi["high"])
     if standins:
         out["verdict"] = NOT_COMPARABLE
     elif kind == FIXED:
@@ -216,10 +216,10 @@ def column_verdict(
         digits = next(d for m, _, d in METRICS if m == metric)
         out["verdict"] = AGREES if abs(delta) <= TOLERANCE[metric] + 1e-12 else f"differs by {delta:+.{digits}f}"
     elif kind == RETRAINED:
-        if math.isnan(out["pi_low"]):
+        if math.isnan(out["run_low"]):
             out["verdict"] = "one run: no verdict" if len(runs) == 1 else f"{len(runs)} runs: no verdict"
         else:
-            out["verdict"] = ABOVE_PI if paper > out["pi_high"] else BELOW_PI if paper < out["pi_low"] else IN_PI
+            out["verdict"] = ABOVE_RUNS if paper > out["run_high"] else BELOW_RUNS if paper < out["run_low"] else IN_RUNS
     else:
         raise ValueError(f"column kind must be {FIXED!r} or {RETRAINED!r}, got {kind!r}")
     return out
@@ -241,7 +241,7 @@ def reproduction_verdicts(
         pi); its means must match `results`. kinds: {results method: "fixed" | "retrained"}; methods
         not in it get `names.method_kind`.
     kind, runs: the column's kind and the training runs (seeds) behind the cell. delta: reproduced -
-        paper. verdict, pi_low, pi_high: `column_verdict` for cells with a finite reproduced and paper
+        paper. verdict, run_low, run_high: `column_verdict` for cells with a finite reproduced and paper
         value ("" elsewhere). n, ci_low, ci_high: the test images and the percentile bootstrap interval
         of the set mean over them (seed-averaged scores; NaN below stats.MIN_IMAGES images);
         image_interval: where the paper value lies against that interval ("inside", "above",
@@ -265,7 +265,7 @@ def reproduction_verdicts(
             scores = None if groups is None or key not in groups else groups[key][metric]
             iv = _interval(scores, rep, f"{r['results_method']}/{r['dataset']} {metric}", seed, n_resamples, confidence)
             both = math.isfinite(rep) and math.isfinite(pap)
-            judged = {"verdict": "", "pi_low": math.nan, "pi_high": math.nan}
+            judged = {"verdict": "", "run_low": math.nan, "run_high": math.nan}
             if both:
                 judged = column_verdict(kind, metric, rep, pap, r["run_values"][metric], standins, confidence)
             rows.append(
@@ -291,7 +291,7 @@ def reproduction_verdicts(
 
 
 def marker(verdict: str) -> str:
-    """The compact grid marker of a verdict ('agrees', 'Δ>tol', 'p in PI', '1 run', 'n.c.'); '' for none."""
+    """The compact grid marker of a verdict ('agrees', 'Δ>tol', 'p in runs', '1 run', 'n.c.'); '' for none."""
     if not verdict:
         return ""
     if verdict.startswith(NOT_COMPARABLE):
@@ -440,7 +440,7 @@ def _verdict_section(
             if not pd.isna(v["n"]) and v["n"] < MIN_IMAGES
             else "n/a"
         )
-        spread = f"[{v['pi_low']:.{d}f}, {v['pi_high']:.{d}f}]" if math.isfinite(v["pi_low"]) else "n/a"
+        spread = f"[{v['run_low']:.{d}f}, {v['run_high']:.{d}f}]" if math.isfinite(v["run_low"]) else "n/a"
         position = v["image_interval"] if v["image_interval"] in ("inside", "above", "below") else ""
         rows.append(
             [
@@ -468,7 +468,7 @@ def _verdict_section(
         "p",
         "Δ",
         "runs",
-        f"{level} run PI",
+        f"{level} run prediction interval",
         "verdict",
         "n",
         f"{level} test-image interval",
@@ -630,8 +630,8 @@ def _csv(long: pd.DataFrame, verdicts: pd.DataFrame, profile: str, standins: lis
             ("ci_low", math.nan),
             ("ci_high", math.nan),
             ("image_interval", ""),
-            ("pi_low", math.nan),
-            ("pi_high", math.nan),
+            ("run_low", math.nan),
+            ("run_high", math.nan),
             ("verdict", ""),
         ):
             csv[f"{metric}_{col}"] = [cells.at[(*k, metric), col] if rep else empty for k, rep in zip(keys, reproduced)]
