@@ -95,7 +95,10 @@ def test_standins_and_missing_method_and_missing_score():
     gone = _compare(per_image, b="NatSR")
     assert gone["verdict"] == claims.NOT_AVAILABLE and gone["why"] == "NatSR not evaluated on BSD100"
     offline = per_image.assign(pi=math.nan)
-    assert _compare(offline)["verdict"] == claims.NOT_AVAILABLE
+    row = _compare(offline)  # NIQE shown for information, never judged in PI's place
+    assert row["verdict"] == claims.NOT_AVAILABLE and row["metric"] == "niqe" and math.isfinite(row["effect"])
+    assert row["why"] == "PI not available; NIQE shown for information"
+    assert _compare(offline.assign(niqe=math.nan))["verdict"] == claims.NOT_AVAILABLE
 
 
 def test_close_to_uses_the_equivalence_margin():

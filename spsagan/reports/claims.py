@@ -248,6 +248,11 @@ def compare(
     complete = len(names) > 0 and bool(np.isfinite(diff).all())
     if complete:
         out["effect"] = float(diff.mean())
+    elif metric == "pi":  # offline: NIQE, PI's no-reference half, is shown for information, never judged
+        shown = compare(per_image, a, b, "niqe", dataset, standins, seed, n_resamples, confidence, margin, kinds)
+        if math.isfinite(shown["effect"]):
+            why = "PI not available; NIQE shown for information" + ("; the run uses stand-ins" if standins else "")
+            return {**shown, "verdict": NOT_COMPARABLE if standins else NOT_AVAILABLE, "why": why}
     if standins:
         why = "the run uses stand-ins"
         return {**out, "verdict": NOT_COMPARABLE, "why": why if complete else f"{why}; {metric} not available"}
@@ -299,7 +304,7 @@ def combine(rows: list[dict]) -> tuple[str, str]:
     if not judged:
         return NOT_AVAILABLE, note or "nothing to compare"
     counts = ", ".join(f"{judged.count(v)} {v}" for v in dict.fromkeys(judged))
-    why = f"{len(judged)} comparison{'s' if len(judged) > 1 else ''}: {counts}" + (f"; {note}" if note else "")
+    why = rows[0]["why"] if len(rows) == 1 else f"{len(judged)} comparisons: {counts}" + (f"; {note}" if note else "")
     for verdict in (NOT_COMPARABLE, CONTRADICTED):
         if verdict in judged:
             return verdict, why
@@ -636,7 +641,11 @@ def _detail_rows(details: pd.DataFrame, key: str) -> tuple[list[str], list[list[
                 f"{int(r['runs_a'])}/{int(r['runs_b'])}",
                 f"{r['effect']:+.{d}f}" if math.isfinite(r["effect"]) else "n/a",
                 f"[{r['image_low']:+.{d}f}, {r['image_high']:+.{d}f}]" if math.isfinite(r["image_low"]) else "none",
-                f"[{r['run_low']:+.{d}f}, {r['run_high']:+.{d}f}]" if math.isfinite(r["run_low"]) else "none",
+                "exact (fixed methods)"
+                if math.isfinite(r["run_low"]) and r["run_low"] == r["run_high"]
+                else f"[{r['run_low']:+.{d}f}, {r['run_high']:+.{d}f}]"
+                if math.isfinite(r["run_low"])
+                else "none",
                 r["verdict"],
                 r["why"],
             ]
