@@ -240,13 +240,8 @@ def main() -> None:
         # The paper compares +SPSA (RRDB body) with SPSAGAN (RRSB body); the PSNR models are an extra pair.
         timings = pd.DataFrame(
             [
-                {"network": label, **summary["costs"][m]}
-                for label, m in (
-                    ("RRDB+SPSA", "+spsa"),
-                    ("RRSB+SPSA", "spsagan"),
-                    ("RRDB", "rrdb_psnr"),
-                    ("RRSB", "rrsb_psnr"),
-                )
+                {"network": display_name(m), **summary["costs"][m]}
+                for m in ("+spsa", "spsagan", "rrdb_psnr", "rrsb_psnr")
                 if m in summary["costs"]
             ]
         )
