@@ -132,6 +132,18 @@ def hr_scores(hr_dir: Path, score: dict) -> pd.DataFrame:
 TIMING_STATISTIC = "median of the timed repeats of each image, mean over the timing images"
 
 
+def precision_label(device, conv_tf32: bool | None = None, matmul_tf32: bool | None = None) -> str:
+    """The precision a float32 model really computes in on `device`: on CUDA, cuDNN convolutions (on by
+    default) and matmuls may run in TF32, which keeps 10 mantissa bits; the label says so.
+    conv_tf32, matmul_tf32: the switches, read from torch.backends when None."""
+    if torch.device(device).type != "cuda":
+        return "float32"
+    conv = torch.backends.cudnn.allow_tf32 if conv_tf32 is None else conv_tf32
+    matmul = torch.backends.cuda.matmul.allow_tf32 if matmul_tf32 is None else matmul_tf32
+    tf32 = [name for name, on in (("convolutions", conv), ("matmuls", matmul)) if on]
+    return f"float32, TF32 {' and '.join(tf32)}" if tf32 else "float32"
+
+
 def prior_timer(m: Method, device, weights: Path | None):
     """(segmenter, None) for an SPSA model whose recorded segmenter can be built here, else (None, why)."""
     from spsagan.upscale import load_segmenter
@@ -198,7 +210,7 @@ def inference_costs(
             "images": len(times),
             "sizes": sizes,
             "device": device_label(device),
-            "dtype": "float32",
+            "dtype": precision_label(device),
             "compiled": m.runner is not m.model,
             **m.record,
         }

@@ -73,3 +73,12 @@ def test_a_segmenter_that_cannot_be_built_is_named_not_fatal(timing_set):
     cfg = SimpleNamespace(timing_images=1, timing_warmup=0, timing_repeats=2)
     c = step.inference_costs(methods, lr, seg, cfg, torch.device("cpu"))["+spsa"]
     assert c["with_prior_median_s"] is None and c["with_prior_reason"].startswith("segmenter outdoor_scene_seg")
+
+
+def test_precision_label_names_tf32_on_cuda():
+    step = _evaluate_step()
+    assert step.precision_label(torch.device("cpu")) == "float32"
+    cuda = torch.device("cuda")
+    assert step.precision_label(cuda, conv_tf32=True, matmul_tf32=False) == "float32, TF32 convolutions"
+    assert step.precision_label(cuda, conv_tf32=True, matmul_tf32=True) == "float32, TF32 convolutions and matmuls"
+    assert step.precision_label(cuda, conv_tf32=False, matmul_tf32=False) == "float32"
