@@ -99,6 +99,9 @@ def test_standins_and_missing_method_and_missing_score():
     assert row["verdict"] == claims.NOT_AVAILABLE and row["metric"] == "niqe" and math.isfinite(row["effect"])
     assert row["why"] == "PI not available; NIQE shown for information"
     assert _compare(offline.assign(niqe=math.nan))["verdict"] == claims.NOT_AVAILABLE
+    partial = per_image[~((per_image["method"] == "SRGAN") & (per_image["name"] == "img000"))]
+    with pytest.raises(ValueError, match=r"scored on different images \(only one has: img000\)"):
+        _compare(partial)
 
 
 def test_close_to_uses_the_equivalence_margin():

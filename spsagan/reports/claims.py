@@ -242,7 +242,10 @@ def compare(
         return {**out, "why": f"{' and '.join(missing)} not evaluated on {dataset}"}
     a_img, a_runs = _runs(per_image, a, dataset, metric)
     b_img, b_runs = _runs(per_image, b, dataset, metric)
-    names = sorted(set(a_img.index) & set(b_img.index))
+    only = sorted(set(a_img.index) ^ set(b_img.index))
+    if only:  # evaluate scores every method on every image: a mismatch means mixed evaluations
+        raise ValueError(f"{a!r} and {b!r} on {dataset} were scored on different images (only one has: {', '.join(only)})")
+    names = sorted(a_img.index)
     out.update(n=len(names), runs_a=len(a_runs), runs_b=len(b_runs))
     diff = (a_img[names] - b_img[names]).to_numpy(dtype=np.float64)
     complete = len(names) > 0 and bool(np.isfinite(diff).all())
