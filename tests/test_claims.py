@@ -108,7 +108,7 @@ def test_close_to_uses_the_equivalence_margin():
     close = _compare(_scores({"spsagan": 0.02, "SFTGAN": 0.0}, {"spsagan": 5}, run_sd=0.005), b="SFTGAN", margin=0.1)
     assert close["verdict"] == claims.SUPPORTED
     far = _compare(_scores({"spsagan": 0.4, "SFTGAN": 0.0}, {"spsagan": 5}), b="SFTGAN", margin=0.1)
-    assert far["verdict"] == claims.CONTRADICTED
+    assert far["verdict"] == claims.CONTRADICTED and far["why"] == "both intervals beyond ±0.1 (SPSAGAN worse)"
 
 
 def test_combine_over_comparisons():

@@ -291,7 +291,9 @@ def compare(
         return {**out, "verdict": SUPPORTED, "why": f"both intervals within ±{margin:g}"}
     sides = {_side(out["image_low"], out["image_high"], margin), _side(*runs, margin)}
     if sides in ({1}, {-1}):
-        return {**out, "verdict": CONTRADICTED, "why": f"both intervals beyond ±{margin:g}"}
+        better = (sides == {1}) == HIGHER_BETTER[metric]  # beyond the margin on a's better side
+        which = f"{display_name(a)} {'better' if better else 'worse'}"
+        return {**out, "verdict": CONTRADICTED, "why": f"both intervals beyond ±{margin:g} ({which})"}
     return {**out, "verdict": INCONCLUSIVE, "why": f"an interval crosses ±{margin:g}"}
 
 
@@ -481,6 +483,52 @@ def _effect_text(row: dict) -> str:
     return text
 
 
+def _timing_claim(claim: Claim, costs: dict, seed: int, n_resamples: int, confidence: float):
+    """(rows, verdict, why, evidence) of the speed-up claim."""
+    row = timing_evidence(costs, claim.rivals[0], claim.a, seed, n_resamples, confidence)
+    paper = {r["network"]: r["median_s"] for r in INFERENCE_TIME}
+    evidence = "n/a"
+    if math.isfinite(row["ratio"]):
+        interval = f" [{row['low']:.2f}, {row['high']:.2f}]" if math.isfinite(row["low"]) else ""
+        evidence = (
+            f"speed-up {row['ratio']:.2f}x{interval} over {row['n']} image(s), {row['repeats']} repeats "
+            f"({row['device']}; paper {paper['RRDB+SPSA'] / paper['RRSB+SPSA']:.2f}x on {INFERENCE_TIME[0]['device']})"
+        )
+    return [row], row["verdict"], row["why"], evidence
+
+
+def _study_claim(claim: Claim, votes: pd.DataFrame | None, confidence: float):
+    """(rows, verdict, why, evidence) of a user-study claim."""
+    rows = study_evidence(claim, votes, confidence)
+    verdict, why = combine(rows)
+    shares = [f"{display_name(r['b'])} {r['dataset']}: {r['share']:.2f}" for r in rows if r["n"]]
+    return rows, verdict, why, "; ".join(shares) or "no votes"
+
+
+def _score_claim(claim: Claim, per_image: pd.DataFrame, standins, seed, n_resamples, confidence, kinds):
+    """(rows, verdict, why, evidence) of a claim decided by per-image scores."""
+    datasets, note = _datasets(claim, list(dict.fromkeys(per_image["dataset"])), standins)
+    evaluated = set(zip(per_image["method"], per_image["dataset"]))
+    rows = [
+        compare(per_image, a, b, metric, dataset, standins, seed, n_resamples, confidence, margin, kinds)
+        for dataset in datasets
+        for a, b, metric, margin in _pairs(claim)
+        # the trade-off is judged on the pairs that were evaluated; other claims name what is missing
+        if claim.kind != "tradeoff" or {(a, dataset), (b, dataset)} <= evaluated
+    ]
+    if not rows:
+        return rows, NOT_AVAILABLE, note or "no pair of methods to compare was evaluated", "n/a"
+    verdict, why = combine(rows)
+    evidence = "; ".join(
+        f"{display_name(r['a'])} − {display_name(r['b'])} on {r['dataset']}: {_effect_text(r)}" for r in rows
+    )
+    if len(rows) > 3:
+        evidence = f"{len(rows)} comparisons (listed under Evidence)"
+    if claim.kind == "close":
+        evidence += f" (margin ±{PI_MARGIN:g})"
+    return rows, verdict, f"{note}; {why}" if note else why, evidence
+
+
 def evaluate_claims(
     per_image: pd.DataFrame,
     costs: dict,
@@ -495,60 +543,22 @@ def evaluate_claims(
 
     per_image: method, dataset, name, psnr, ssim, niqe, pi[, seed] (results method names).
     costs: evaluate's summary["costs"] ({method: record with median_s and, per timing image, times_s}).
-    votes: the user study's summary (`study_evidence`), or None.
+    votes: the user study's summary (`study_evidence`), or None. kinds: {method: fixed | retrained}.
     """
     per_image = per_image.assign(dataset=per_image["dataset"].map(canonical_dataset))
-    available = list(dict.fromkeys(per_image["dataset"]))
     summary, details = [], []
     for claim in CLAIMS:
-        note, rows = "", []
         if claim.kind == "faster":
-            row = timing_evidence(costs, claim.rivals[0], claim.a, seed, n_resamples, confidence)
-            rows = [row]
-            paper = {r["network"]: r["median_s"] for r in INFERENCE_TIME}
-            evidence = (
-                f"speed-up {row['ratio']:.2f}x"
-                + (f" [{row['low']:.2f}, {row['high']:.2f}]" if math.isfinite(row["low"]) else "")
-                + f" over {row['n']} image(s), {row['repeats']} repeats ({row['device']}; paper "
-                f"{paper['RRDB+SPSA'] / paper['RRSB+SPSA']:.2f}x on {INFERENCE_TIME[0]['device']})"
-                if math.isfinite(row["ratio"])
-                else "n/a"
-            )
-            verdict, why = row["verdict"], row["why"]
+            rows, verdict, why, evidence = _timing_claim(claim, costs, seed, n_resamples, confidence)
         elif claim.kind.startswith("study"):
-            rows = study_evidence(claim, votes, confidence)
-            verdict, why = combine(rows)
-            shares = [f"{display_name(r['b'])} {r['dataset']}: {r['share']:.2f}" for r in rows if r["n"]]
-            evidence = "; ".join(shares) or "no votes"
+            rows, verdict, why, evidence = _study_claim(claim, votes, confidence)
         else:
-            datasets, note = _datasets(claim, available, standins)
-            for dataset in datasets:
-                for a, b, metric, margin in _pairs(claim):
-                    if claim.kind == "tradeoff" and not (
-                        ((per_image["method"] == a) & (per_image["dataset"] == dataset)).any()
-                        and ((per_image["method"] == b) & (per_image["dataset"] == dataset)).any()
-                    ):
-                        continue  # the trade-off is judged on the pairs that were evaluated
-                    rows.append(
-                        compare(
-                            per_image, a, b, metric, dataset, standins, seed, n_resamples, confidence, margin, kinds
-                        )
-                    )
-            if not rows:
-                verdict, why = NOT_AVAILABLE, note or "no pair of methods to compare was evaluated"
-            else:
-                verdict, why = combine(rows)
-            evidence = "; ".join(
-                f"{display_name(r['a'])} − {display_name(r['b'])} on {r['dataset']}: {_effect_text(r)}" for r in rows
+            rows, verdict, why, evidence = _score_claim(
+                claim, per_image, standins, seed, n_resamples, confidence, kinds
             )
-            if len(rows) > 3:
-                evidence = f"{len(rows)} comparisons (listed under Evidence)"
-            if claim.kind == "close" and rows:
-                evidence += f" (margin ±{PI_MARGIN:g})"
-        why = f"{note}; {why}" if note and rows else why
         summary.append(
             {"key": claim.key, "source": claim.source, "words": claim.words, "verdict": verdict}
-            | {"evidence": evidence or "n/a", "why": why}
+            | {"evidence": evidence, "why": why}
         )
         details += [{"key": claim.key, **r} for r in rows]
     return pd.DataFrame(summary, columns=SUMMARY_COLUMNS), pd.DataFrame(details)
