@@ -16,12 +16,12 @@ import torch
 from PIL import Image
 
 from spsagan.image import write_image
+from spsagan.models.modelfile import save_model
 from spsagan.models.presets import build_generator, preset_arch
 from spsagan.reports import claims
 from spsagan.segmentation.run import prior_from_lq
 from spsagan.segmentation.standin import StandInSegmenter
 from spsagan.segmentation.storage import save_seg
-from spsagan.training.checkpoint import save_model
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASET, NAMES, SEEDS = "demo_test", ["im0", "im1", "im2"], 2

@@ -27,7 +27,7 @@ import pytest
 import torch
 
 import spsagan
-from spsagan.config import ConfigError
+from spsagan.errors import ConfigError
 from spsagan.training import checkpoint as ckpt
 
 torch.set_num_threads(1)
@@ -154,6 +154,9 @@ def test_gpus_and_compile_leave_the_resume_key_unchanged():
     for stage, cfg in (("pretrain_psnr", trainer.PSNR), ("train_gan", trainer.GAN)):
         key = resume_key(stage, cfg, {"preset": "esrgan"}, {})
         assert resume_key(stage, replace(cfg, gpus=2, compile=True), {"preset": "esrgan"}, {}) == key
+        assert resume_key(stage, replace(cfg, workers=3, ckpt_every=7), {"preset": "esrgan"}, {}) == key
+        # log_every is a runtime key but stays hashed: existing checkpoints keep their key
+        assert resume_key(stage, replace(cfg, log_every=7), {"preset": "esrgan"}, {}) != key
         assert resume_key(stage, replace(cfg, batch_size=8), {"preset": "esrgan"}, {}) != key
 
 
@@ -164,7 +167,7 @@ def test_the_sampler_splits_each_global_batch_over_the_ranks():
     for step in (0, 1, 17):
         assert sum((s.draw(step) for s in shares), []) == whole.draw(step) == whole.global_draw(step)
     assert shares[1].state_dict() == whole.state_dict()  # a checkpoint does not depend on the share
-    with pytest.raises(ValueError, match="cannot split a batch of 6 into 4"):
+    with pytest.raises(ValueError, match="batch_size: 6 is not divisible by gpus 4"):
         data.sampler(6, 3, 0, 4)
 
 
@@ -306,7 +309,7 @@ def test_a_second_data_parallel_run_on_a_held_folder_stops_with_one_line(tmp_pat
     folder = tmp_path / "ckpt" / "pretrain_psnr-psnr"
     with ckpt.exclusive_folder(folder):  # another trainer, still running
         code, out = finish(torchrun(tmp_path, "psnr"))
-    lines = [line for line in out.splitlines() if line.startswith("error (CheckpointsInUse)")]
+    lines = [line for line in out.splitlines() if line.startswith("error (InUse)")]
     assert code != 0 and len(lines) == 2, out[-3000:]  # every rank stops, with rank 0's message
     assert all(f"{folder} is in use by another trainer (PID {os.getpid()}" in line for line in lines)
     assert not list(folder.glob("*/step_*.pt")) and not (tmp_path / "psnr" / "model.pt").exists()

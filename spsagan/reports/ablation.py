@@ -21,6 +21,7 @@ from spsagan.reports import output_paths, provenance
 from spsagan.reports.names import display_name
 from spsagan.reports.stats import MIN_IMAGES, NO_INTERVAL, compare_methods, seed_average
 from spsagan.reports.table1 import reproduction_verdicts
+from spsagan.tables import markdown
 
 PRESET_ORDER = list(PRESETS)  # the Fig. 11 presets, in the paper's order
 METRICS = [
@@ -43,12 +44,6 @@ def _fmt(value, digits: int) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "n/a"
     return f"{value:.{digits}f}"
-
-
-def _table(head: list[str], rows: list[list[str]], align: str) -> list[str]:
-    """A Markdown table; `align` has one letter per column: l (text) or r (numbers)."""
-    rule = "|" + "|".join("---" if a == "l" else "--:" for a in align) + "|"
-    return ["| " + " | ".join(head) + " |", rule, *["| " + " | ".join(r) + " |" for r in rows]]
 
 
 def _with_prior(cost) -> str:
@@ -197,9 +192,19 @@ def _verdict_lines(
                 interval,
             ]
         )
-    head = ["preset", "dataset", "metric", "reproduced", "runs", f"{level} run prediction interval", "paper", "verdict", "images"]
+    head = [
+        "preset",
+        "dataset",
+        "metric",
+        "reproduced",
+        "runs",
+        f"{level} run prediction interval",
+        "paper",
+        "verdict",
+        "images",
+    ]
     head.append(f"{level} test-image interval")
-    return lines + _table(head, rows, "lllrrrrlrr") + [""]
+    return lines + markdown(head, rows, "lllrrrrlrr") + [""]
 
 
 def _comparison_lines(
@@ -242,7 +247,7 @@ def _comparison_lines(
                 ]
             )
         head = ["vs", "metric", "mean diff", f"{level} interval", "n", "runs", "note"]
-        lines += [f"### {dataset}", "", *_table(head, rows, "llrrrrl"), ""]
+        lines += [f"### {dataset}", "", *markdown(head, rows, "llrrrrl"), ""]
     return lines
 
 
@@ -304,7 +309,7 @@ def timing_lines(costs: pd.DataFrame) -> list[str]:
         "Per image: the median of the timed repeats after warm-up, averaged over the timing images "
         "(`evaluate.timing_set`, `timing_images`); input size in LR pixels.",
         "",
-        *_table(
+        *markdown(
             ["comparison", "RRDB (s)", "RRSB (s)", "speed-up", "images", "LR pixels", "device", "dtype"],
             rows,
             "lrrrrrll",
@@ -358,7 +363,7 @@ def render_ablation(
                 ]
             )
         head = ["preset", *(label for _, label, _, _ in METRICS), "images", "runs"]
-        lines += [f"### {dataset}", "", *_table(head, rows, "lrrrrrr"), ""]
+        lines += [f"### {dataset}", "", *markdown(head, rows, "lrrrrrr"), ""]
 
     lines += [
         "## Cost",
@@ -390,7 +395,7 @@ def render_ablation(
             ]
         )
     head = ["preset", "params", "GMACs", "time (s)", "with prior (s)", "device", "dtype", "input size"]
-    lines += _table(head, rows, "lrrrrlll") + [""]
+    lines += markdown(head, rows, "lrrrrlll") + [""]
     lines += timing_lines(costs)
 
     lines += _verdict_lines(per_image, standins, seed, n_resamples, confidence)

@@ -38,6 +38,7 @@ from spsagan.reports import output_paths, provenance
 from spsagan.reports.names import FIXED, display_name, method_kind
 from spsagan.reports.paper import INFERENCE_TIME, canonical_dataset
 from spsagan.reports.stats import MIN_IMAGES, mean_interval, paired_bootstrap
+from spsagan.tables import markdown
 
 SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive"
 NOT_COMPARABLE, NOT_AVAILABLE = "not comparable", "not available"
@@ -244,7 +245,9 @@ def compare(
     b_img, b_runs = _runs(per_image, b, dataset, metric)
     only = sorted(set(a_img.index) ^ set(b_img.index))
     if only:  # evaluate scores every method on every image: a mismatch means mixed evaluations
-        raise ValueError(f"{a!r} and {b!r} on {dataset} were scored on different images (only one has: {', '.join(only)})")
+        raise ValueError(
+            f"{a!r} and {b!r} on {dataset} were scored on different images (only one has: {', '.join(only)})"
+        )
     names = sorted(a_img.index)
     out.update(n=len(names), runs_a=len(a_runs), runs_b=len(b_runs))
     diff = (a_img[names] - b_img[names]).to_numpy(dtype=np.float64)
@@ -585,10 +588,6 @@ RULES = [
 ]
 
 
-def _md_escape(text: str) -> str:
-    return str(text).replace("|", "\\|")
-
-
 def _detail_rows(details: pd.DataFrame, key: str) -> tuple[list[str], list[list[str]]]:
     rows = details[details["key"] == key]
     if rows.empty:
@@ -666,14 +665,6 @@ def _detail_rows(details: pd.DataFrame, key: str) -> tuple[list[str], list[list[
     return head, body
 
 
-def _md_table(head: list[str], rows: list[list[str]]) -> list[str]:
-    return [
-        "| " + " | ".join(head) + " |",
-        "|" + "|".join("---" for _ in head) + "|",
-        *["| " + " | ".join(_md_escape(c) for c in row) + " |" for row in rows],
-    ]
-
-
 def _intro(per_image: pd.DataFrame | None, seed, n_resamples: int) -> str:
     text = (
         "Each claim of the paper, where the paper makes it, and what this run found. Verdict rules "
@@ -709,11 +700,11 @@ def render_claims(
         [str(i + 1), r["words"], r["source"], f"**{r['verdict']}**", r["evidence"], r["why"]]
         for i, r in summary.iterrows()
     ]
-    lines += _md_table(head, rows) + ["", "## Evidence", ""]
+    lines += markdown(head, rows) + ["", "## Evidence", ""]
     for i, r in summary.iterrows():
         lines += [f"### {i + 1}. {r['words']} ({r['source']})", "", f"Verdict: **{r['verdict']}**. {r['why']}.", ""]
         dh, dr = _detail_rows(details, r["key"])
-        lines += (_md_table(dh, dr) + [""]) if dr else []
+        lines += (markdown(dh, dr) + [""]) if dr else []
     write_text(paths["md"], "\n".join(lines).rstrip() + "\n")
     if "csv" in paths:
         write_text(paths["csv"], details.assign(profile=profile, seed=seed).to_csv(index=False))

@@ -32,6 +32,7 @@ from spsagan.reports.stats import (
     reproduction_verdict,
     seed_average,
 )
+from spsagan.tables import markdown
 
 METRICS = [("psnr", "PSNR (dB) ↑", 2), ("ssim", "SSIM ↑", 4), ("niqe", "NIQE ↓", 3), ("pi", "PI ↓", 3)]
 CSV_COLUMNS = ["method", "dataset", "psnr", "ssim", "niqe", "pi", "source", "results_method", "note"]
@@ -219,7 +220,9 @@ def column_verdict(
         if math.isnan(out["run_low"]):
             out["verdict"] = "one run: no verdict" if len(runs) == 1 else f"{len(runs)} runs: no verdict"
         else:
-            out["verdict"] = ABOVE_RUNS if paper > out["run_high"] else BELOW_RUNS if paper < out["run_low"] else IN_RUNS
+            out["verdict"] = (
+                ABOVE_RUNS if paper > out["run_high"] else BELOW_RUNS if paper < out["run_low"] else IN_RUNS
+            )
     else:
         raise ValueError(f"column kind must be {FIXED!r} or {RETRAINED!r}, got {kind!r}")
     return out
@@ -477,14 +480,6 @@ def _verdict_section(
     return text, head, rows
 
 
-def _md_table(head: list[str], rows: list[list[str]], align: list[str]) -> list[str]:
-    return [
-        "| " + " | ".join(head) + " |",
-        "|" + "|".join(align) + "|",
-        *["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows],
-    ]
-
-
 def _markdown(grid, methods, profile, standins, notes, settings=(), verdict=None) -> str:
     """verdict: `_verdict_section`'s (text, head, rows), or None to leave the section out."""
     lines = [
@@ -497,12 +492,12 @@ def _markdown(grid, methods, profile, standins, notes, settings=(), verdict=None
         MARKER_LEGEND,
         "",
     ]
-    lines += _md_table(["Dataset", "Metric", *methods], grid, ["---"] * 2 + [":-:"] * len(methods))
+    lines += markdown(["Dataset", "Metric", *methods], grid, "ll" + "c" * len(methods))
     if verdict is not None:
         text, head, rows = verdict
         lines += ["", "## Reproduction verdicts", "", text]
         if rows:
-            lines += ["", *_md_table(head, rows, ["---"] * 4 + ["--:"] * 5 + ["---", "--:", "--:", "---"])]
+            lines += ["", *markdown(head, rows, "llllrrrrrlrrl")]
     lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
 
