@@ -92,7 +92,8 @@ def published_methods(published: dict[str, str]) -> tuple[dict[str, Method], lis
             print(f"evaluate: {name}: {path} not found, skipped; {published_source(path)}")
             continue
         model, info = load_published(path)
-        methods[name] = Method(model, info["needs_seg"], {"published": info["arch"], "model_file": str(path)})
+        record = {"published": info["arch"], "model_file": str(path), "weights_key": info["weights_key"]}
+        methods[name] = Method(model, info["needs_seg"], record)
     return methods, skipped
 
 
@@ -128,31 +129,97 @@ def hr_scores(hr_dir: Path, score: dict) -> pd.DataFrame:
     return frame.assign(psnr=math.inf, ssim=1.0)
 
 
-def inference_costs(methods: dict[str, Method], lr_dir: Path, seg_dir: Path, cfg, device) -> dict[str, dict]:
-    """Per-image inference time (mean over the timing images), parameters and FLOPs of every model."""
+TIMING_STATISTIC = "median of the timed repeats of each image, mean over the timing images"
+
+
+def precision_label(device, conv_tf32: bool | None = None, matmul_tf32: bool | None = None) -> str:
+    """The precision a float32 model really computes in on `device`: on CUDA, cuDNN convolutions (on by
+    default) and matmuls may run in TF32, which keeps 10 mantissa bits; the label says so.
+    conv_tf32, matmul_tf32: the switches, read from torch.backends when None."""
+    if torch.device(device).type != "cuda":
+        return "float32"
+    conv = torch.backends.cudnn.allow_tf32 if conv_tf32 is None else conv_tf32
+    matmul = torch.backends.cuda.matmul.allow_tf32 if matmul_tf32 is None else matmul_tf32
+    tf32 = [name for name, on in (("convolutions", conv), ("matmuls", matmul)) if on]
+    return f"float32, TF32 {' and '.join(tf32)}" if tf32 else "float32"
+
+
+def prior_timer(m: Method, device, weights: Path | None):
+    """(segmenter, None) for an SPSA model whose recorded segmenter can be built here, else (None, why)."""
+    from spsagan.upscale import load_segmenter
+
+    label = m.record.get("segmenter")
+    if not m.needs_seg or not label:
+        return None, "the model takes no prior" if not m.needs_seg else "no segmenter recorded"
+    try:
+        return load_segmenter({"segmenter": label}, Path(m.record.get("model_file", "")), weights, None, device), None
+    except Exception as err:  # OutdoorSceneSeg without its weights file: say why instead of failing evaluate
+        return None, f"segmenter {label} not available here ({type(err).__name__}: {err})".splitlines()[0]
+
+
+def inference_costs(
+    methods: dict[str, Method], lr_dir: Path, seg_dir: Path, cfg, device, segmenter_weights: Path | None = None
+) -> dict[str, dict]:
+    """Per-image inference time, parameters and FLOPs of every model.
+
+    Scope: `times_s` times the generator's forward pass alone; an SPSA model reads the prior that
+    make_seg_maps stored, so the segmentation network is outside it. For SPSA models whose segmenter
+    can be built here, `with_prior_times_s` also times the whole path of spsagan-upscale: the prior
+    computed from the LR image (`prior_from_lq`), then the forward pass.
+    Records per model: median_s and with_prior_median_s (TIMING_STATISTIC), times_s and
+    with_prior_times_s (one list of timed repeats per image), timing_scope, statistic.
+    """
+    from spsagan.segmentation.run import prior_from_lq
+    from spsagan.timing import time_inference
+
     files = list(list_images(lr_dir).items())[: None if cfg.timing_images == "all" else cfg.timing_images]
     costs = {}
     for name, m in methods.items():
         m.model.to(device)
-        times, sizes, cost = [], [], None
+        times, with_prior, sizes, cost = [], [], [], None
+        segmenter, why = prior_timer(m, device, segmenter_weights)
         for n, path in files:
-            lq = to_tensor(read_image(path, gray="rgb"))[None]
+            image = read_image(path, gray="rgb")
+            lq = to_tensor(image)[None]
             seg = torch.from_numpy(load_seg(seg_dir / f"{n}.npz"))[None] if m.needs_seg else None
             times.append(
-                time_generator(m.runner, lq, seg, warmup=cfg.timing_warmup, repeats=cfg.timing_repeats)["median_s"]
+                time_generator(m.runner, lq, seg, warmup=cfg.timing_warmup, repeats=cfg.timing_repeats)["times_s"]
             )
+            if segmenter is not None:
+                x = lq.to(device)
+
+                def run(image=image, x=x, segmenter=segmenter, runner=m.runner):
+                    with torch.no_grad():
+                        prior = torch.from_numpy(prior_from_lq(segmenter, image))[None].to(device)
+                        return runner(x, prior)
+
+                with_prior.append(
+                    time_inference(run, warmup=cfg.timing_warmup, repeats=cfg.timing_repeats, device=device)["times_s"]
+                )
             sizes.append(list(lq.shape[2:]))
             cost = cost or {**model_cost(m.model, tuple(lq.shape)), "size": list(lq.shape[2:])}
+        scope = "generator forward pass"
+        if m.needs_seg:
+            scope += "; the segmentation prior is precomputed (make_seg_maps) and not timed"
         costs[name] = {
             **cost,
-            "median_s": float(np.mean(times)),
+            "median_s": float(np.mean([np.median(t) for t in times])),
+            "times_s": times,
+            "statistic": TIMING_STATISTIC,
+            "timing_scope": scope,
             "images": len(times),
             "sizes": sizes,
             "device": device_label(device),
-            "dtype": "float32",
+            "dtype": precision_label(device),
             "compiled": m.runner is not m.model,
             **m.record,
         }
+        if m.needs_seg:
+            costs[name].update(
+                with_prior_median_s=float(np.mean([np.median(t) for t in with_prior])) if with_prior else None,
+                with_prior_times_s=with_prior or None,
+                with_prior_reason=why or "",
+            )
     return costs
 
 
@@ -167,6 +234,9 @@ def main() -> None:
     parser.add_argument("--summary", required=True, type=Path, help="set means and costs (JSON)")
     parser.add_argument("--metrics", required=True, type=Path, help="the numbers experiments compare (JSON)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument(
+        "--segmenter-weights", type=Path, help="OutdoorSceneSeg weights, to time SPSA models with the prior computed"
+    )
     args, cfg = parse(parser, "evaluate")
     device = resolve_device(args.device)
     methods = pipeline_methods(list(labelled(args.models, "--models").values()))
@@ -207,7 +277,12 @@ def main() -> None:
                 summary["methods"].setdefault(name, {})[dataset] = summarise(frame)
                 print(f"evaluate: {dataset} {name}: PSNR {summary['methods'][name][dataset]['psnr']}")
         summary["costs"] = inference_costs(
-            methods, args.data / cfg.timing_set / "LR_x4", args.seg / cfg.timing_set, cfg, device
+            methods,
+            args.data / cfg.timing_set / "LR_x4",
+            args.seg / cfg.timing_set,
+            cfg,
+            device,
+            args.segmenter_weights,
         )
 
     per_image = pd.concat(rows, ignore_index=True)

@@ -1,6 +1,8 @@
-"""render_reports: Table 1, the ablation and the paper's figures, every number from the results files.
+"""render_reports: Table 1, the ablation, the claims and the paper's figures, every number from the results files.
 
-Writes `--table1` (md, csv, tex, html), `--ablation` (md, csv) and, in `--figures`:
+Writes `--table1` (md, csv, tex, html; the html also holds the claims), `--ablation` (md, csv),
+`--claims` when given (claims.md, optionally .csv and .html; `--votes` plugs in the user study's vote
+summary) and, in `--figures`:
 `fig11_crops.png` (the same crops from each preset), `fig6_attention.png` (image, segmentation,
 beta_fea, beta_seg and beta for one query pixel of the trained spsagan), `inference_time.png`
 (RRDB vs RRSB), `training_curves_psnr.png` and `training_curves_gan.png`, `fig5_pruning.png` and
@@ -23,7 +25,9 @@ from spsagan.models.presets import PRESETS
 from spsagan.pipeline.step import labelled, main_guard, parse, stage_parser
 from spsagan.reports import data_standins, reductions
 from spsagan.reports.ablation import render_ablation
+from spsagan.reports.claims import VOTE_COLUMNS, claims_html, evaluate_claims, render_claims
 from spsagan.reports.figures import attention_figure, crop_grid, inference_time_chart, training_curves_by_stage
+from spsagan.reports.names import FIXED, RETRAINED, display_name
 from spsagan.reports.paper import PAPER_SETTING
 from spsagan.reports.table1 import render_table1
 from spsagan.segmentation.classes import channel_names, standin_note
@@ -59,8 +63,20 @@ def settings(summary: dict) -> list[str]:
     return out
 
 
-def set_means(summary: dict) -> pd.DataFrame:
-    """One row of set means per method and dataset; the HR column's PSNR is infinite (JSON holds null)."""
+def set_means(summary: dict, per_image: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row of set means per method and dataset; the HR column's PSNR is infinite (JSON holds null).
+
+    With a `seed` column in per_image (several training runs), the set means are computed from the
+    per-image scores instead, one row per method, dataset and seed, so Table 1 sees every run."""
+    if per_image is not None and "seed" in per_image.columns:
+        metrics = ["psnr", "ssim", "niqe", "pi"]
+        keys = ["method", "dataset", "seed"]
+        df = per_image.assign(seed=per_image["seed"].fillna(-1))
+        frame = df.groupby(keys, sort=False)[metrics].agg(lambda c: c.mean(skipna=False)).reset_index()
+        reasons = df.groupby(keys, sort=False)["pi_reason"].first() if "pi_reason" in df.columns else None
+        frame["pi_reason"] = "" if reasons is None else reasons.fillna("").to_numpy()
+        frame.loc[frame["method"] == "HR", "psnr"] = math.inf
+        return frame
     rows = [
         {"method": m, "dataset": d, **{k: s[k] for k in ("psnr", "ssim", "niqe", "pi", "pi_reason")}}
         for m, per_set in summary["methods"].items()
@@ -69,6 +85,40 @@ def set_means(summary: dict) -> pd.DataFrame:
     frame = pd.DataFrame(rows).astype({k: float for k in ("psnr", "ssim", "niqe", "pi")})
     frame.loc[frame["method"] == "HR", "psnr"] = math.inf
     return frame
+
+
+def column_kinds(summary: dict) -> dict[str, str]:
+    """{method: fixed | retrained} from evaluate's records: a pipeline checkpoint is retrained, published
+    weights are fixed; other methods get `names.method_kind` (bicubic, HR, authors' images: fixed)."""
+    kinds = {}
+    for method, cost in summary.get("costs", {}).items():
+        if cost.get("published"):
+            kinds[method] = FIXED
+        elif cost.get("preset") is not None or cost.get("iters") is not None:
+            kinds[method] = RETRAINED
+    return kinds
+
+
+def weights_notes(summary: dict) -> list[str]:
+    """One line per published column: its file and the state-dict key its weights came from."""
+    notes = []
+    for method, cost in summary.get("costs", {}).items():
+        if cost.get("published") and "(exported" not in method:
+            key = cost.get("weights_key")
+            where = f"key {key!r}" if key else "a bare state dict" if "weights_key" in cost else "key not recorded"
+            notes.append(f"{display_name(method)}: published weights {Path(cost.get('model_file', '')).name}, {where}")
+    return notes
+
+
+def read_votes(path: Path | None) -> pd.DataFrame | None:
+    """The user study's vote summary (CSV with VOTE_COLUMNS), or None when no study was run."""
+    if path is None:
+        return None
+    votes = pd.read_csv(path)
+    missing = [c for c in VOTE_COLUMNS if c not in votes.columns]
+    if missing:
+        raise ValueError(f"{path}: lacks column(s) {', '.join(missing)}; it needs {', '.join(VOTE_COLUMNS)}")
+    return votes
 
 
 def skipped_notes(summary: dict) -> list[str]:
@@ -119,15 +169,25 @@ def main() -> None:
     parser.add_argument("--live", nargs="+", required=True, help="label=dvclive folder of each training run")
     parser.add_argument("--table1", nargs=4, required=True, type=Path, help="table1 .md .csv .tex .html")
     parser.add_argument("--ablation", nargs=2, required=True, type=Path, help="ablation .md .csv")
+    parser.add_argument("--claims", nargs="+", type=Path, help="claims .md [.csv] [.html]")
+    parser.add_argument("--votes", type=Path, help="the user study's vote summary (CSV), when there is one")
     args, cfg = parse(parser, "render_reports")
     summary = json.loads(args.summary.read_text())
     seg_summary = json.loads((args.seg / "summary.json").read_text())
     per_image = pd.read_csv(args.per_image)
     notes, run_settings = stand_ins(args.lr_root, seg_summary, summary), settings(summary)
     presets = list(PRESETS)
+    kinds = column_kinds(summary)
 
+    claim_frames = evaluate_claims(
+        per_image, summary["costs"], notes, cfg.seed, cfg.bootstrap_samples, votes=read_votes(args.votes), kinds=kinds
+    )
+    if args.claims:
+        render_claims(
+            *claim_frames, args.profile, notes, args.claims, cfg.seed, cfg.bootstrap_samples, run_settings, per_image
+        )
     render_table1(
-        set_means(summary),
+        set_means(summary, per_image),
         args.profile,
         notes,
         args.table1,
@@ -135,7 +195,11 @@ def main() -> None:
         per_image=per_image,
         seed=cfg.seed,
         n_resamples=cfg.bootstrap_samples,
-        extra_notes=skipped_notes(summary),
+        extra_notes=[*weights_notes(summary), *skipped_notes(summary)],
+        kinds=kinds,
+        appendix_html=claims_html(
+            *claim_frames, args.profile, notes, cfg.seed, cfg.bootstrap_samples, run_settings, per_image
+        ),
     )
     costs = pd.DataFrame([{"method": m, **c} for m, c in summary["costs"].items()])
     render_ablation(
@@ -156,7 +220,7 @@ def main() -> None:
         images = {
             "HR": hr,
             **{
-                m: read_image(args.sr / m / dataset / f"{name}.png", gray="keep")
+                display_name(m): read_image(args.sr / m / dataset / f"{name}.png", gray="keep")
                 for m in ["bicubic", *presets]
                 if m in summary["methods"]
             },
@@ -177,13 +241,8 @@ def main() -> None:
         # The paper compares +SPSA (RRDB body) with SPSAGAN (RRSB body); the PSNR models are an extra pair.
         timings = pd.DataFrame(
             [
-                {"network": label, **summary["costs"][m]}
-                for label, m in (
-                    ("RRDB+SPSA", "+spsa"),
-                    ("RRSB+SPSA", "spsagan"),
-                    ("RRDB", "rrdb_psnr"),
-                    ("RRSB", "rrsb_psnr"),
-                )
+                {"network": display_name(m), **summary["costs"][m]}
+                for m in ("+spsa", "spsagan", "rrdb_psnr", "rrsb_psnr")
                 if m in summary["costs"]
             ]
         )

@@ -340,15 +340,22 @@ def test_module_prefix_and_params_wrapper(tmp_path):
         assert torch.allclose(model2(lq), ref(lq), rtol=0, atol=1e-5)
 
 
-def test_params_ema_is_preferred(tmp_path):
+def test_params_is_the_default_as_in_basicsr_tests_and_a_key_can_be_chosen(tmp_path):
     ema, plain = _rrdb(seed=0), _rrdb(seed=1)
-    obj = {"params": plain.state_dict(), "params_ema": ema.state_dict()}
-    model, info = load_published(_save(tmp_path / "both.pth", obj))
-    assert info["weights_key"] == "params_ema"
+    both = _save(tmp_path / "both.pth", {"params": plain.state_dict(), "params_ema": ema.state_dict()})
     lq = _lq()
+    model, info = load_published(both)  # BasicSR's test default, path.param_key_g: params
+    assert info["weights_key"] == "params"
+    chosen, chosen_info = load_published(both, weights_key="params_ema")
+    assert chosen_info["weights_key"] == "params_ema"
     with torch.no_grad():
-        assert torch.allclose(model(lq), ema(lq), rtol=0, atol=1e-5)
-        assert not torch.allclose(model(lq), plain(lq), rtol=0, atol=1e-3)
+        assert torch.allclose(model(lq), plain(lq), rtol=0, atol=1e-5)
+        assert torch.allclose(chosen(lq), ema(lq), rtol=0, atol=1e-5)
+        assert not torch.allclose(model(lq), ema(lq), rtol=0, atol=1e-3)
+    only_ema = _save(tmp_path / "ema.pth", {"params_ema": ema.state_dict()})
+    assert load_published(only_ema)[1]["weights_key"] == "params_ema"
+    with pytest.raises(ConfigError, match=r"ema.pth: has no 'params' weights \(wrappers present"):
+        load_published(only_ema, weights_key="params")
 
 
 # --------------------------------------------------------------------------------------------------

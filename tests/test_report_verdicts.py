@@ -109,13 +109,23 @@ def _cell(verdicts: pd.DataFrame, method: str, metric: str) -> pd.Series:
     return verdicts[(verdicts["method"] == method) & (verdicts["metric"] == metric)].iloc[0]
 
 
+def _verdict_table(text: str) -> list[list[str]]:
+    return [t for t in _md_tables(text) if "verdict" in t[0]][0]
+
+
 def test_table1_verdicts_from_per_image_scores(tmp_path):
     results, per_image = _scores(20)
     paths = table1.render_table1(results, PROFILE, [], tmp_path, per_image=per_image, seed=SEED, n_resamples=RESAMPLES)
     verdicts = table1.reproduction_verdicts(results, [], per_image, SEED, RESAMPLES)
-    assert _cell(verdicts, "Bicubic", "psnr")["verdict"] == "inside"
-    assert _cell(verdicts, "SPSAGAN", "psnr")["verdict"] == "below"  # paper 25.16 below the interval
-    assert _cell(verdicts, "SPSAGAN", "ssim")["verdict"] == "above"
+    # bicubic is a fixed column, centred on the paper's PSNR: the protocol agrees
+    assert _cell(verdicts, "Bicubic", "psnr")["kind"] == "fixed"
+    assert _cell(verdicts, "Bicubic", "psnr")["verdict"] == "protocol agrees"
+    # spsagan is retrained, one run: no verdict, whatever the test-image interval says
+    assert _cell(verdicts, "SPSAGAN", "psnr")["kind"] == "retrained"
+    assert _cell(verdicts, "SPSAGAN", "psnr")["verdict"] == "one run: no verdict"
+    assert _cell(verdicts, "SPSAGAN", "psnr")["image_interval"] == "below"  # paper 25.16 below the interval
+    assert _cell(verdicts, "SPSAGAN", "ssim")["image_interval"] == "above"
+    assert _cell(verdicts, "Bicubic", "psnr")["image_interval"] == "inside"
     assert _cell(verdicts, "SPSAGAN", "niqe")["verdict"] == ""  # no paper NIQE
     assert _cell(verdicts, "SPSAGAN", "pi")["verdict"] == ""  # no reproduced PI
     # the interval is the seeded bootstrap of the per-image scores, exactly
@@ -126,22 +136,25 @@ def test_table1_verdicts_from_per_image_scores(tmp_path):
 
     csv = pd.read_csv(paths["csv"])
     rep = csv[(csv["source"] == "reproduced") & (csv["method"] == "SPSAGAN")].iloc[0]
-    assert rep["n"] == 20 and rep["psnr_verdict"] == "below" and rep["ssim_verdict"] == "above"
+    assert rep["n"] == 20 and rep["runs"] == 1 and rep["kind"] == "retrained"
+    assert rep["psnr_verdict"] == "one run: no verdict" and rep["psnr_image_interval"] == "below"
     assert rep["psnr_ci_low"] == expected["ci_low"] and rep["psnr_ci_high"] == expected["ci_high"]
     for metric in ("psnr", "ssim", "niqe", "pi"):
-        assert {f"{metric}_ci_low", f"{metric}_ci_high", f"{metric}_verdict"} <= set(csv.columns)
+        suffixes = ("ci_low", "ci_high", "image_interval", "run_low", "run_high", "verdict")
+        assert {f"{metric}_{c}" for c in suffixes} <= set(csv.columns)
     assert csv.loc[csv["source"] == "paper", "n"].isna().all()
 
     text = paths["md"].read_text(encoding="utf-8")
     grid = _md_tables(text)[0]
     cell = {(r[1].split()[0], h): r[i] for r in grid[2:] if r[0] == "BSD100" for i, h in enumerate(grid[0])}
-    assert cell[("PSNR", "Bicubic")].endswith("[p in CI]") and cell[("PSNR", "SPSAGAN")].endswith("[p < CI]")
-    assert cell[("SSIM", "SPSAGAN")].endswith("[p > CI]") and "[" not in cell[("PI", "SPSAGAN")]
-    assert f"{RESAMPLES} resamples, seed {SEED}" in text
-    verdict_table = [t for t in _md_tables(text) if t[0][-1] == "verdict"][0]
-    spsagan_psnr = next(r for r in verdict_table if r[2] == "SPSAGAN" and r[1].startswith("PSNR"))
-    assert spsagan_psnr[4] == "20" and spsagan_psnr[5] == f"[{expected['ci_low']:.2f}, {expected['ci_high']:.2f}]"
-    assert spsagan_psnr[-1] == "below"
+    assert cell[("PSNR", "Bicubic")].endswith("[agrees]") and cell[("PSNR", "SPSAGAN")].endswith("[1 run]")
+    assert "[" not in cell[("PI", "SPSAGAN")]
+    assert f"{RESAMPLES} resamples, seed {SEED}" in text and "prediction interval" in text
+    table = _verdict_table(text)
+    spsagan_psnr = next(r for r in table if r[2] == "SPSAGAN" and r[1].startswith("PSNR"))
+    assert spsagan_psnr[9] == "one run: no verdict" and spsagan_psnr[10] == "20"
+    assert spsagan_psnr[11] == f"[{expected['ci_low']:.2f}, {expected['ci_high']:.2f}]"
+    assert spsagan_psnr[12] == "p below"
 
 
 def test_table1_without_enough_images_gives_no_interval(tmp_path):
@@ -149,13 +162,10 @@ def test_table1_without_enough_images_gives_no_interval(tmp_path):
     paths = table1.render_table1(results, PROFILE, [], tmp_path, per_image=per_image, seed=SEED, n_resamples=RESAMPLES)
     csv = pd.read_csv(paths["csv"])
     rep = csv[(csv["source"] == "reproduced") & (csv["method"] == "SPSAGAN")].iloc[0]
-    assert rep["n"] == 5 and math.isnan(rep["psnr_ci_low"]) and rep["psnr_verdict"] == "n < 10: no interval"
+    assert rep["n"] == 5 and math.isnan(rep["psnr_ci_low"]) and rep["psnr_image_interval"] == "n < 10: no interval"
     text = paths["md"].read_text(encoding="utf-8")
-    grid = _md_tables(text)[0]
-    marked = [c for r in grid[2:] for c in r[2:] if "[" in c]
-    assert len(marked) == 4 and all(c.endswith("[n<10]") for c in marked)  # PSNR, SSIM of bicubic and spsagan
-    verdict_table = [t for t in _md_tables(text) if t[0][-1] == "verdict"][0]
-    assert all(r[5] == "n < 10: no interval" for r in verdict_table[2:])
+    table = _verdict_table(text)
+    assert all(r[11] == "n < 10: no interval" and r[12] == "" for r in table[2:])
     assert not re.search(r"\[\d+\.\d+, \d+\.\d+\]", text)  # no interval printed anywhere
 
 
@@ -164,11 +174,82 @@ def test_table1_verdicts_with_standins_or_without_per_image(tmp_path):
     verdicts = table1.reproduction_verdicts(results, LONG_STANDINS, per_image, SEED, RESAMPLES)
     row = _cell(verdicts, "SPSAGAN", "psnr")
     assert row["verdict"] == "not comparable" and math.isfinite(row["ci_low"])  # the interval is still given
+    assert _cell(verdicts, "Bicubic", "psnr")["verdict"] == "not comparable"
     text = table1.render_table1(results, PROFILE, [], tmp_path)["md"].read_text(encoding="utf-8")
-    marked = [c for r in _md_tables(text)[0][2:] for c in r[2:] if "[" in c]
-    assert len(marked) == 4 and all(c.endswith("[no img]") for c in marked)
     assert "(none here: no per-image scores were given)" in text
-    assert (table1.reproduction_verdicts(results, [])["verdict"].isin(["", "no per-image data"])).all()
+    plain = table1.reproduction_verdicts(results, [])
+    assert (plain.loc[plain["verdict"] != "", "image_interval"] == "no per-image data").all()
+    assert _cell(plain, "SPSAGAN", "psnr")["verdict"] == "one run: no verdict"
+
+
+def _seeded(psnr_by_seed: list[float], n_images: int = 12) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """spsagan on BSD100 trained with one seed per entry of psnr_by_seed (each seed's set mean PSNR)."""
+    rng = np.random.default_rng(5)
+    rows = []
+    for seed, level in enumerate(psnr_by_seed):
+        noise = rng.normal(0, 0.3, n_images)
+        for k in range(n_images):
+            rows.append(
+                {
+                    "method": "spsagan",
+                    "dataset": "BSD100",
+                    "name": f"img{k:02d}",
+                    "seed": seed,
+                    "psnr": level + noise[k] - noise.mean(),
+                    "ssim": 0.6,
+                    "niqe": 4.0,
+                    "pi": math.nan,
+                }
+            )
+    per_image = pd.DataFrame(rows)
+    results = per_image.groupby(["method", "dataset", "seed"])[["psnr", "ssim", "niqe", "pi"]].mean().reset_index()
+    return results, per_image
+
+
+@pytest.mark.parametrize(
+    "levels, expected",
+    [
+        ([25.10, 25.20, 25.15], "within run spread"),  # paper 25.16 among the runs
+        ([25.90, 26.00, 25.95, 26.05], "paper below run spread"),  # every run well above the paper
+        ([24.30, 24.40, 24.35], "paper above run spread"),
+        ([25.90, 24.40], "2 runs: no verdict"),
+        ([27.0], "one run: no verdict"),
+    ],
+)
+def test_table1_retrained_verdict_from_the_spread_over_seeds(tmp_path, levels, expected):
+    results, per_image = _seeded(levels)
+    verdicts = table1.reproduction_verdicts(results, [], per_image, SEED, RESAMPLES)
+    row = _cell(verdicts, "SPSAGAN", "psnr")
+    assert row["verdict"] == expected and row["runs"] == len(levels)
+    assert row["reproduced"] == pytest.approx(np.mean(levels))  # the mean over runs
+    if len(levels) >= 3:  # literal t prediction interval for one more run
+        n, m, s = len(levels), np.mean(levels), np.std(levels, ddof=1)
+        t = {3: 4.302652729911275, 4: 3.182446305284263}[n]
+        half = t * s * math.sqrt(1 + 1 / n)
+        assert (row["run_low"], row["run_high"]) == pytest.approx((m - half, m + half))
+    else:
+        assert math.isnan(row["run_low"])
+    text = table1.render_table1(results, PROFILE, [], tmp_path, per_image=per_image, seed=SEED)["md"].read_text()
+    assert expected in text
+
+
+def test_table1_fixed_column_tolerance_and_declared_kinds():
+    results = pd.DataFrame(
+        [
+            {"method": "SRGAN", "dataset": "BSD100", "psnr": 25.20, "ssim": 0.6688, "niqe": 3.0, "pi": 2.615},
+            {"method": "SRResNet", "dataset": "BSD100", "psnr": 27.58, "ssim": 0.7595, "niqe": 5.0, "pi": 5.437},
+        ]
+    )
+    verdicts = table1.reproduction_verdicts(results, [])
+    assert _cell(verdicts, "SRGAN", "psnr")["verdict"] == "protocol agrees"  # |+0.04| <= 0.05 dB
+    assert _cell(verdicts, "SRGAN", "pi")["verdict"] == "protocol agrees"  # |+0.05| <= 0.05 (edge)
+    assert _cell(verdicts, "SRResNet", "ssim")["verdict"] == "differs by -0.0025"  # beyond 0.002
+    assert table1.marker("differs by -0.0025") == "Δ>tol" and table1.marker("protocol agrees") == "agrees"
+    # a declared kind wins over the name: the same SRGAN column as our retraining (one run)
+    declared = table1.reproduction_verdicts(results, [], kinds={"SRGAN": "retrained"})
+    assert _cell(declared, "SRGAN", "psnr")["verdict"] == "one run: no verdict"
+    with pytest.raises(ValueError, match="column kind"):
+        table1.reproduction_verdicts(results, [], kinds={"SRGAN": "other"})
 
 
 def test_table1_per_image_must_match_the_set_means(tmp_path):
@@ -259,7 +340,8 @@ def test_table1_html_only_when_asked_and_self_contained(tmp_path):
     assert grid[1][0] == "BSD100" and len(grid[1]) == len(grid[0]) and len(grid[2]) == len(grid[0]) - 1  # rowspan
     assert grid[1][1:] == md_grid[2][1:]  # the cells, markers included, as in the Markdown
     assert "[n.c.]" in grid[1][grid[0].index("SPSAGAN")]
-    assert verdicts[0][-1] == "verdict" and all(r[-1] == "not comparable" for r in verdicts[1:])
+    column = verdicts[0].index("verdict")
+    assert all(r[column] == "not comparable" for r in verdicts[1:])
 
 
 def test_output_paths_optional_suffixes(tmp_path):
@@ -326,7 +408,7 @@ def test_ablation_shows_no_interval_below_ten_images(tmp_path):
     assert (comp["n_resamples"] == RESAMPLES).all() and (comp["seed"] == SEED).all()
     text = paths["md"].read_text(encoding="utf-8")
     assert not re.search(r"\[[+-]\d", text)  # no interval printed
-    assert "| esrgan | psnr | +0.60 | none | 3 | n < 10: no interval |" in text
+    assert "| ESRGAN (retrained) | psnr | +0.60 | none | 3 | 1/1 | n < 10: no interval |" in text
     assert "paired percentile bootstrap over images" in text and f"{RESAMPLES} resamples" in text
     assert f"seed {SEED}" in text and "n >= 10" in text
     assert "beyond" not in text
@@ -339,14 +421,14 @@ def test_ablation_interval_from_ten_images_and_verdict_against_the_paper(tmp_pat
     psnr = comp[(comp["metric"] == "psnr") & (comp["method_b"] == "esrgan")].iloc[0]
     assert psnr["n"] == 10 and psnr["ci_low"] <= psnr["mean_diff"] <= psnr["ci_high"] and psnr["note"] != psnr["note"]
     text = paths["md"].read_text(encoding="utf-8")
-    assert f"| esrgan | psnr | +0.60 | [{psnr['ci_low']:+.2f}, {psnr['ci_high']:+.2f}] | 10 |" in text
+    assert f"| ESRGAN (retrained) | psnr | +0.60 | [{psnr['ci_low']:+.2f}, {psnr['ci_high']:+.2f}] | 10 | 1/1 |" in text
     # spsagan on BSD100 has paper numbers (25.16 / 0.6344): a verdict section with the interval
     section = text.split("## Against the paper's Table 1", 1)[1].split("##", 1)[0]
     row = next(r for r in _md_tables(section)[0] if r[0] == "SPSAGAN" and r[2] == "psnr")
     spsagan = per_image[per_image["method"] == "spsagan"]["psnr"].to_numpy()
     expected = stats.bootstrap_mean(spsagan, SEED, RESAMPLES)
-    assert row[4] == "10" and row[5] == f"[{expected['ci_low']:.2f}, {expected['ci_high']:.2f}]"
-    assert row[-1] == stats.reproduction_verdict(25.16, 10, expected["ci_low"], expected["ci_high"], [])
+    assert row[8] == "10" and row[9] == f"[{expected['ci_low']:.2f}, {expected['ci_high']:.2f}]"
+    assert row[4] == "1" and row[7] == "one run: no verdict"  # the test-image interval is no verdict
 
 
 # --------------------------------------------------------------------------------------------------

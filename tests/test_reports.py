@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from spsagan.reports import ablation, figures, paper, stats, table1
+from spsagan.reports import ablation, figures, names, paper, stats, table1
 
 torch.set_num_threads(1)
 
@@ -127,8 +127,8 @@ def test_table1_markdown_layout_and_cells(tmp_path):
     assert all(len(r) == len(head) for r in table)
     assert head[:2] == ["Dataset", "Metric"]
     # Paper columns in the paper's order, then our own: the retrained ESRGAN never takes the paper's column.
-    assert head[2:] == [m for m in paper.TABLE1_METHODS if m in head] + ["ESRGAN (retrained)", "+fa"]
-    assert head.index("Bicubic") < head.index("SPSAGAN") < head.index("+fa")
+    assert head[2:] == [m for m in paper.TABLE1_METHODS if m in head] + ["ESRGAN (retrained)", "+FA"]
+    assert head.index("Bicubic") < head.index("SPSAGAN") < head.index("+FA")
     assert all(" r" not in r[head.index("ESRGAN")] for r in rows)  # the paper's values alone
     cell = {(r[0], r[1], h): r[i] for r in rows for i, h in enumerate(head)}
     spsagan = results[(results["method"] == "spsagan") & (results["dataset"] == "B100")].iloc[0]
@@ -142,7 +142,7 @@ def test_table1_markdown_layout_and_cells(tmp_path):
     assert cell[("OST300", "SSIM ↑", "SFTGAN")] == "0.6340 p"
     assert cell[("OST300", "PSNR (dB) ↑", "SFTGAN")] == ""
     fa = results[(results["method"] == "+fa") & (results["dataset"] == "demo_test")].iloc[0]
-    assert cell[("demo_test", "NIQE ↓", "+fa")] == f"{fa['niqe']:.3f} r"
+    assert cell[("demo_test", "NIQE ↓", "+FA")] == f"{fa['niqe']:.3f} r"
     assert "PI not available: pyiqa not installed" in text
     assert "25.33" in text and "27.76" in text  # unplaced cells are listed, not dropped
 
@@ -275,8 +275,8 @@ def test_ablation_report(tmp_path):
     assert "Profile: **demo**" in text and STANDINS[0] in text
     for m in ablation.PRESET_ORDER:
         sub = per_image[(per_image["method"] == m) & (per_image["dataset"] == "Set5")]
-        assert f"| {m} | {sub['psnr'].mean():.2f} |" in text
-    assert "| spsagan | 1,003 | 2.000 | 0.0400 | cpu | float32 | 1x3x32x32 |" in text
+        assert f"| {names.display_name(m)} | {sub['psnr'].mean():.2f} |" in text
+    assert "| SPSAGAN | 1,003 | 2.000 | 0.0400 |  | cpu | float32 | 1x3x32x32 |" in text
     comp = pd.read_csv(paths["csv"])
     assert len(comp) == 2 * 3 * 4  # datasets x other presets x metrics
     row = comp[(comp["dataset"] == "Set5") & (comp["metric"] == "psnr") & (comp["method_b"] == "esrgan")].iloc[0]
@@ -457,5 +457,5 @@ def test_timing_compares_the_papers_pair_and_the_psnr_models_with_device_and_siz
     )
     text = "\n".join(timing_lines(costs))
     assert "| +SPSA vs SPSAGAN (the paper's comparison) | 0.5000 | 0.4000 | 1.25x | 3 | 1,536-4,096 | cpu |" in text
-    assert "| PSNR models (no attention) | 0.2000 | 0.1000 | 2.00x | 3 | 4,096 | cpu | float32 |" in text
+    assert "| RRDB (PSNR) vs RRSB (PSNR) (no attention) | 0.2000 | 0.1000 | 2.00x | 3 | 4,096 | cpu | float32 |" in text
     assert "| paper, +SPSA vs SPSAGAN | 0.368 | 0.296 | 1.24x | OST300 |" in text

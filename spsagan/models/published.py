@@ -1,9 +1,10 @@
 """Load published x4 SR generators (ESRGAN, BasicSR, SFTGAN releases) by recognising their key layout.
 
 `load_published(path) -> (model, info)` reads a weights file with `torch.load(weights_only=True)`,
-strips DataParallel's `module.` prefixes, unwraps BasicSR's `params_ema` / `params` (params_ema
-preferred), recognises the layout from the keys, infers the sizes from the shapes, and returns the
-network in eval mode. Call convention of every returned model:
+strips DataParallel's `module.` prefixes, unwraps BasicSR's `params` / `params_ema` (`params` when a
+file holds both, as BasicSR's test scripts load it by default, `path.param_key_g: params`; pass
+`weights_key="params_ema"` for the EMA weights), recognises the layout from the keys, infers the sizes
+from the shapes, and returns the network in eval mode. Call convention of every returned model:
 
     sr = model(lq)          # info["needs_seg"] is False
     sr = model(lq, seg)     # info["needs_seg"] is True (the SFTGAN nets)
@@ -301,8 +302,12 @@ def _format_error(path: Path, problem: str, keys: list[str]) -> ConfigError:
     )
 
 
-def _read_state(path: Path) -> tuple[dict[str, torch.Tensor], str | None]:
-    """The file's flat state dict (prefixes stripped) and the wrapper key it came from, if any."""
+WRAPPER_KEYS = ("params", "params_ema")  # BasicSR's; the first present is the default
+
+
+def _read_state(path: Path, weights_key: str | None = None) -> tuple[dict[str, torch.Tensor], str | None]:
+    """The file's flat state dict (prefixes stripped) and the wrapper key it came from, if any.
+    weights_key: the wrapper to read; None takes `params`, else `params_ema`, else the bare dict."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: weights file not found")
     try:
@@ -323,7 +328,10 @@ def _read_state(path: Path) -> tuple[dict[str, torch.Tensor], str | None]:
             "file: load it with spsagan.models.modelfile.load_generator",
             [],
         )
-    wrapper = next((k for k in ("params_ema", "params") if isinstance(obj.get(k), dict)), None)
+    present = [k for k in WRAPPER_KEYS if isinstance(obj.get(k), dict)]
+    if weights_key is not None and weights_key not in present:
+        raise _format_error(path, f"has no {weights_key!r} weights (wrappers present: {present or 'none'})", [])
+    wrapper = weights_key or next(iter(present), None)
     if wrapper is not None:
         obj = obj[wrapper]
     state = {}
@@ -418,16 +426,18 @@ def _build(layout: str, hyper: dict) -> tuple[nn.Module, Callable[[str], str]]:
     return SFTNet(**hyper, variant="torch" if layout == "sftgan_torch" else "pytorch"), lambda key: key
 
 
-def load_published(path) -> tuple[nn.Module, dict]:
+def load_published(path, weights_key: str | None = None) -> tuple[nn.Module, dict]:
     """Rebuild a published x4 generator from its weights file (see the module docstring for layouts).
 
+    weights_key: the BasicSR wrapper to load ("params" or "params_ema"); None follows BasicSR's test
+    default, `params`, falling back to `params_ema` when the file holds only that.
     Returns (model in eval mode on the CPU, info). info: "arch" (layout name), "needs_seg" (bool),
-    "source" (the path), "weights_key" ("params_ema", "params" or None for a bare state dict) and
+    "source" (the path), "weights_key" ("params", "params_ema" or None for a bare state dict) and
     the inferred sizes (num_feat, num_block, and num_grow_ch for RRDB / cond_feat ... for SFTGAN).
     Raises FileNotFoundError for a missing file, ConfigError for anything unrecognised.
     """
     path = Path(path)
-    state, wrapper = _read_state(path)
+    state, wrapper = _read_state(path, weights_key)
     layout = _detect(state)
     if layout is None:
         raise _format_error(path, "not a recognised published x4 generator", list(state))

@@ -163,3 +163,62 @@ def compare_methods(
         a[names].to_numpy(), b[names].to_numpy(), seed=seed, n_resamples=n_resamples, confidence=confidence
     )
     return {"method_a": method_a, "method_b": method_b, "metric": metric, "dataset": dataset, **result}
+
+
+# --------------------------------------------------------------------------------------------------
+# Several training runs (seeds) of one method
+
+
+def seed_average(per_image: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """Each image's score averaged over the seeds of its method: one row per method, dataset and name.
+
+    per_image: columns method, dataset, name, <metrics>, and optionally `seed` (several rows per image,
+        one per training run; absent or NaN for a method with a single run or no training).
+    Returns method, dataset, name, <metrics>, n_seeds (distinct seeds behind the row, 1 without a
+    `seed` column). A score missing for any seed makes the average NaN: a partial average is never
+    reported as the average over the runs.
+    """
+    keys = ["method", "dataset", "name"]
+    if "seed" not in per_image.columns:
+        return per_image[keys + metrics].assign(n_seeds=1)
+    df = per_image.assign(seed=per_image["seed"].fillna(-1))
+    dup = df[df.duplicated([*keys, "seed"], keep=False)]
+    if len(dup):
+        first = dup.iloc[0]
+        raise ValueError(
+            f"per-image frame has several rows for {first['method']}/{first['dataset']}/{first['name']} "
+            f"seed {first['seed']}"
+        )
+    grouped = df.groupby(keys, sort=False)
+    out = grouped[metrics].agg(lambda c: c.mean(skipna=False)).reset_index()
+    out["n_seeds"] = grouped["seed"].nunique().to_numpy()
+    return out
+
+
+def prediction_interval(values, confidence: float = 0.95) -> dict:
+    """t-based prediction interval for one more run: mean ± t_{(1+c)/2, n-1} · s · sqrt(1 + 1/n).
+
+    values: 1-D, n >= 2 finite numbers (one per training run, e.g. each seed's set mean).
+    Assumes runs are independent draws from a normal distribution. Returns {mean, sd, n, low, high}.
+    """
+    from scipy.stats import t
+
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 1 or len(values) < 2 or not np.isfinite(values).all():
+        raise ValueError(f"prediction_interval needs at least 2 finite values, got {values!r}")
+    n, mean, sd = len(values), float(values.mean()), float(values.std(ddof=1))
+    half = float(t.ppf((1 + confidence) / 2, n - 1)) * sd * math.sqrt(1 + 1 / n)
+    return {"mean": mean, "sd": sd, "n": n, "low": mean - half, "high": mean + half}
+
+
+def mean_interval(values, confidence: float = 0.95) -> dict:
+    """t confidence interval of the mean of n >= 2 values: mean ± t_{(1+c)/2, n-1} · s / sqrt(n).
+    Returns {mean, sd, n, low, high}."""
+    from scipy.stats import t
+
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 1 or len(values) < 2 or not np.isfinite(values).all():
+        raise ValueError(f"mean_interval needs at least 2 finite values, got {values!r}")
+    n, mean, sd = len(values), float(values.mean()), float(values.std(ddof=1))
+    half = float(t.ppf((1 + confidence) / 2, n - 1)) * sd / math.sqrt(n)
+    return {"mean": mean, "sd": sd, "n": n, "low": mean - half, "high": mean + half}

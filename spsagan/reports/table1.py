@@ -21,62 +21,84 @@ import pandas as pd
 
 from spsagan.atomic import write_text
 from spsagan.reports import output_paths, provenance
-from spsagan.tables import markdown
+from spsagan.reports.names import FIXED, RETRAINED, display_name, method_kind
 from spsagan.reports.paper import TABLE1_METHODS, canonical_dataset, table1_unplaced, table1_values
 from spsagan.reports.stats import (
     MIN_IMAGES,
     NO_INTERVAL,
-    NO_PER_IMAGE,
     NOT_COMPARABLE,
     bootstrap_mean,
+    prediction_interval,
     reproduction_verdict,
+    seed_average,
 )
+from spsagan.tables import markdown
 
 METRICS = [("psnr", "PSNR (dB) ↑", 2), ("ssim", "SSIM ↑", 4), ("niqe", "NIQE ↓", 3), ("pi", "PI ↓", 3)]
 CSV_COLUMNS = ["method", "dataset", "psnr", "ssim", "niqe", "pi", "source", "results_method", "note"]
-# table1.csv adds `profile` and `standins` columns, then `n` and `<metric>_ci_low`, `<metric>_ci_high`,
+# table1.csv adds `profile`, `standins`, `kind`, `runs` and `n` columns, then `<metric>_ci_low`,
+# `<metric>_ci_high`, `<metric>_image_interval`, `<metric>_run_low`, `<metric>_run_high` and
 # `<metric>_verdict` for every metric (filled on reproduced rows).
 REQUIRED = ["method", "dataset", "psnr", "ssim", "niqe", "pi"]
 LEGEND = "r: reproduced by this pipeline; p: reported in the paper; Δ: reproduced − paper."
-VERDICT_COLUMNS = ["method", "dataset", "metric", "reproduced", "paper", "n", "ci_low", "ci_high", "verdict"]
+VERDICT_COLUMNS = [
+    "method",
+    "dataset",
+    "metric",
+    "kind",
+    "reproduced",
+    "paper",
+    "delta",
+    "runs",
+    "run_low",
+    "run_high",
+    "n",
+    "ci_low",
+    "ci_high",
+    "image_interval",
+    "verdict",
+]
 # The per-image mean may differ from the set mean by the rounding of the per-image CSV (6 decimals);
 # a larger gap means the two frames come from different evaluations.
 MEAN_TOLERANCE = 1e-4
+# Fixed columns (published weights, authors' images, bicubic, HR): |reproduced - paper| within these
+# is a protocol agreement (docs/decisions.md, "Verdict tolerances").
+TOLERANCE = {"psnr": 0.05, "ssim": 0.002, "niqe": 0.05, "pi": 0.05}
+# Retrained columns: seeds needed for a prediction interval over training runs.
+MIN_RUNS = 3
+AGREES = "protocol agrees"
+IN_RUNS, ABOVE_RUNS, BELOW_RUNS = "within run spread", "paper above run spread", "paper below run spread"
 MARKERS = {
-    "inside": "p in CI",
-    "above": "p > CI",
-    "below": "p < CI",
+    AGREES: "agrees",
+    IN_RUNS: "p in runs",
+    ABOVE_RUNS: "p > runs",
+    BELOW_RUNS: "p < runs",
     NOT_COMPARABLE: "n.c.",
-    NO_INTERVAL: f"n<{MIN_IMAGES}",
-    NO_PER_IMAGE: "no img",
 }
-MARKER_LEGEND = (
-    f"Verdict markers, on cells with both r and p (details under Reproduction verdicts): "
-    f"[p in CI] the paper value lies inside the bootstrap interval of the reproduced set mean; "
-    f"[p > CI] / [p < CI] it lies above / below that interval; [n.c.] not comparable, the run uses "
-    f"stand-ins; [n<{MIN_IMAGES}] fewer than {MIN_IMAGES} test images, no interval; "
-    f"[no img] no per-image scores given, no interval."
+KIND_LEGEND = (
+    "Verdicts depend on the kind of column. Fixed columns (published weights, authors' images, bicubic, "
+    "HR) give the same number every time, so Δ = reproduced − paper is a protocol difference: "
+    f"[agrees] when |Δ| is within the tolerance (PSNR {TOLERANCE['psnr']} dB, SSIM {TOLERANCE['ssim']}, "
+    f"NIQE {TOLERANCE['niqe']}, PI {TOLERANCE['pi']}), [Δ>tol] otherwise. Retrained columns (trained by "
+    f"this pipeline) vary from run to run: with at least {MIN_RUNS} seeds the paper value is set against "
+    "a 95% t prediction interval for one more run (mean ± t·s·sqrt(1 + 1/n) over the seeds' set "
+    "means): [p in runs], [p > runs], [p < runs]; with fewer seeds [1 run] / [2 runs]: no verdict, the "
+    "run-to-run spread is unknown. [n.c.]: not comparable, the run uses stand-ins."
+)
+MARKER_LEGEND = KIND_LEGEND + (
+    " The test-image bootstrap interval (which test images were drawn) is listed under Reproduction "
+    "verdicts for reference; it is not a reproduction verdict: the paper scored the same images."
 )
 
 
-# Results methods that must never take a paper column: the `esrgan` preset is this pipeline's
-# retraining of ESRGAN, not the published ESRGAN weights (evaluate those as `ESRGAN` via `published`).
-OWN_COLUMNS = {"esrgan": "ESRGAN (retrained)"}
-
-
-def display_method(name: str) -> str:
-    """The column name of a results method: `esrgan` (the retrained preset) -> `ESRGAN (retrained)`;
-    a paper column's name in any case (`bicubic` -> `Bicubic`, `spsagan` -> `SPSAGAN`, `ESRGAN` for the
-    published weights); anything else as given."""
-    if str(name) in OWN_COLUMNS:
-        return OWN_COLUMNS[str(name)]
-    for method in TABLE1_METHODS:
-        if str(name).lower() == method.lower():
-            return method
-    return str(name)
+# Kept for callers of the old name: the one mapping lives in spsagan.reports.names.
+display_method = display_name
 
 
 def _check_results(results: pd.DataFrame) -> pd.DataFrame:
+    """One row per (display) method and dataset: the set means, averaged over seeds when `results`
+    has a `seed` column, with `runs` (seeds behind the row) and `run_values` ({metric: per-seed set
+    means}) for the prediction interval of retrained columns."""
     missing = [c for c in REQUIRED if c not in results.columns]
     if missing:
         raise ValueError(
@@ -85,16 +107,31 @@ def _check_results(results: pd.DataFrame) -> pd.DataFrame:
         )
     df = results.copy()
     df["results_method"] = df["method"].astype(str)
-    df["method"] = df["method"].map(display_method)
+    df["method"] = df["method"].map(display_name)
     df["dataset"] = df["dataset"].map(canonical_dataset)
-    dup = df[df.duplicated(["method", "dataset"], keep=False)]
+    df["seed"] = df["seed"].fillna(-1) if "seed" in df.columns else -1
+    dup = df[df.duplicated(["method", "dataset", "seed"], keep=False)]
     if len(dup):
         pairs = sorted({f"{m}/{d}" for m, d in zip(dup["method"], dup["dataset"])})
-        raise ValueError(f"results frame has several rows for {', '.join(pairs)}; give one row per method and dataset")
+        raise ValueError(
+            f"results frame has several rows for {', '.join(pairs)}; give one row per method and dataset "
+            "(and seed, in a `seed` column)"
+        )
     if "pi_reason" not in df.columns:
         df["pi_reason"] = ""
     df["pi_reason"] = df["pi_reason"].fillna("").astype(str)
-    return df
+    for metric, _, _ in METRICS:
+        df[metric] = pd.to_numeric(df[metric], errors="raise").astype(float)
+    rows = []
+    for (method, dataset), group in df.groupby(["method", "dataset"], sort=False):
+        row = {"method": method, "dataset": dataset, "results_method": group["results_method"].iloc[0]}
+        # the mean over runs; NaN when any run lacks the score
+        row.update({m: float(group[m].mean(skipna=False)) for m, _, _ in METRICS})
+        row["pi_reason"] = next((r for r in group["pi_reason"] if r), "")
+        row["runs"] = len(group)
+        row["run_values"] = {m: group[m].to_numpy(dtype=np.float64) for m, _, _ in METRICS}
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def table1_frame(results: pd.DataFrame) -> pd.DataFrame:
@@ -116,20 +153,22 @@ def table1_frame(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def _per_image_groups(per_image: pd.DataFrame) -> dict[tuple[str, str], pd.DataFrame]:
-    """{(paper column name, canonical dataset): that method's per-image rows}."""
+    """{(display name, canonical dataset): that method's per-image rows, averaged over seeds}."""
     missing = [c for c in [*REQUIRED, "name"] if c not in per_image.columns]
     if missing:
         raise ValueError(
             f"per-image frame lacks column(s) {', '.join(missing)}; it needs "
-            f"{', '.join([*REQUIRED, 'name'])} (one row per method, dataset and image)"
+            f"{', '.join([*REQUIRED, 'name'])} (one row per method, dataset and image[, seed])"
         )
     df = per_image.assign(
-        method=per_image["method"].map(display_method), dataset=per_image["dataset"].map(canonical_dataset)
+        method=per_image["method"].map(display_name), dataset=per_image["dataset"].map(canonical_dataset)
     )
-    dup = df[df.duplicated(["method", "dataset", "name"], keep=False)]
+    keys = ["method", "dataset", "name"] + (["seed"] if "seed" in df.columns else [])
+    dup = df[df.duplicated(keys, keep=False)]
     if len(dup):
         where = sorted({f"{m}/{d}/{n}" for m, d, n in zip(dup["method"], dup["dataset"], dup["name"])})
         raise ValueError(f"per-image frame has several rows for {', '.join(where)}")
+    df = seed_average(df, [m for m, _, _ in METRICS])
     return {key: group for key, group in df.groupby(["method", "dataset"], sort=False)}
 
 
@@ -154,6 +193,41 @@ def _interval(
     return out
 
 
+def column_verdict(
+    kind: str, metric: str, reproduced: float, paper: float, runs, standins, confidence: float = 0.95
+) -> dict:
+    """The reproduction verdict of one cell with a finite reproduced and paper value, by column kind.
+
+    kind: names.FIXED or names.RETRAINED. runs: the per-seed set means behind `reproduced` (1-D).
+    Returns {verdict, run_low, run_high}: with stand-ins "not comparable"; fixed: "protocol agrees" when
+    |reproduced - paper| <= TOLERANCE[metric], else "differs by <Δ>"; retrained with >= MIN_RUNS runs:
+    the paper value against the t prediction interval for one more run ("within run spread", "paper
+    above run spread", "paper below run spread"); with fewer runs "one run: no verdict" / "n runs: no
+    verdict". run_low, run_high: the prediction interval (NaN when none).
+    """
+    runs = np.asarray(runs, dtype=np.float64)
+    out = {"verdict": "", "run_low": math.nan, "run_high": math.nan}
+    if kind == RETRAINED and len(runs) >= MIN_RUNS and np.isfinite(runs).all():
+        pi = prediction_interval(runs, confidence)
+        out.update(run_low=pi["low"], run_high=pi["high"])
+    if standins:
+        out["verdict"] = NOT_COMPARABLE
+    elif kind == FIXED:
+        delta = reproduced - paper
+        digits = next(d for m, _, d in METRICS if m == metric)
+        out["verdict"] = AGREES if abs(delta) <= TOLERANCE[metric] + 1e-12 else f"differs by {delta:+.{digits}f}"
+    elif kind == RETRAINED:
+        if math.isnan(out["run_low"]):
+            out["verdict"] = "one run: no verdict" if len(runs) == 1 else f"{len(runs)} runs: no verdict"
+        else:
+            out["verdict"] = (
+                ABOVE_RUNS if paper > out["run_high"] else BELOW_RUNS if paper < out["run_low"] else IN_RUNS
+            )
+    else:
+        raise ValueError(f"column kind must be {FIXED!r} or {RETRAINED!r}, got {kind!r}")
+    return out
+
+
 def reproduction_verdicts(
     results: pd.DataFrame,
     standins: list[str],
@@ -161,17 +235,23 @@ def reproduction_verdicts(
     seed: int | None = None,
     n_resamples: int = 10000,
     confidence: float = 0.95,
+    kinds: dict[str, str] | None = None,
 ) -> pd.DataFrame:
     """One row per reproduced cell (method, dataset, metric): VERDICT_COLUMNS.
 
-    results: set means, as for `render_table1`. per_image: one row per method, dataset and image
-        (method, dataset, name, psnr, ssim, niqe, pi); its means must match `results`.
-    n: images behind the cell (<NA> without per_image). ci_low, ci_high: percentile bootstrap interval
-        of the set mean over images (seeded; NaN below stats.MIN_IMAGES images). verdict: for cells
-        with a finite reproduced and paper value, `stats.reproduction_verdict` ("inside", "above",
-        "below", "not comparable", ...); "" elsewhere.
+    results: set means, as for `render_table1` (optionally one row per seed, `seed` column).
+    per_image: one row per method, dataset and image[, seed] (method, dataset, name, psnr, ssim, niqe,
+        pi); its means must match `results`. kinds: {results method: "fixed" | "retrained"}; methods
+        not in it get `names.method_kind`.
+    kind, runs: the column's kind and the training runs (seeds) behind the cell. delta: reproduced -
+        paper. verdict, run_low, run_high: `column_verdict` for cells with a finite reproduced and paper
+        value ("" elsewhere). n, ci_low, ci_high: the test images and the percentile bootstrap interval
+        of the set mean over them (seed-averaged scores; NaN below stats.MIN_IMAGES images);
+        image_interval: where the paper value lies against that interval ("inside", "above",
+        "below" or why there is none): which test images were drawn, not a reproduction verdict.
     """
     df = _check_results(results)
+    kinds = kinds or {}
     groups = None
     if per_image is not None:
         if seed is None:
@@ -181,23 +261,31 @@ def reproduction_verdicts(
     rows = []
     for _, r in df.iterrows():
         key = (r["method"], r["dataset"])
+        kind = kinds.get(r["results_method"]) or method_kind(r["results_method"])
         for metric, _, _ in METRICS:
             rep = float(r[metric])
             pap = float(paper.loc[key, metric]) if key in paper.index and metric in paper.columns else math.nan
             scores = None if groups is None or key not in groups else groups[key][metric]
             iv = _interval(scores, rep, f"{r['results_method']}/{r['dataset']} {metric}", seed, n_resamples, confidence)
-            verdict = ""
-            if math.isfinite(rep) and math.isfinite(pap):
-                verdict = reproduction_verdict(pap, iv["n"], iv["ci_low"], iv["ci_high"], standins)
+            both = math.isfinite(rep) and math.isfinite(pap)
+            judged = {"verdict": "", "run_low": math.nan, "run_high": math.nan}
+            if both:
+                judged = column_verdict(kind, metric, rep, pap, r["run_values"][metric], standins, confidence)
             rows.append(
                 {
                     "method": r["method"],
                     "dataset": r["dataset"],
                     "metric": metric,
+                    "kind": kind,
                     "reproduced": rep,
                     "paper": pap,
+                    "delta": rep - pap if both else math.nan,
+                    "runs": r["runs"],
                     **iv,
-                    "verdict": verdict,
+                    "image_interval": reproduction_verdict(pap, iv["n"], iv["ci_low"], iv["ci_high"], [])
+                    if both
+                    else "",
+                    **judged,
                 }
             )
     out = pd.DataFrame(rows, columns=VERDICT_COLUMNS)
@@ -206,12 +294,16 @@ def reproduction_verdicts(
 
 
 def marker(verdict: str) -> str:
-    """The compact grid marker of a verdict ('p in CI', 'n.c.', ...); '' for no verdict."""
+    """The compact grid marker of a verdict ('agrees', 'Δ>tol', 'p in runs', '1 run', 'n.c.'); '' for none."""
     if not verdict:
         return ""
     if verdict.startswith(NOT_COMPARABLE):
         return MARKERS[NOT_COMPARABLE]
-    return MARKERS.get(verdict, "no CI")
+    if verdict.startswith("differs by"):
+        return "Δ>tol"
+    if verdict.endswith("no verdict"):
+        return "1 run" if verdict.startswith("one run") else verdict.split(":")[0]
+    return MARKERS.get(verdict, verdict)
 
 
 def _fmt(value: float, digits: int, tex: bool) -> str:
@@ -306,18 +398,21 @@ def _verdict_section(
     """(explanation, table head, table rows) of the cells with a verdict, in the grid's order."""
     level = f"{confidence:.0%}"
     text = (
-        f"For each cell with both a reproduced (r) and a paper (p) value: n test images, the {level} "
-        f"percentile bootstrap interval of the reproduced set mean over those images "
+        "For each cell with both a reproduced (r) and a paper (p) value: the column's kind, Δ = r − p, "
+        "the training runs (seeds) behind r and, for retrained columns with at least "
+        f"{MIN_RUNS} runs, the {level} t prediction interval for one more run; then the verdict "
+        "(see the legend above). The last two columns are the test-image interval: the "
     )
     text += (
-        f"({n_resamples} resamples, seed {seed}; shown from n >= {MIN_IMAGES} on), "
+        f"{level} percentile bootstrap interval of r over the n test images ({n_resamples} resamples, seed "
+        f"{seed}; shown from n >= {MIN_IMAGES} on) and where p lies against it. "
         if have_per_image
-        else "(none here: no per-image scores were given), "
+        else f"{level} percentile bootstrap interval of r over the test images (none here: no per-image "
+        "scores were given). "
     )
     text += (
-        "and where the paper value lies against it: inside, above or below. The interval covers the "
-        "choice of test images only, not the variation between training runs, so inside means "
-        "consistent with this test set, not a proven reproduction."
+        "It says how much r depends on which test images were drawn; the paper scored the same images, "
+        "so it is not a reproduction verdict."
     )
     shown = verdicts[(verdicts["verdict"] != "") & verdicts["dataset"].isin(datasets)]
     if shown.empty:
@@ -348,19 +443,40 @@ def _verdict_section(
             if not pd.isna(v["n"]) and v["n"] < MIN_IMAGES
             else "n/a"
         )
+        spread = f"[{v['run_low']:.{d}f}, {v['run_high']:.{d}f}]" if math.isfinite(v["run_low"]) else "n/a"
+        position = v["image_interval"] if v["image_interval"] in ("inside", "above", "below") else ""
         rows.append(
             [
                 v["dataset"],
                 labels[v["metric"]],
                 v["method"],
+                v["kind"],
                 f"{v['reproduced']:.{d}f}",
+                f"{v['paper']:.{d}f}",
+                f"{v['delta']:+.{d}f}",
+                str(int(v["runs"])),
+                spread,
+                v["verdict"],
                 "n/a" if pd.isna(v["n"]) else str(int(v["n"])),
                 interval,
-                f"{v['paper']:.{d}f}",
-                v["verdict"],
+                f"p {position}" if position else "",
             ]
         )
-    head = ["Dataset", "Metric", "Method", "r", "n", f"{level} interval of r", "p", "verdict"]
+    head = [
+        "Dataset",
+        "Metric",
+        "Method",
+        "kind",
+        "r",
+        "p",
+        "Δ",
+        "runs",
+        f"{level} run prediction interval",
+        "verdict",
+        "n",
+        f"{level} test-image interval",
+        "p vs test-image interval",
+    ]
     return text, head, rows
 
 
@@ -381,7 +497,7 @@ def _markdown(grid, methods, profile, standins, notes, settings=(), verdict=None
         text, head, rows = verdict
         lines += ["", "## Reproduction verdicts", "", text]
         if rows:
-            lines += ["", *markdown(head, rows, "lllrrrrl")]
+            lines += ["", *markdown(head, rows, "llllrrrrrlrrl")]
     lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
 
@@ -418,7 +534,7 @@ def _html_table(head: list[str], rows: list[list[str]], row_headers: int, group_
     return out + ["</tbody>", "</table>"]
 
 
-def _html(grid, methods, profile, standins, notes, settings=(), verdict=None) -> str:
+def _html(grid, methods, profile, standins, notes, settings=(), verdict=None, appendix: str = "") -> str:
     """The Markdown's content as one self-contained HTML page (inline style, no scripts or links)."""
     title = "Table 1: x4 super-resolution, PSNR/SSIM on Y (4-pixel border), NIQE, PI"
     lines = [
@@ -438,6 +554,7 @@ def _html(grid, methods, profile, standins, notes, settings=(), verdict=None) ->
         text, head, rows = verdict
         lines += ["<h2>Reproduction verdicts</h2>", f"<p>{html.escape(text)}</p>"]
         lines += _html_table(head, rows, 3, False) if rows else []
+    lines += [appendix] if appendix else []
     lines += ["<h2>Notes</h2>", "<ul>", *[f"<li>{html.escape(n)}</li>" for n in notes], "</ul>", "</body>", "</html>"]
     return "\n".join(lines) + "\n"
 
@@ -490,17 +607,28 @@ def _latex(grid, methods, profile, standins) -> str:
 
 
 def _csv(long: pd.DataFrame, verdicts: pd.DataFrame, profile: str, standins: list[str]) -> pd.DataFrame:
-    """The long form plus provenance and, on reproduced rows, n and each metric's interval and verdict."""
+    """The long form plus provenance and, on reproduced rows, the column kind, the runs, n and each
+    metric's test-image interval, its position, the run prediction interval and the verdict."""
     csv = long.copy()
     reproduced = csv["source"] == "reproduced"
     csv["profile"] = np.where(reproduced, profile, "")
     csv["standins"] = np.where(reproduced, "; ".join(standins), "")
     cells = verdicts.set_index(["method", "dataset", "metric"])
     keys = list(zip(csv["method"], csv["dataset"]))
-    n = verdicts.drop_duplicates(["method", "dataset"]).set_index(["method", "dataset"])["n"]
-    csv["n"] = pd.array([n.get(k, pd.NA) if rep else pd.NA for k, rep in zip(keys, reproduced)], dtype="Int64")
+    per_cell = verdicts.drop_duplicates(["method", "dataset"]).set_index(["method", "dataset"])
+    csv["kind"] = [per_cell["kind"].get(k, "") if rep else "" for k, rep in zip(keys, reproduced)]
+    for col in ("runs", "n"):
+        values = [per_cell[col].get(k, pd.NA) if rep else pd.NA for k, rep in zip(keys, reproduced)]
+        csv[col] = pd.array(values, dtype="Int64")
     for metric, _, _ in METRICS:
-        for col, empty in (("ci_low", math.nan), ("ci_high", math.nan), ("verdict", "")):
+        for col, empty in (
+            ("ci_low", math.nan),
+            ("ci_high", math.nan),
+            ("image_interval", ""),
+            ("run_low", math.nan),
+            ("run_high", math.nan),
+            ("verdict", ""),
+        ):
             csv[f"{metric}_{col}"] = [cells.at[(*k, metric), col] if rep else empty for k, rep in zip(keys, reproduced)]
     return csv
 
@@ -517,6 +645,8 @@ def render_table1(
     n_resamples: int = 10000,
     confidence: float = 0.95,
     extra_notes: list[str] = (),
+    kinds: dict[str, str] | None = None,
+    appendix_html: str = "",
 ) -> dict[str, Path]:
     """Write table1.md, table1.csv and table1.tex to `out_dir` (or the paths given as a list: one per
     suffix md, csv, tex, plus an optional .html path for a self-contained table1.html); returns
@@ -532,9 +662,14 @@ def render_table1(
         niqe, pi), the scores behind `results`: gives each reproduced cell a bootstrap interval and
         each cell with a paper value a verdict (`reproduction_verdicts`; without it the verdicts say
         "no per-image data"). seed (required with per_image), n_resamples, confidence: the bootstrap's.
+        With a `seed` column in results and per_image (several training runs of a method), a cell shows
+        the mean over runs and retrained columns get a prediction interval over the runs.
+    kinds: {results method: "fixed" | "retrained"}, the column kinds that decide each verdict
+        (`column_verdict`); default `names.method_kind`.
+    appendix_html: HTML inserted into table1.html before the notes (the claims section).
     """
     long = table1_frame(results)
-    verdicts = reproduction_verdicts(results, standins, per_image, seed, n_resamples, confidence)
+    verdicts = reproduction_verdicts(results, standins, per_image, seed, n_resamples, confidence, kinds)
     datasets, methods = _layout(long, datasets)
     paths = output_paths(out_dir, "table1", ("md", "csv", "tex"), optional=("html",))
     notes = [*_notes(long), *extra_notes]
@@ -546,5 +681,5 @@ def render_table1(
     write_text(paths["md"], _markdown(grid, methods, profile, standins, notes, settings, section))
     write_text(paths["tex"], _latex(_grid(long, datasets, methods, tex=True), methods, profile, standins))
     if "html" in paths:
-        write_text(paths["html"], _html(grid, methods, profile, standins, notes, settings, section))
+        write_text(paths["html"], _html(grid, methods, profile, standins, notes, settings, section, appendix_html))
     return paths
