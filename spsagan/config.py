@@ -174,6 +174,7 @@ class _Training(_Section):
     seed: int = key("initialisation and sample stream (batch k is a function of seed and k)", ge=0)
     deterministic: bool = key("deterministic algorithms: bitwise reproducible, slower on a GPU")
     mixed_precision: bool = key("bf16 autocast on CUDA (no effect on a CPU); reports name the precision used")
+    tf32: bool = key("float32 convolutions and matmuls in TF32 on Ampere and newer GPUs (false: true float32)")
     channels_last: Literal["auto"] | bool = key("NHWC memory format; `auto`: on CUDA only")
     # Runtime: batches are built by a seeded sampler, whoever builds them.
     workers: int = key("batch-building processes per training process (0: in the training process)", ge=0, runtime=True)
@@ -269,6 +270,9 @@ class TrainGANConfig(_Training):
         "VGG19 features (before ReLU) of the perceptual loss"
     )
     d_num_feat: int = key("discriminator width", ge=4)
+    ragan_detach: bool = key(
+        "detach the opposite mean in the discriminator's RaGAN loss (BasicSR 1.x); false: ESRGAN's original"
+    )
 
     def check(self) -> None:
         self._check_training()
@@ -300,7 +304,11 @@ class EvaluateConfig(_Section):
     # Runtime: a memory budget; attention is exact whatever it is.
     max_attention_mb: int = key("MB of attention maps alive at once in SPSA/FA inference", ge=1, runtime=True)
     compile: bool = key("torch.compile the models for SR and timing (reported in the costs)")
+    tf32: bool = key("float32 convolutions and matmuls in TF32 on Ampere and newer GPUs (false: true float32)")
     published: dict[str, str] = key("column name -> published weights file (ESRGAN, BasicSR, SFTGAN layouts)")
+    published_keys: dict[str, Literal["params", "params_ema"]] = key(
+        "column name -> which weights of a BasicSR file holding both (default `params`, BasicSR's test default)"
+    )
     export: dict[str, Literal["esrgan", "basicsr"]] = key(
         "our model -> layout; each is exported, loaded back and evaluated (it must equal the model)"
     )

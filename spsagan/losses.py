@@ -54,13 +54,17 @@ def ragan_generator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -
     return 0.5 * (_bce(real - fake_logits.mean(), 0.0) + _bce(fake_logits - real.mean(), 1.0))
 
 
-def ragan_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+def ragan_discriminator_loss(
+    real_logits: torch.Tensor, fake_logits: torch.Tensor, detach_means: bool = False
+) -> torch.Tensor:
     """Relativistic average GAN loss for the discriminator.
 
     real_logits: C(gt) (B, 1); fake_logits: C(sr.detach()) (B, 1). Returns
-    0.5 * BCE(C(gt) - mean C(sr), 1) + 0.5 * BCE(C(sr) - mean C(gt), 0), each mean term detached
-    (the gradient equals BasicSR's two separate backward passes).
+    0.5 * BCE(C(gt) - mean C(sr), 1) + 0.5 * BCE(C(sr) - mean C(gt), 0).
+    detach_means=False (ESRGAN's original code, which the paper builds on): the gradient also flows
+    through each mean term. True: each mean term is a constant (BasicSR 1.x's two separate backward
+    passes).
     """
-    return 0.5 * (
-        _bce(real_logits - fake_logits.detach().mean(), 1.0) + _bce(fake_logits - real_logits.detach().mean(), 0.0)
-    )
+    fake_mean = fake_logits.mean().detach() if detach_means else fake_logits.mean()
+    real_mean = real_logits.mean().detach() if detach_means else real_logits.mean()
+    return 0.5 * (_bce(real_logits - fake_mean, 1.0) + _bce(fake_logits - real_mean, 0.0))

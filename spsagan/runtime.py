@@ -129,14 +129,16 @@ def tf32(enabled: bool) -> Iterator[None]:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
-def precision_label(device: torch.device, mixed_precision: bool) -> str:
-    """ "bf16 autocast" or "float32": what training actually computed in on `device`."""
-    return "bf16 autocast" if autocast_dtype(device, mixed_precision) is not None else "float32"
+def precision_label(device: torch.device, mixed_precision: bool, tf32: bool = False) -> str:
+    """ "bf16 autocast", "float32 (TF32)" or "float32": what training actually computed in on `device`."""
+    if autocast_dtype(device, mixed_precision) is not None:
+        return "bf16 autocast"
+    return "float32 (TF32)" if tf32 and device.type == "cuda" else "float32"
 
 
-def describe(device: torch.device, mixed_precision: bool) -> str:
+def describe(device: torch.device, mixed_precision: bool, tf32: bool = False) -> str:
     """A short human label, e.g. "cuda:0 (NVIDIA H100, bf16 autocast)" or "cpu (2 threads, float32)"."""
-    precision = precision_label(device, mixed_precision)
+    precision = precision_label(device, mixed_precision, tf32)
     if device.type == "cuda":
         return f"{device_label(device)[:-1]}, {precision})"
     return f"{device} ({torch.get_num_threads()} threads, {precision})"

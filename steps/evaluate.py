@@ -34,7 +34,7 @@ from spsagan.models.modelfile import load_generator
 from spsagan.models.presets import takes_seg
 from spsagan.models.published import load_published, published_source
 from spsagan.pipeline.step import labelled, main_guard, parse, stage_parser
-from spsagan.runtime import check_compile, compiled, device_label, resolve_device
+from spsagan.runtime import check_compile, compiled, device_label, resolve_device, tf32
 from spsagan.segmentation.storage import load_seg
 from spsagan.timing import model_cost, time_generator
 
@@ -83,15 +83,17 @@ def pipeline_methods(files: list[Path]) -> dict[str, Method]:
     return methods
 
 
-def published_methods(published: dict[str, str]) -> tuple[dict[str, Method], list[dict]]:
-    """Published weights that exist, and a note for each that does not (file and where it comes from)."""
+def published_methods(published: dict[str, str], keys: dict[str, str]) -> tuple[dict[str, Method], list[dict]]:
+    """Published weights that exist, and a note for each that does not (file and where it comes from).
+
+    keys: column name -> `params` or `params_ema`, for BasicSR files holding both (default `params`)."""
     methods, skipped = {}, []
     for name, path in published.items():
         if not Path(path).is_file():
             skipped.append({"method": name, "file": path, "source": published_source(path)})
             print(f"evaluate: {name}: {path} not found, skipped; {published_source(path)}")
             continue
-        model, info = load_published(path)
+        model, info = load_published(path, weights_key=keys.get(name))
         record = {"published": info["arch"], "model_file": str(path), "weights_key": info["weights_key"]}
         methods[name] = Method(model, info["needs_seg"], record)
     return methods, skipped
@@ -241,7 +243,7 @@ def main() -> None:
     device = resolve_device(args.device)
     methods = pipeline_methods(list(labelled(args.models, "--models").values()))
     compared = ["bicubic", *methods]
-    published, skipped = published_methods(cfg.published)
+    published, skipped = published_methods(cfg.published, cfg.published_keys)
     check_compile(device, cfg.compile, "evaluate")
     rows, summary = (
         [],
@@ -256,7 +258,7 @@ def main() -> None:
     )
     score = dict(crop_border=cfg.crop_border, test_y_channel=cfg.test_y_channel, niqe=cfg.niqe, pi=cfg.pi)
 
-    with atomic_dir(args.exported) as exported_dir, atomic_dir(args.sr) as sr_root:
+    with tf32(cfg.tf32), atomic_dir(args.exported) as exported_dir, atomic_dir(args.sr) as sr_root:
         methods = {**methods, **published, **exported_methods(methods, cfg.export, exported_dir)}
         for m in methods.values():
             set_attention_budget(m.model, cfg.max_attention_mb * 2**20)

@@ -195,7 +195,7 @@ def test_ragan_losses_match_literal_formulas():
 def test_ragan_gradients_follow_basicsr_two_pass_form():
     real = torch.tensor([[1.5], [-0.3], [0.8]], requires_grad=True)
     fake = torch.tensor([[-0.7], [0.2], [-1.1]], requires_grad=True)
-    ragan_discriminator_loss(real, fake).backward()
+    ragan_discriminator_loss(real, fake, detach_means=True).backward()
     # BasicSR: backward of 0.5 BCE(real - mean(fake).detach(), 1),
     # then of 0.5 BCE(fake - mean(real).detach(), 0).
     r2, f2 = real.detach().clone().requires_grad_(True), fake.detach().clone().requires_grad_(True)
@@ -207,6 +207,27 @@ def test_ragan_gradients_follow_basicsr_two_pass_form():
     real.grad, fake.grad = None, None
     ragan_generator_loss(real, fake).backward()
     assert real.grad is None and fake.grad.abs().sum() > 0
+
+
+def test_ragan_default_follows_esrgan_original_gradient_through_the_means():
+    # ESRGAN's original: l_d = (BCE(real - mean(fake), 1) + BCE(fake - mean(real), 0)) / 2 in one graph,
+    # so each logit also gets gradient through the other side's mean term.
+    real = torch.tensor([[1.5], [-0.3], [0.8]], requires_grad=True)
+    fake = torch.tensor([[-0.7], [0.2], [-1.1]], requires_grad=True)
+    ragan_discriminator_loss(real, fake).backward()
+    r, f = real.detach().flatten().tolist(), fake.detach().flatten().tolist()
+    n, mr, mf = len(r), sum(r) / len(r), sum(f) / len(f)
+    sig = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
+    # d/dx BCE(x, t) = sigmoid(x) - t; the literal sums, differentiated by hand.
+    a = [sig(x - mf) - 1 for x in r]  # real terms, target 1
+    b = [sig(x - mr) for x in f]  # fake terms, target 0
+    grad_real = [0.5 * (a[k] / n - sum(b) / n / n) for k in range(n)]
+    grad_fake = [0.5 * (b[k] / n - sum(a) / n / n) for k in range(n)]
+    assert torch.allclose(real.grad.flatten(), torch.tensor(grad_real), atol=1e-7)
+    assert torch.allclose(fake.grad.flatten(), torch.tensor(grad_fake), atol=1e-7)
+    # The loss value is the same either way; only the gradient differs.
+    detached = ragan_discriminator_loss(real, fake, detach_means=True)
+    assert math.isclose(detached.item(), ragan_discriminator_loss(real, fake).item(), rel_tol=1e-7)
 
 
 def test_pixel_and_perceptual_losses():

@@ -39,6 +39,7 @@ from spsagan.runtime import (
     determinism,
     resolve_device,
     seed_everything,
+    tf32,
     to_device,
     use_channels_last,
 )
@@ -162,7 +163,7 @@ def gan_step(
         with autocast(device, cfg.mixed_precision):
             real_logits = disc(gt)
             fake_logits = disc(sr.detach())
-        l_d = ragan_discriminator_loss(real_logits.float(), fake_logits.float())
+        l_d = ragan_discriminator_loss(real_logits.float(), fake_logits.float(), detach_means=cfg.ragan_detach)
         opt_d.zero_grad(set_to_none=True)
         l_d.backward()
         opt_d.step()
@@ -230,7 +231,7 @@ def train_gan(
     }
     channels_last = use_channels_last(device, cfg.channels_last)
 
-    with process_group(world, device) as world, determinism(cfg.deterministic):
+    with process_group(world, device) as world, determinism(cfg.deterministic), tf32(cfg.tf32):
         seed_everything(cfg.seed)
         gen = to_device(init_generator(preset, init_model), device, channels_last).train()
         disc = to_device(VGGStyleDiscriminator(3, cfg.d_num_feat, cfg.crop_size), device, channels_last).train()

@@ -315,7 +315,7 @@ def _fit(
             method=run.method,
             info={
                 **run.record,
-                "precision": precision_label(device, cfg.mixed_precision),
+                "precision": precision_label(device, cfg.mixed_precision, cfg.tf32),
                 "device": _device_label(run),
             },
         )
@@ -341,7 +341,7 @@ def _fit(
 
 def _device_label(run: Run) -> str:
     """The device, with the number of processes of a data-parallel run: "cuda:0 (...) x 4 processes"."""
-    label = describe(run.device, run.cfg.mixed_precision)
+    label = describe(run.device, run.cfg.mixed_precision, run.cfg.tf32)
     return f"{label} x {run.world.size} processes" if run.world.distributed else label
 
 

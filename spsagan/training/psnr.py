@@ -23,6 +23,7 @@ from spsagan.runtime import (
     determinism,
     resolve_device,
     seed_everything,
+    tf32,
     to_device,
     use_channels_last,
 )
@@ -69,7 +70,7 @@ def train_psnr(
     key = resume_key(STAGE, cfg, {"preset": preset, "keep": keep}, {"data": data.fingerprint(with_seg=False)})
     channels_last = use_channels_last(device, cfg.channels_last)
 
-    with process_group(world, device) as world, determinism(cfg.deterministic):
+    with process_group(world, device) as world, determinism(cfg.deterministic), tf32(cfg.tf32):
         run = Run(
             stage=STAGE,
             cfg=cfg,
