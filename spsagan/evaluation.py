@@ -2,8 +2,8 @@
 
 Protocol (SPEC section 4): PSNR/SSIM on the MATLAB Y channel after cropping `crop_border` pixels on
 each side; a single-channel (gray) test image is compared as it is, never expanded to RGB. NIQE on Y
-rounded to uint8 after the same crop (`spsagan.metrics.niqe`); an image too small for NIQE (fewer than
-two 96x96 blocks) gets NaN and the `niqe_reason` column says why.
+rounded to uint8 after the same crop (`spsagan.metrics.niqe`, module `no_reference`); an image too
+small for NIQE (fewer than two 96x96 blocks) gets NaN and the `niqe_reason` column says why.
 
 PI follows the PIRM convention, PI = 0.5 * ((10 - Ma) + NIQE), with the same crop and Y channel for
 both scores. Ma (NRQM) needs its trained random forests (`NRQM_model.mat`), which only pyiqa can
@@ -26,9 +26,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from spsagan import image, metrics
+from spsagan import image
 from spsagan.image import imresize, read_image, to_tensor
-from spsagan.metrics.niqe import too_small as niqe_too_small
+from spsagan.metrics.no_reference import niqe as niqe_score
+from spsagan.metrics.no_reference import too_small as niqe_too_small
+from spsagan.metrics.psnr_ssim import psnr, ssim
 from spsagan.models import tiling
 
 RESULT_COLUMNS = ["name", "psnr", "ssim", "niqe", "niqe_reason", "ma", "pi", "pi_reason"]
@@ -236,7 +238,7 @@ def _niqe(sr: np.ndarray, crop_border: int) -> tuple[float, str]:
         # A small test image (e.g. 80x60) is valid data; NIQE just has too few 96x96 blocks for it.
         return math.nan, f"NIQE {problem}"
     try:
-        return float(metrics.niqe(sr, crop_border=crop_border)), ""
+        return float(niqe_score(sr, crop_border=crop_border)), ""
     except np.linalg.LinAlgError:
         # Degenerate statistics (e.g. a flat output of an untrained network): NIQE is undefined,
         # as in MATLAB, which returns NaN.
@@ -279,8 +281,8 @@ def evaluate_pairs(
         niqe_score, niqe_reason = _niqe(sr, crop_border) if niqe else (math.nan, "NIQE not requested")
         row = {
             "name": name,
-            "psnr": float(metrics.psnr(sr, gt, crop_border, test_y_channel=test_y_channel)),
-            "ssim": float(metrics.ssim(sr, gt, crop_border, test_y_channel=test_y_channel)),
+            "psnr": float(psnr(sr, gt, crop_border, test_y_channel=test_y_channel)),
+            "ssim": float(ssim(sr, gt, crop_border, test_y_channel=test_y_channel)),
             "niqe": niqe_score,
             "niqe_reason": niqe_reason,
             "ma": math.nan,

@@ -10,7 +10,7 @@ import torch
 
 from spsagan.image import imresize, modcrop, read_image
 from spsagan.metrics import niqe, psnr, ssim
-from spsagan.metrics.niqe import PARAMS_FILE, aggd_fit, gaussian_window_2d, pristine_params
+from spsagan.metrics.no_reference import PARAMS_FILE, aggd_fit, gaussian_window_2d, pristine_params
 
 torch.set_num_threads(1)
 BENCH = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
