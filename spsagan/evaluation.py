@@ -113,6 +113,7 @@ def sr_with_model(
     device=None,
     tile: int | None = None,
     tile_overlap: int = tiling.DEFAULT_OVERLAP,
+    attention_tile: int | None = None,
 ) -> np.ndarray:
     """Super-resolve one uint8 image with a generator; returns uint8 `(4h, 4w, 3)` or `(4h, 4w)`.
 
@@ -124,6 +125,8 @@ def sr_with_model(
     tile, tile_overlap: None runs the image in one piece; otherwise LR tiles of `tile` pixels with
         `tile_overlap` pixels of context (`spsagan.models.tiling`), each converted to uint8 at once,
         so memory follows the tile rather than the image.
+    attention_tile: None computes attention over the whole image (exact); otherwise within separate
+        tiles of that many LR pixels a side (`tiling.tiled_attention`, an approximation).
     """
     lq = np.asarray(lq)
     if lq.dtype != np.uint8 or not (lq.ndim == 2 or (lq.ndim == 3 and lq.shape[2] == 3)):
@@ -152,10 +155,12 @@ def sr_with_model(
 
     model.eval()
     with torch.no_grad():
-        if tile is None:
+        if tile is None and attention_tile is not None and getattr(model, "attention", None) is not None:
+            write(0, 0, model.tail(tiling.tiled_attention(model, model.trunk_features(x), seg_t, attention_tile)))
+        elif tile is None:
             write(0, 0, model(x, seg_t) if seg_t is not None else model(x))
         else:
-            tiling.tiled_forward(model, x, seg_t, tile, tile_overlap, emit=write)
+            tiling.tiled_forward(model, x, seg_t, tile, tile_overlap, emit=write, attention_tile=attention_tile)
     return sr
 
 
