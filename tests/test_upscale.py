@@ -219,10 +219,12 @@ def _photo(path: Path, height: int, width: int) -> Path:
 def test_attention_estimate_scales_with_the_square_of_the_pixels(monkeypatch):
     from spsagan.models import attention_cost
 
-    monkeypatch.setattr(attention_cost, "time_attention", lambda model, pixels: (4096, 1.0))
-    exact, measured, took = attention_cost.estimate_seconds(None, [(128, 128), (64, 64)])
-    assert (measured, took) == (4096, 1.0) and exact == pytest.approx(16.0 + 1.0)
-    tiled, _, _ = attention_cost.estimate_seconds(None, [(128, 128)], attention_tile=64)
+    asked = []
+    monkeypatch.setattr(attention_cost, "time_attention", lambda model, pixels: asked.append(pixels) or (4096, 1.0))
+    model = torch.nn.Conv2d(1, 1, 1)  # only its device is read
+    exact, measured, took = attention_cost.estimate_seconds(model, [(128, 128), (64, 64)])
+    assert asked == [64 * 64] and (measured, took) == (4096, 1.0) and exact == pytest.approx(16.0 + 1.0)
+    tiled, _, _ = attention_cost.estimate_seconds(model, [(128, 128)], attention_tile=64)
     assert tiled == pytest.approx(4.0)  # four 64x64 tiles, each one measured call
     assert [up.duration(m) for m in (0.5, 7.46, 42.4, 3350.0)] == ["30 s", "7.5 min", "42 min", "56 h"]
 

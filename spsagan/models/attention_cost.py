@@ -3,9 +3,11 @@
 Exact attention compares every LR pixel with every other, so its time grows with N^2 (N = h * w LR
 pixels): a 2000x1500 photo to upscale (N = 3,000,000) costs about 540,000 times a 64x64 one.
 `estimate_seconds` times one attention call of the model itself on this device, on random features of
-`REFERENCE_PIXELS` (or fewer, when every image is smaller), and scales it by (N / measured)^2 per
-image; approximate tiled attention (`spsagan.models.tiling.tiled_attention`) is scaled per tile.
+`reference_pixels(device)` (or fewer, when every image is smaller), and scales it by (N / measured)^2
+per image; approximate tiled attention (`spsagan.models.tiling.tiled_attention`) is scaled per tile.
 The trunk and the tail, linear in N, are not counted: for large images the attention dominates.
+A GPU gets a larger reference, so that kernel launches do not dominate the timed call; the GPU
+estimate has not been compared with a full run.
 """
 
 from __future__ import annotations
@@ -15,7 +17,13 @@ import time
 
 import torch
 
-REFERENCE_PIXELS = 64 * 64  # large enough that the N^2 work, not the call overhead, dominates
+# Large enough that the N^2 work, not the call overhead, dominates; small enough to time in a second.
+REFERENCE_PIXELS = {"cpu": 64 * 64, "cuda": 256 * 256}
+
+
+def reference_pixels(device: torch.device) -> int:
+    """LR pixels of the timed attention call on this kind of device."""
+    return REFERENCE_PIXELS.get(device.type, REFERENCE_PIXELS["cpu"])
 
 
 def _sync(device: torch.device) -> None:
@@ -28,7 +36,8 @@ def time_attention(model: torch.nn.Module, pixels: int) -> tuple[int, float]:
     """(pixels measured, seconds) of one exact `model.apply_attention` call over about `pixels` LR pixels.
 
     The features (1, C, h, w) are random with h * w close to `pixels`; SPSA gets a uniform prior
-    (1, 8, 4h, 4w). A small warm-up call comes first, so allocation and kernel selection are not timed.
+    (1, 8, 4h, 4w). A warm-up call comes first (on a GPU of the same size, elsewhere a small one), so
+    allocation and kernel selection are not timed.
     """
     device = next(model.parameters()).device
     channels = model.conv_first.out_channels
@@ -43,7 +52,7 @@ def time_attention(model: torch.nn.Module, pixels: int) -> tuple[int, float]:
     was_training = model.training
     model.eval()
     try:
-        call(min(8, height), min(8, width))
+        call(height, width) if device.type == "cuda" else call(min(8, height), min(8, width))
         _sync(device)
         start = time.perf_counter()
         call(height, width)
@@ -69,5 +78,6 @@ def estimate_seconds(
         else:
             t = attention_tile
             pieces += [min(t, h - r) * min(t, w - c) for r in range(0, h, t) for c in range(0, w, t)]
-    measured, seconds = time_attention(model, min(max(pieces), REFERENCE_PIXELS))
+    device = next(model.parameters()).device
+    measured, seconds = time_attention(model, min(max(pieces), reference_pixels(device)))
     return sum(seconds * (n / measured) ** 2 for n in pieces), measured, seconds
