@@ -41,16 +41,16 @@ paper: setup
 # Downloads every file of the profile that can be downloaded (datasets, VGG19, NRQM), verified, then
 # prints the preflight table of what is left: the files only a person can download (docs/data.md).
 fetch: setup
-	$(BIN)/python -m spsagan.preflight --fetch --profile $(PROFILE)
+	$(BIN)/python -m spsagan.pipeline.preflight --fetch --profile $(PROFILE)
 
 # The preflight table alone (the paper profile's Snakemake run prints it too, and stops on a missing file).
 preflight: setup
-	$(BIN)/python -m spsagan.preflight --profile $(PROFILE)
+	$(BIN)/python -m spsagan.pipeline.preflight --profile $(PROFILE)
 
 # The paper profile at full size for a few iterations per stage: rates, memory and the paper run's projected
 # time on this machine in reports/rehearsal.md (docs/training.md, "Rehearsal").
 rehearsal: setup
-	$(BIN)/python -m spsagan.rehearsal
+	$(BIN)/python -m spsagan.pipeline.rehearsal
 
 # The reduced rehearsal (CI): the same code path on crops, 2 crops per batch; fails when a stage breaks.
 rehearsal-smoke: setup

@@ -34,10 +34,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spsagan.device import resolve_device
 from spsagan.pipeline.params import load_config
+from spsagan.runtime import compile_mode, compiler_missing, describe, resolve_device
 from spsagan.training import SubImageSet, TrainData, train_gan, train_psnr
-from spsagan.training.device import compile_mode, compiler_missing, describe
 
 # The SPEC's example RRSB mask (prunes x1->conv4, x1->conv5, x2->conv5).
 EXAMPLE_MASK = [

@@ -16,7 +16,8 @@ import torch
 from spsagan.evaluation import bicubic_sr, sr_with_model
 from spsagan.image import imresize, modcrop, read_image
 from spsagan.metrics import psnr, ssim
-from spsagan.models.presets import load_generator, takes_seg
+from spsagan.models.modelfile import load_generator
+from spsagan.models.presets import takes_seg
 
 
 def main() -> None:

@@ -17,13 +17,11 @@ import dataclasses
 import typing
 from typing import Any, Literal
 
+from spsagan.errors import ConfigError
+
 PROFILES = ("demo", "paper")
 SCALE = 4
 DISCRIMINATOR_CROPS = (96, 128)  # the VGG-style discriminator's input sizes (ESRGAN)
-
-
-class ConfigError(ValueError):
-    """A setting (params.yaml, a CLI value, a file named by a setting) a user must fix; one line per problem."""
 
 
 def _fail(stage: str, key: str, message: str) -> None:
@@ -228,6 +226,24 @@ CONFIGS: dict[str, type] = {
     "render_reports": RenderReportsConfig,
 }
 
+
+# Keys that choose how a stage runs, not what it computes: changing one reruns nothing (neither tool
+# hashes it), and a resumed run may take the new value. Every other key changes results and is hashed.
+# gpus: the global batch and its order are the same on any world size (docs/training.md, drift);
+# workers: batches are built by a seeded sampler, whoever builds them; log_every and ckpt_every: how
+# often the loss is printed and the state saved; max_attention_mb: a memory budget (exact either way);
+# downloads_dir and mirror: where verified archives are kept or fetched from.
+RUNTIME_KEYS: dict[str, tuple[str, ...]] = {
+    "download_data": ("downloads_dir", "mirror"),
+    "pretrain_psnr": ("gpus", "workers", "log_every", "ckpt_every"),
+    "train_gan": ("gpus", "workers", "log_every", "ckpt_every"),
+    "evaluate": ("max_attention_mb",),
+}
+
+
+def runtime_keys(stage: str) -> tuple[str, ...]:
+    """The keys of `stage`'s section that choose how it runs (not hashed by Snakemake or DVC)."""
+    return RUNTIME_KEYS.get(stage, ())
 
 def _ints_as_ints(cls: type, section: dict) -> dict:
     """Integral floats for integer fields become ints: `dvc exp run -S iters=1e5` writes 100000.0."""

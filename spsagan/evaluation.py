@@ -26,7 +26,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from spsagan import image
+from spsagan import errors, image
+from spsagan.errors import ConfigError
 from spsagan.image import imresize, read_image, to_tensor
 from spsagan.metrics.no_reference import niqe as niqe_score
 from spsagan.metrics.no_reference import too_small as niqe_too_small
@@ -39,20 +40,16 @@ REASON_NO_PYIQA = "pyiqa not installed"
 REASON_NO_WEIGHTS = "NRQM weights not available offline"
 
 
-class EvaluationError(ValueError):
-    """SR and HR images cannot be paired or compared; the message names the files."""
-
-
 # --------------------------------------------------------------------------------------------------
 # Files
 
 
 def list_images(folder: str | os.PathLike) -> dict[str, Path]:
-    """`spsagan.image.list_images`, its errors raised as EvaluationError."""
+    """`spsagan.image.list_images`, its errors raised as ConfigError."""
     try:
         return image.list_images(folder)
-    except (FileNotFoundError, image.ImageError) as exc:
-        raise EvaluationError(str(exc)) from exc
+    except (FileNotFoundError, errors.ImageError) as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 def match_names(sr_names: list[str], hr_names: list[str]) -> dict[str, str]:
@@ -60,7 +57,7 @@ def match_names(sr_names: list[str], hr_names: list[str]) -> dict[str, str]:
 
     An SR name matches an HR name when it equals it, or starts with it followed by `_`, `-` or `.`
     (case-insensitive); the longest such HR name wins, so `img_2_x4` goes to `img_2`, not `img`.
-    Raises EvaluationError naming every SR image without an HR partner, every HR image without an
+    Raises ConfigError naming every SR image without an HR partner, every HR image without an
     SR image, and every HR image claimed by two SR images.
     """
     lowered = {h.lower(): h for h in hr_names}
@@ -89,7 +86,7 @@ def match_names(sr_names: list[str], hr_names: list[str]) -> dict[str, str]:
     if missing:
         problems.append(f"HR images with no SR image: {', '.join(missing)}")
     if problems:
-        raise EvaluationError(
+        raise ConfigError(
             "cannot pair SR and HR images by name ("
             + "; ".join(problems)
             + "); name each SR image after its HR image, optionally with a suffix like _x4"
@@ -224,13 +221,13 @@ def _as_reference_layout(sr: np.ndarray, gt: np.ndarray, name: str) -> np.ndarra
     """Bring an RGB SR image of a gray HR image to gray (channel mean, rounded); check sizes."""
     sr = np.asarray(sr)
     if sr.dtype != np.uint8:
-        raise EvaluationError(f"{name}: SR image must be uint8, got {sr.dtype}")
+        raise ConfigError(f"{name}: SR image must be uint8, got {sr.dtype}")
     if sr.ndim == 3 and gt.ndim == 2:
         sr = np.floor(sr.astype(np.float64).mean(axis=2) + 0.5).astype(np.uint8)
     if sr.ndim == 2 and gt.ndim == 3:
-        raise EvaluationError(f"{name}: SR image is gray but the HR image is RGB; super-resolve all 3 channels")
+        raise ConfigError(f"{name}: SR image is gray but the HR image is RGB; super-resolve all 3 channels")
     if sr.shape != gt.shape:
-        raise EvaluationError(
+        raise ConfigError(
             f"{name}: SR image is {sr.shape[:2]} but the HR image is {gt.shape[:2]}; "
             "SR must be 4x the LR made from the mod-cropped HR"
         )
@@ -271,11 +268,11 @@ def evaluate_pairs(
     hr_files = list_images(hr_dir)
     missing = sorted(set(sr_images) - set(hr_files))
     if missing:
-        raise EvaluationError(
+        raise ConfigError(
             f"{hr_dir}: no HR image for {', '.join(missing)}; HR images there: {', '.join(hr_files) or 'none'}"
         )
     if not sr_images:
-        raise EvaluationError("no SR images to evaluate")
+        raise ConfigError("no SR images to evaluate")
     score_ma, reason = (None, "PI not requested") if not pi else ma_scorer(crop_border, nrqm_weights)
     if not niqe and score_ma is not None:
         score_ma, reason = None, "NIQE disabled (PI needs it)"
@@ -308,32 +305,6 @@ def read_sr_folder(sr_dir: str | os.PathLike, hr_dir: str | os.PathLike) -> dict
     hr_files = list_images(hr_dir)
     mapping = match_names(list(sr_files), list(hr_files))
     return {mapping[sr]: read_image(path, gray="keep") for sr, path in sr_files.items()}
-
-
-def evaluate_folder(
-    sr_dir: str | os.PathLike,
-    hr_dir: str | os.PathLike,
-    crop_border: int = 4,
-    test_y_channel: bool = True,
-    niqe: bool = True,
-    pi: bool = True,
-    nrqm_weights: str | os.PathLike | None = None,
-) -> pd.DataFrame:
-    """Evaluate an outside method's folder of SR images against `hr_dir` (same result as evaluate_pairs).
-
-    SR files are matched to HR files by name, tolerating suffixes (`baby_x4.png`, `baby_SR.png`);
-    every HR image needs exactly one SR image. RGB results of gray HR images are reduced to their
-    channel mean (rounded), as for this library's own outputs.
-    """
-    return evaluate_pairs(
-        read_sr_folder(sr_dir, hr_dir),
-        hr_dir,
-        crop_border=crop_border,
-        test_y_channel=test_y_channel,
-        niqe=niqe,
-        pi=pi,
-        nrqm_weights=nrqm_weights,
-    )
 
 
 def summarise(df: pd.DataFrame) -> dict:

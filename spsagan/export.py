@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 
 from spsagan.atomic import atomic_path
-from spsagan.models.presets import load_generator
+from spsagan.errors import ConfigError
+from spsagan.models.modelfile import load_generator
 from spsagan.models.published import esrgan_key
 from spsagan.models.rrdb import RRDBNet, block_masks
 
@@ -33,25 +34,21 @@ FORMATS = {
 }
 
 
-class ExportError(ValueError):
-    """The model cannot be written in the requested layout; the message says which part and why."""
-
-
 def check_exportable(model: RRDBNet, fmt: str) -> None:
-    """Raise ExportError unless `model` is a plain RRDBNet that the `fmt` layout can express."""
+    """Raise ConfigError unless `model` is a plain RRDBNet that the `fmt` layout can express."""
     if fmt not in FORMATS:
-        raise ExportError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        raise ConfigError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     arch = model.arch
     if arch["attention"] is not None:
         kind = {"spsa": "an SPSA (segmentation-prior self-attention)", "fa": "a feature-attention"}[arch["attention"]]
-        raise ExportError(
+        raise ConfigError(
             f"the generator has {kind} layer, which the {fmt} RRDBNet layout has no place for; "
             "only the esrgan preset (no attention) can be exported"
         )
     masks = block_masks(arch["keep"], arch["num_block"])
     pruned = sum(not kept for mask in masks for row in mask for kept in row)
     if pruned:
-        raise ExportError(
+        raise ConfigError(
             f"the generator is a pruned RRSB ({pruned} connections removed across {len(masks)} dense "
             f"blocks, so its convs have fewer input channels than the {fmt} RRDBNet layout); "
             "only unpruned RRDB can be exported"
@@ -71,14 +68,14 @@ def export_model(model_pt: str | os.PathLike, fmt: str, out: str | os.PathLike) 
     """Write the generator of a pipeline checkpoint (`model.pt`) to `out` in layout `fmt`; returns `out`."""
     model_pt, out = Path(model_pt), Path(out)
     if fmt not in FORMATS:
-        raise ExportError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        raise ConfigError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if out.exists() and model_pt.exists() and out.resolve() == model_pt.resolve():
-        raise ExportError(f"{out}: the output would overwrite the input checkpoint; choose another name")
+        raise ConfigError(f"{out}: the output would overwrite the input checkpoint; choose another name")
     model, _ = load_generator(model_pt)
     try:
         obj = export_state(model, fmt)
-    except ExportError as err:
-        raise ExportError(f"{model_pt}: {err}") from None
+    except ConfigError as err:
+        raise ConfigError(f"{model_pt}: {err}") from None
     with atomic_path(out) as tmp:
         torch.save(obj, tmp)
     return out
@@ -106,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         written = export_model(args.checkpoint, args.format, args.output)
-    except (ExportError, FileNotFoundError, ValueError, RuntimeError, OSError) as exc:
+    except (ConfigError, FileNotFoundError, ValueError, RuntimeError, OSError) as exc:
         print(f"spsagan-export: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
     print(written)

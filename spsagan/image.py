@@ -38,13 +38,10 @@ import numpy as np
 from PIL import Image
 
 from spsagan.atomic import atomic_path
+from spsagan.errors import ImageError
 
 if TYPE_CHECKING:  # torch is imported only where tensors are made: reading and resizing need none
     import torch
-
-
-class ImageError(ValueError):
-    """An image file cannot be read as an 8-bit gray or RGB image."""
 
 
 # --------------------------------------------------------------------------------------------------

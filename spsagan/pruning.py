@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spsagan.config import ConfigError
+from spsagan.errors import ConfigError
 from spsagan.models.attention import qk_channels
 from spsagan.models.rrdb import RRDBNet, block_masks, full_mask, is_per_block
 

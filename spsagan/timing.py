@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 import torch
 
-from spsagan.device import device_label
 from spsagan.models.flops import count_flops
+from spsagan.runtime import device_label
 
 
 def _synchronize(device: torch.device) -> None:

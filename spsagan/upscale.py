@@ -1,6 +1,6 @@
 """Upscale your own images x4 with a trained checkpoint: `spsagan-upscale CKPT IMG... -o OUT`.
 
-The checkpoint rebuilds its generator alone (`spsagan.models.presets.load_generator`). For an SPSA
+The checkpoint rebuilds its generator alone (`spsagan.models.modelfile.load_generator`). For an SPSA
 generator the segmentation prior is the pipeline's: the segmenter recorded in the checkpoint
 (`ckpt["segmenter"]`) runs on the MATLAB-bicubic x4 upsampling of the input
 (`spsagan.segmentation.run.prior_from_lq`, the function make_seg_maps uses), giving (8, 4h, 4w)
@@ -43,19 +43,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from spsagan.device import resolve_device
+from spsagan.errors import ConfigError, ImageError
 from spsagan.evaluation import list_images, sr_with_model
-from spsagan.image import ImageError, read_image, write_image
+from spsagan.image import read_image, write_image
 from spsagan.models import attention_cost, tiling
 from spsagan.models.attention import DEFAULT_MAX_BYTES, set_attention_budget
-from spsagan.models.presets import load_generator
+from spsagan.models.modelfile import load_generator
+from spsagan.runtime import resolve_device
 
 DEFAULT_MAX_MINUTES = 10.0
 DEFAULT_ATTENTION_TILE = 64  # LR pixels a side for --attention tiled
-
-
-class UpscaleError(ValueError):
-    """Inputs, checkpoint or outputs are unusable; the message names the files and what to do."""
 
 
 def _expand(inputs: list[str | os.PathLike]) -> list[Path]:
@@ -66,16 +63,16 @@ def _expand(inputs: list[str | os.PathLike]) -> list[Path]:
         if path.is_dir():
             found = list(list_images(path).values())
             if not found:
-                raise UpscaleError(f"{path}: folder holds no image files")
+                raise ConfigError(f"{path}: folder holds no image files")
             files += found
         elif path.is_file():
             files.append(path)
         else:
             missing.append(str(path))
     if missing:
-        raise UpscaleError(f"no such file or folder: {', '.join(missing)}")
+        raise ConfigError(f"no such file or folder: {', '.join(missing)}")
     if not files:
-        raise UpscaleError("no input images given")
+        raise ConfigError("no input images given")
     return files
 
 
@@ -90,7 +87,7 @@ def _outputs(files: list[Path], out_dir: Path, suffix: str) -> list[Path]:
         if out.resolve() == f.resolve():
             clashes.append(f"{f} would be overwritten by its own output")
     if clashes:
-        raise UpscaleError("output names clash: " + "; ".join(clashes) + "; rename the inputs or change the suffix")
+        raise ConfigError("output names clash: " + "; ".join(clashes) + "; rename the inputs or change the suffix")
     return outs
 
 
@@ -98,18 +95,18 @@ def _make_out_dir(out_dir: Path, outs: list[Path]) -> None:
     """Create the output folder, or fail naming the path when a file stands in its way."""
     blocker = next((p for p in (out_dir, *out_dir.parents) if p.exists() and not p.is_dir()), None)
     if blocker == out_dir:
-        raise UpscaleError(f"output folder {out_dir} is a file; pass a folder to -o")
+        raise ConfigError(f"output folder {out_dir} is a file; pass a folder to -o")
     if blocker is not None:
-        raise UpscaleError(f"output folder {out_dir} cannot be created: {blocker} is a file; pass another -o")
+        raise ConfigError(f"output folder {out_dir} cannot be created: {blocker} is a file; pass another -o")
     folders = [o for o in outs if o.is_dir()]
     if folders:
-        raise UpscaleError(
+        raise ConfigError(
             f"output path(s) {', '.join(map(str, folders))} are folders; remove them or change the suffix"
         )
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UpscaleError(f"output folder {out_dir} cannot be created ({exc.strerror or exc})") from exc
+        raise ConfigError(f"output folder {out_dir} cannot be created ({exc.strerror or exc})") from exc
 
 
 def _check_readable(files: list[Path]) -> list[tuple[int, int]]:
@@ -121,7 +118,7 @@ def _check_readable(files: list[Path]) -> list[tuple[int, int]]:
         except ImageError as exc:
             bad.append(str(exc))
     if bad:
-        raise UpscaleError(f"{len(bad)} unreadable input(s), nothing written:\n  " + "\n  ".join(bad))
+        raise ConfigError(f"{len(bad)} unreadable input(s), nothing written:\n  " + "\n  ".join(bad))
     return shapes
 
 
@@ -166,7 +163,7 @@ def check_attention_time(
         )
     if max_minutes is not None and minutes > max_minutes:
         mode = "exact" if attention_tile is None else "tiled"
-        raise UpscaleError(
+        raise ConfigError(
             f"{mode} attention would take about {duration(minutes)}, over the --max-minutes budget of "
             f"{max_minutes:g}: raise --max-minutes to run it anyway"
             + (", or pass --attention tiled for an approximate result" if attention_tile is None else "")
@@ -203,7 +200,7 @@ def load_segmenter(ckpt: dict, checkpoint: Path, weights, seed: int | None, devi
 
     label = ckpt.get("segmenter")
     if not label:
-        raise UpscaleError(
+        raise ConfigError(
             f"{checkpoint}: the generator has an SPSA layer but the checkpoint records no "
             "segmenter ('segmenter' key); it cannot compute the segmentation prior"
         )
@@ -217,7 +214,7 @@ def load_segmenter(ckpt: dict, checkpoint: Path, weights, seed: int | None, devi
     recorded = details.get("sha256_prefix")
     actual = getattr(segmenter, "weights_sha256", None)
     if recorded and actual and not actual.startswith(recorded):
-        raise UpscaleError(
+        raise ConfigError(
             f"{weights}: these segmenter weights (sha256 {actual[:16]}...) are not the ones the "
             f"checkpoint was trained with ({label}); pass the same file"
         )
@@ -244,7 +241,7 @@ def upscale(
     """Super-resolve image files x4 with a checkpoint; returns the written PNG paths, in input order.
 
     inputs: image files and/or folders of images. out_dir: created if missing (before any inference).
-    device: "auto" (or None) picks CUDA when available, else the CPU (`spsagan.device.resolve_device`).
+    device: "auto" (or None) picks CUDA when available, else the CPU (`spsagan.runtime.resolve_device`).
     max_attention_bytes: budget for the attention maps of one query-row chunk.
     segmenter_weights: the OutdoorSceneSeg weights file, when the checkpoint was trained with it.
     segmenter_seed: the stand-in's clustering seed; None takes the one recorded in the checkpoint.
@@ -254,20 +251,20 @@ def upscale(
         `attention_tile` x `attention_tile` LR tiles). log: where the estimate line goes (stderr).
     """
     if attention not in ("exact", "tiled"):
-        raise UpscaleError(f"--attention must be exact or tiled, got {attention!r}")
+        raise ConfigError(f"--attention must be exact or tiled, got {attention!r}")
     if attention == "tiled":
         try:
             tiling.check_tiling(attention_tile, 0)
         except ValueError as exc:
-            raise UpscaleError(f"--attention-tile: {exc}") from exc
+            raise ConfigError(f"--attention-tile: {exc}") from exc
     if max_minutes is not None and not max_minutes > 0:
-        raise UpscaleError(f"--max-minutes must be positive, got {max_minutes!r}")
+        raise ConfigError(f"--max-minutes must be positive, got {max_minutes!r}")
     checkpoint = Path(checkpoint)
     if tile is not None:
         try:
             tiling.check_tiling(tile, tile_overlap)
         except ValueError as exc:
-            raise UpscaleError(str(exc)) from exc
+            raise ConfigError(str(exc)) from exc
     files = _expand(inputs)
     outs = _outputs(files, Path(out_dir), suffix)
     shapes = _check_readable(files)
@@ -276,10 +273,10 @@ def upscale(
     try:
         model, ckpt = load_generator(checkpoint, map_location="cpu")
     except (FileNotFoundError, ValueError) as exc:
-        raise UpscaleError(str(exc)) from exc
+        raise ConfigError(str(exc)) from exc
     model.to(device)
     if int(max_attention_bytes) < 1:
-        raise UpscaleError(f"max_attention_bytes must be positive, got {max_attention_bytes}")
+        raise ConfigError(f"max_attention_bytes must be positive, got {max_attention_bytes}")
     set_attention_budget(model, max_attention_bytes)
     attention_tile = attention_tile if attention == "tiled" else None
     if model.attention is not None:
@@ -394,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
             attention=args.attention,
             attention_tile=args.attention_tile,
         )
-    except (UpscaleError, ImageError, FileNotFoundError, ValueError, RuntimeError) as exc:
+    except (ConfigError, ImageError, FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"spsagan-upscale: error: {exc}", file=sys.stderr)
         return 1
     for path in written:

@@ -26,17 +26,17 @@ import pandas as pd
 import torch
 
 from spsagan.atomic import atomic_dir, atomic_path, write_json
-from spsagan.device import device_label, resolve_device
 from spsagan.evaluation import bicubic_sr, compared_metrics, evaluate_pairs, read_sr_folder, sr_with_model, summarise
 from spsagan.export import export_model
 from spsagan.image import list_images, read_image, to_tensor, write_image
 from spsagan.models.attention import set_attention_budget
-from spsagan.models.presets import load_generator, takes_seg
+from spsagan.models.modelfile import load_generator
+from spsagan.models.presets import takes_seg
 from spsagan.models.published import load_published, published_source
 from spsagan.pipeline.step import labelled, main_guard, parse, stage_parser
+from spsagan.runtime import check_compile, compiled, device_label, resolve_device
 from spsagan.segmentation.storage import load_seg
 from spsagan.timing import model_cost, time_generator
-from spsagan.training.device import check_compile, compiled
 
 
 @dataclass

@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from spsagan.atomic import atomic_dir, atomic_path, write_json
-from spsagan.models.presets import load_generator
+from spsagan.models.modelfile import load_generator
 from spsagan.pipeline.step import main_guard, parse, stage_parser
 from spsagan.pruning import arch_parameter_count, decide_mask, ds_rows, measure_dissimilarity, pruned_connections
 from spsagan.training.data import open_train_data

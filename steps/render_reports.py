@@ -18,7 +18,8 @@ import torch
 
 from spsagan.atomic import atomic_dir
 from spsagan.image import read_image, to_tensor
-from spsagan.models.presets import PRESETS, load_generator
+from spsagan.models.modelfile import load_generator
+from spsagan.models.presets import PRESETS
 from spsagan.pipeline.step import labelled, main_guard, parse, stage_parser
 from spsagan.pruning import ds_from_rows
 from spsagan.reports import data_standins, reductions

@@ -14,7 +14,8 @@ from PIL import Image
 from spsagan.data.assets import ASSETS, DATASETS, Checksum, get_asset, get_dataset
 from spsagan.data.demo import DEMO_IMAGES, demo_image, write_demo_dataset
 from spsagan.data.download import manual_message
-from spsagan.data.extract import ArchiveError, flatten_images, safe_extract
+from spsagan.data.extract import flatten_images, safe_extract
+from spsagan.errors import ArchiveError, ConfigError
 
 # --------------------------------------------------------------------------------------------------
 # Registry
@@ -79,9 +80,9 @@ def test_checksum_rules():
 
 
 def test_unknown_names_list_the_known_ones():
-    with pytest.raises(KeyError, match="DIV2K_train_HR"):
+    with pytest.raises(ConfigError, match="DIV2K_train_HR"):
         get_asset("DIV2k")
-    with pytest.raises(KeyError, match="BSD100"):
+    with pytest.raises(ConfigError, match="BSD100"):
         get_dataset("B100")
 
 

@@ -218,7 +218,7 @@ def test_outside_folder_scores_like_the_same_images_made_here(pipeline):
 @pytest.mark.slow
 def test_pruned_model_matches_the_mask_of_the_prune_stage(pipeline):
     repo, _, _ = pipeline
-    from spsagan.models.presets import load_generator
+    from spsagan.models.modelfile import load_generator
 
     prune = json.loads((repo / "results" / "prune" / "analysis" / "summary.json").read_text())
     mask = json.loads((repo / "results" / "prune" / "mask.json").read_text())

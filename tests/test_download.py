@@ -19,17 +19,8 @@ from PIL import Image
 
 from spsagan.data import assets as registry
 from spsagan.data.assets import Asset, Checksum, DatasetSource
-from spsagan.data.download import (
-    ChecksumMismatch,
-    DownloadError,
-    ManualDownloadRequired,
-    _file_lock,
-    download_url,
-    fetch_asset,
-    prepare_dataset,
-    verify_file,
-)
-from spsagan.data.extract import ArchiveError
+from spsagan.data.download import _file_lock, download_url, fetch_asset, prepare_dataset, verify_file
+from spsagan.errors import ArchiveError, ChecksumMismatch, ConfigError, DownloadError, ManualDownloadRequired
 
 PAYLOAD = os.urandom(300_000)
 SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
@@ -422,7 +413,7 @@ def test_prepare_dataset_manual_without_copy(tmp_path):
 
 
 def test_prepare_dataset_unknown_name(tmp_path):
-    with pytest.raises(KeyError, match="downloadable datasets: .*Set14"):
+    with pytest.raises(ConfigError, match="downloadable datasets: .*Set14"):
         prepare_dataset("Set15", tmp_path)
 
 

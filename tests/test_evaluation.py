@@ -15,9 +15,9 @@ import torch
 from PIL import Image
 
 from spsagan import evaluation, metrics, timing
-from spsagan.evaluation import EvaluationError
+from spsagan.errors import ConfigError
 from spsagan.image import imresize
-from spsagan.training.device import compiler_missing
+from spsagan.runtime import compiler_missing
 
 torch.set_num_threads(1)
 
@@ -121,13 +121,13 @@ def test_rgb_output_of_gray_reference_is_reduced_to_channel_mean(pairs, no_pyiqa
 
 def test_evaluate_pairs_errors_name_the_image(pairs, no_pyiqa):
     hr_dir, hr, sr = pairs
-    with pytest.raises(EvaluationError, match="delta"):
+    with pytest.raises(ConfigError, match="delta"):
         evaluation.evaluate_pairs({"delta": sr["alpha"]}, hr_dir)
-    with pytest.raises(EvaluationError, match="alpha.*HR image is"):
+    with pytest.raises(ConfigError, match="alpha.*HR image is"):
         evaluation.evaluate_pairs({"alpha": sr["alpha"][:-4]}, hr_dir)
-    with pytest.raises(EvaluationError, match="alpha.*gray"):
+    with pytest.raises(ConfigError, match="alpha.*gray"):
         evaluation.evaluate_pairs({"alpha": sr["alpha"][:, :, 0]}, hr_dir)
-    with pytest.raises(EvaluationError, match="no such folder"):
+    with pytest.raises(ConfigError, match="no such folder"):
         evaluation.evaluate_pairs(sr, hr_dir.parent / "missing")
 
 
@@ -227,16 +227,16 @@ def test_match_names_tolerates_suffixes_and_prefers_longest():
 
 
 def test_match_names_errors_name_the_files():
-    with pytest.raises(EvaluationError, match="no HR image of the same name: zebra_x4") as info:
+    with pytest.raises(ConfigError, match="no HR image of the same name: zebra_x4") as info:
         evaluation.match_names(["baby_x4", "zebra_x4"], ["baby", "bird"])
     assert "HR images with no SR image: bird" in str(info.value)
-    with pytest.raises(EvaluationError, match=r"baby <- baby_x4, baby_SR"):
+    with pytest.raises(ConfigError, match=r"baby <- baby_x4, baby_SR"):
         evaluation.match_names(["baby_x4", "baby_SR"], ["baby"])
-    with pytest.raises(EvaluationError, match="same name: img_10;"):  # img_10 does not match img_1
+    with pytest.raises(ConfigError, match="same name: img_10;"):  # img_10 does not match img_1
         evaluation.match_names(["img_10"], ["img_1"])
 
 
-def test_evaluate_folder_equals_evaluate_pairs(pairs, tmp_path, no_pyiqa):
+def test_sr_folder_read_by_name_equals_evaluate_pairs(pairs, tmp_path, no_pyiqa):
     hr_dir, hr, sr = pairs
     sr_dir = tmp_path / "SR"
     sr_dir.mkdir()
@@ -244,12 +244,12 @@ def test_evaluate_folder_equals_evaluate_pairs(pairs, tmp_path, no_pyiqa):
     Image.fromarray(sr["beta"]).save(sr_dir / "beta_SR.bmp")
     Image.fromarray(sr["gray"]).save(sr_dir / "gray.png")
     (sr_dir / "notes.txt").write_text("not an image")
-    from_folder = evaluation.evaluate_folder(sr_dir, hr_dir, niqe=False)
+    from_folder = evaluation.evaluate_pairs(evaluation.read_sr_folder(sr_dir, hr_dir), hr_dir, niqe=False)
     direct = evaluation.evaluate_pairs(sr, hr_dir, niqe=False)
     pd.testing.assert_frame_equal(from_folder, direct)
     Image.fromarray(sr["alpha"]).save(sr_dir / "stray_x4.png")
-    with pytest.raises(EvaluationError, match="stray_x4"):
-        evaluation.evaluate_folder(sr_dir, hr_dir)
+    with pytest.raises(ConfigError, match="stray_x4"):
+        evaluation.read_sr_folder(sr_dir, hr_dir)
 
 
 def test_summarise_means_and_missing_values():
@@ -439,7 +439,7 @@ def test_bicubic_reproduces_the_protocol_numbers(tmp_path, dataset, psnr, ssim, 
 def test_compiled_inference_equals_eager_within_float_rounding():
     """evaluate.compile: the compiled generator super-resolves like the eager one (one grey level at most)."""
     from spsagan.models.rrdb import RRDBNet
-    from spsagan.training.device import compiled
+    from spsagan.runtime import compiled
 
     torch.manual_seed(0)
     model = RRDBNet(num_feat=8, num_block=1, num_grow_ch=4).eval()

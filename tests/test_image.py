@@ -9,16 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from spsagan.image import (
-    ImageError,
-    imresize,
-    modcrop,
-    read_image,
-    rgb_to_y,
-    to_tensor,
-    to_uint8,
-    write_image,
-)
+from spsagan.errors import ImageError
+from spsagan.image import imresize, modcrop, read_image, rgb_to_y, to_tensor, to_uint8, write_image
 
 torch.set_num_threads(1)
 BENCH = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"

@@ -10,16 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from spsagan.data.pairs import (
-    INDEX_COLUMNS,
-    ImageTooSmall,
-    lr_crop,
-    make_pairs,
-    plan_subimages,
-    read_index,
-    subimage_positions,
-)
-from spsagan.image import ImageError
+from spsagan.data.pairs import INDEX_COLUMNS, lr_crop, make_pairs, plan_subimages, read_index, subimage_positions
+from spsagan.errors import ConfigError, ImageError
 
 torch.set_num_threads(1)
 BENCH = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
@@ -110,7 +102,7 @@ def test_too_small_is_an_error_naming_the_file(tmp_path):
     Image.fromarray(_smooth(100, 120)).save(hr_dir / "big.png")
     Image.fromarray(_smooth(99, 200)).save(hr_dir / "tiny.png")  # 96 x 200 after mod-crop: fine
     Image.fromarray(_smooth(95, 200)).save(hr_dir / "small.png")  # 92 after mod-crop: too small
-    with pytest.raises(ImageTooSmall, match=r"small\.png \(92x200 after mod-crop\)"):
+    with pytest.raises(ConfigError, match=r"small\.png \(92x200 after mod-crop\)"):
         make_pairs(hr_dir, tmp_path / "out", min_size=96, subimage_size=96)
     assert not (tmp_path / "out").exists()
     summary = make_pairs(hr_dir, tmp_path / "out", min_size=96, subimage_size=96, too_small="skip")

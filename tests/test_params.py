@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from spsagan.pipeline.params import ParamsError, load_params, load_yaml, section_from_arg, stage_params, validate
+from spsagan.errors import ConfigError
+from spsagan.pipeline.params import load_params, load_yaml, section_from_arg, stage_params, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow" / "schemas" / "params.schema.yaml"
@@ -53,7 +54,7 @@ def test_every_registry_stage_has_a_params_section(params):
 def test_bad_params_name_the_key(params, schemas, mutate, expected):
     bad = copy.deepcopy(params)
     mutate(bad)
-    with pytest.raises(ParamsError) as err:
+    with pytest.raises(ConfigError) as err:
         validate(bad, schemas)
     assert expected in str(err.value)
 
@@ -61,7 +62,7 @@ def test_bad_params_name_the_key(params, schemas, mutate, expected):
 def test_yaml_scientific_notation_pitfall_is_explained(schemas, params):
     bad = copy.deepcopy(params)
     bad["pretrain_psnr"]["demo"]["lr"] = yaml.safe_load("x: 1e-3")["x"]  # PyYAML: the string '1e-3'
-    with pytest.raises(ParamsError, match=r"1\.0e-4"):
+    with pytest.raises(ConfigError, match=r"1\.0e-4"):
         validate(bad, schemas)
 
 
@@ -69,7 +70,7 @@ def test_step_section_from_inline_json_and_from_file(params):
     section = stage_params(params, "make_lr")
     assert section_from_arg(json.dumps(section), "make_lr", SCHEMA) == section
     assert section_from_arg(str(ROOT / "params.yaml"), "make_lr", SCHEMA) == section
-    with pytest.raises(ParamsError, match="make_lr.subimage_size"):
+    with pytest.raises(ConfigError, match="make_lr.subimage_size"):
         section_from_arg(json.dumps({**section, "subimage_size": "big"}), "make_lr", SCHEMA)
 
 
@@ -133,7 +134,7 @@ def test_constraints_between_keys_and_stages_stop_before_any_stage(params, schem
 
     bad = copy.deepcopy(params)
     bad[stage]["demo"][key] = value
-    with pytest.raises(ParamsError) as err:
+    with pytest.raises(ConfigError) as err:
         validate(bad, schemas)
         check_configs(bad)
     assert expected in str(err.value)
@@ -153,7 +154,7 @@ def test_integral_floats_from_dvc_become_integers(params):
 def test_duplicate_keys_are_refused(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text("profile: demo\nprofile: paper\n")
-    with pytest.raises(ParamsError, match="duplicate key 'profile'"):
+    with pytest.raises(ConfigError, match="duplicate key 'profile'"):
         load_yaml(path)
 
 

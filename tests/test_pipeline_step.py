@@ -3,9 +3,9 @@
 import pytest
 
 from spsagan.config import PretrainPSNRConfig
+from spsagan.errors import Preempted
 from spsagan.pipeline.params import load_config
 from spsagan.pipeline.step import main_guard
-from spsagan.training.checkpoint import Preempted
 
 
 def raising(exc):

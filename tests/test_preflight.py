@@ -18,12 +18,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from spsagan import preflight
-from spsagan.config import ConfigError
 from spsagan.data import assets as registry
 from spsagan.data.assets import Checksum, DatasetSource
+from spsagan.errors import ConfigError
 from spsagan.models.vgg import verify_weights
+from spsagan.pipeline import preflight
 from spsagan.pipeline.params import load_params
+from spsagan.pipeline.preflight import __main__ as preflight_cli
+from spsagan.pipeline.preflight import needs as preflight_needs
+from spsagan.pipeline.preflight import verify as preflight_verify
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow" / "schemas" / "params.schema.yaml"
@@ -145,7 +148,7 @@ def test_local_path_that_does_not_exist_is_an_error(project, tmp_path):
 
 def test_demo_profile_needs_no_file(committed):
     needs = preflight.needed_assets(committed, "demo")
-    assert {n.severity for n in needs} == {preflight.WARNING}  # only PI's NRQM model and pyiqa
+    assert {n.severity for n in needs} == {preflight_needs.WARNING}  # only PI's NRQM model and pyiqa
 
 
 def test_nrqm_path_is_where_pyiqa_reads_it(monkeypatch, tmp_path):
@@ -186,8 +189,8 @@ def test_vgg19_verified_once_then_remembered(project, tmp_path, registered_vgg, 
     target.write_bytes(VGG_BYTES)
     assert verify_weights(target) == hashlib.sha256(VGG_BYTES).hexdigest()
     calls = []
-    real = preflight.verify_file
-    monkeypatch.setattr(preflight, "verify_file", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    real = preflight_verify.verify_file
+    monkeypatch.setattr(preflight_verify, "verify_file", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
     for _ in range(2):
         run_check(project, tmp_path, cache=".snakemake/preflight.json")
     assert calls == [target]  # the second run trusts the first (same size and mtime)
@@ -282,7 +285,7 @@ def test_cli_prints_the_table_and_fails_when_something_required_is_missing(proje
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(project, sort_keys=False))
     monkeypatch.chdir(tmp_path)  # relative paths (the verification cache, results/) resolve here
-    assert preflight.main(["--params", str(path), "--schema", str(SCHEMA), "--profile", "paper"]) == 1
+    assert preflight_cli.main(["--params", str(path), "--schema", str(SCHEMA), "--profile", "paper"]) == 1
     captured = capsys.readouterr()
     assert "where to put it" in captured.out and "segmentation_OST_bic.pth" in captured.err
 

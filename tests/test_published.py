@@ -13,11 +13,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from spsagan import export
-from spsagan.models.presets import build_generator, load_generator, preset_arch
-from spsagan.models.published import LAYOUTS, PublishedFormatError, SFTLayer, load_published
+from spsagan import errors, export
+from spsagan.errors import ConfigError
+from spsagan.models.modelfile import load_generator, save_model
+from spsagan.models.presets import build_generator, preset_arch
+from spsagan.models.published import LAYOUTS, SFTLayer, load_published
 from spsagan.models.rrdb import RRDBNet, full_mask
-from spsagan.training.checkpoint import save_model
 
 torch.set_num_threads(1)
 
@@ -355,7 +356,7 @@ def test_params_ema_is_preferred(tmp_path):
 
 
 def _one_line_error(path: Path) -> str:
-    with pytest.raises(PublishedFormatError) as err:
+    with pytest.raises(ConfigError) as err:
         load_published(path)
     message = str(err.value)
     assert "\n" not in message and str(path) in message
@@ -367,7 +368,7 @@ def test_unknown_file_is_one_error_naming_layouts_and_keys(tmp_path):
     path = _save(tmp_path / "mystery.pth", {"encoder.weight": torch.zeros(2), "decoder.bias": torch.zeros(1)})
     message = _one_line_error(path)
     assert "encoder.weight" in message and "decoder.bias" in message
-    assert issubclass(PublishedFormatError, ValueError)
+    assert issubclass(ConfigError, ValueError)
 
 
 def test_near_miss_names_the_keys_that_do_not_fit(tmp_path):
@@ -454,7 +455,7 @@ def test_export_refuses_what_the_layouts_cannot_express(tmp_path, kind, message)
         model = build_generator(preset_arch(kind, num_feat=NF, num_block=1, num_grow_ch=GC, keep=keep))
     ckpt = _checkpoint(tmp_path / "m.pt", model, preset="esrgan" if kind == "rrsb" else kind)
     for fmt in ("esrgan", "basicsr"):
-        with pytest.raises(export.ExportError, match=message) as err:
+        with pytest.raises(errors.ConfigError, match=message) as err:
             export.export_model(ckpt, fmt, tmp_path / f"{fmt}.pth")
         assert "\n" not in str(err.value) and fmt in str(err.value)
         assert not (tmp_path / f"{fmt}.pth").exists()

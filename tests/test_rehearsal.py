@@ -1,4 +1,4 @@
-"""The paper-scale rehearsal (`spsagan.rehearsal`): what it changes, how it measures, and (marked
+"""The paper-scale rehearsal (`spsagan.pipeline.rehearsal`): what it changes, how it measures, and (marked
 `rehearsal`, excluded from the default run) the reduced rehearsal end to end.
 
     pytest -m rehearsal tests/test_rehearsal.py      # or `make rehearsal-smoke` (CI)
@@ -23,10 +23,10 @@ from spsagan.data.demo import DEMO_IMAGES, demo_image, parse_demo_name, write_de
 from spsagan.image import imresize
 from spsagan.pipeline.params import load_config
 from spsagan.pipeline.registry import load_registry
-from spsagan.rehearsal.plan import FULL, FULL_GPU, REDUCED, make_rehearsal, plan_for
-from spsagan.rehearsal.project import Row, _count, printed_summary, project
-from spsagan.rehearsal.report import render
-from spsagan.rehearsal.runner import StepResult, jobs_in_order, moved, tree_bytes, written_roots
+from spsagan.pipeline.rehearsal.plan import FULL, FULL_GPU, REDUCED, make_rehearsal, plan_for
+from spsagan.pipeline.rehearsal.project import Row, _count, printed_summary, project
+from spsagan.pipeline.rehearsal.report import render
+from spsagan.pipeline.rehearsal.runner import StepResult, jobs_in_order, moved, tree_bytes, written_roots
 from spsagan.segmentation.classes import RANDOM_WEIGHTS_NOTE, STANDIN_NOTE, standin_note
 from spsagan.segmentation.figure import is_semantic_label
 from spsagan.segmentation.run import build_segmenter, prior_from_lq
@@ -189,7 +189,7 @@ def test_training_reports_its_time_without_the_warm_up(tmp_path):
 def test_a_failed_job_is_reported_with_its_log(tmp_path):
     log = tmp_path / "logs" / "make_lr.log"
     log.parent.mkdir()
-    log.write_text("error (ImageTooSmall): ...\n")
+    log.write_text("error (ConfigError): ...\n")
     ok = StepResult("download_data", "download_data", None, 0, 5.0, 2**28, None, None, tmp_path / "x.log", [])
     failed = StepResult("make_lr", "make_lr", None, 1, 2.0, 2**27, None, None, log, [])
     reh = make_rehearsal(REDUCED)
@@ -227,7 +227,7 @@ def test_reduced_rehearsal_runs_every_stage_at_paper_size(tmp_path):
         [
             sys.executable,
             "-m",
-            "spsagan.rehearsal",
+            "spsagan.pipeline.rehearsal",
             "--reduced",
             "--cores",
             "1",

@@ -6,16 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from spsagan.config import ConfigError
+from spsagan.errors import ConfigError
 from spsagan.models.flops import count_flops
-from spsagan.models.presets import (
-    PRESETS,
-    attention_parameters,
-    build_generator,
-    load_generator,
-    needs_seg,
-    preset_arch,
-)
+from spsagan.models.modelfile import load_generator
+from spsagan.models.presets import PRESETS, attention_parameters, build_generator, needs_seg, preset_arch
 from spsagan.models.rrdb import RRDBNet, full_mask
 from spsagan.pruning import arch_parameter_count
 

@@ -10,8 +10,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from spsagan.errors import ConfigError
 from spsagan.image import imresize, make_lq, write_image
-from spsagan.segmentation import CLASSES, OutdoorSceneSeg, StandInSegmenter, WeightsError, preprocess_lq, selection
+from spsagan.segmentation import CLASSES, OutdoorSceneSeg, StandInSegmenter, preprocess_lq, selection
 from spsagan.segmentation.figure import plot_segmentation
 from spsagan.segmentation.outdoor_scene_seg import (
     PARAMETER_COUNT,
@@ -229,18 +230,18 @@ def make_seg_maps(tmp_path, name, weights=None, sha256=None):
 
 def test_missing_weights_refused_with_instructions(tmp_path):
     missing = tmp_path / "models" / "segmentation_OST_bic.pth"
-    with pytest.raises(WeightsError) as err:
+    with pytest.raises(ConfigError) as err:
         make_seg_maps(tmp_path, "outdoor_scene_seg", weights=missing)
     message = str(err.value)
     for part in (str(missing), "segmentation_OST_bic.pth", "drive.google.com", "sha256sum", "52,068,296", "strictly"):
         assert part in message
     assert not (tmp_path / "maps").exists()
-    with pytest.raises(WeightsError, match="needs the path"):
+    with pytest.raises(ConfigError, match="needs the path"):
         make_seg_maps(tmp_path, "outdoor_scene_seg", weights=None)
 
 
 def test_wrong_checksum_refused(tmp_path, weights_file):
-    with pytest.raises(WeightsError, match="sha256 is [0-9a-f]{64}, but params expect 0000") as err:
+    with pytest.raises(ConfigError, match="sha256 is [0-9a-f]{64}, but params expect 0000") as err:
         make_seg_maps(tmp_path, "outdoor_scene_seg", weights=weights_file, sha256="0000" + "f" * 60)
     assert "Download segmentation_OST_bic.pth" in str(err.value)
     assert not (tmp_path / "maps").exists()
@@ -249,17 +250,17 @@ def test_wrong_checksum_refused(tmp_path, weights_file):
 def test_wrong_files_refused(tmp_path):
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"<html>Google Drive virus scan warning</html>")
-    with pytest.raises(WeightsError, match="not a readable PyTorch weights file"):
+    with pytest.raises(ConfigError, match="not a readable PyTorch weights file"):
         load_outdoor_scene_seg(garbage)
     other = tmp_path / "other.pth"
     torch.save(torch.nn.Conv2d(8, 128, 4, 4).state_dict(), other)  # e.g. an SFTGAN file by mistake
-    with pytest.raises(WeightsError, match="missing keys .*feature.0.weight.*unexpected keys"):
+    with pytest.raises(ConfigError, match="missing keys .*feature.0.weight.*unexpected keys"):
         load_outdoor_scene_seg(other)
     shaped = tmp_path / "shaped.pth"
     state = synthetic_state_dict()
     state["deconv.weight"] = torch.zeros(8, 8, 16, 16)
     torch.save(state, shaped)
-    with pytest.raises(WeightsError, match="shape mismatch.*deconv.weight"):
+    with pytest.raises(ConfigError, match="shape mismatch.*deconv.weight"):
         load_outdoor_scene_seg(shaped)
     assert list(tmp_path.glob("*.npz")) == []
 

@@ -238,7 +238,7 @@ def case_make_lr_training_image_too_small(tmp: Path) -> Case:
     return make_lr(
         tmp,
         make_lr_params(["good_train", "small_train"], ["good_test"]),
-        "ImageTooSmall",
+        "ConfigError",
         [str(hr / "tiny.png"), "60x80 after mod-crop", "smaller than 96", "lower make_lr.min_size"],
         not_mentioned=["set too_small"],
     )  # advice names a key params.yaml accepts
@@ -285,7 +285,7 @@ def case_seg_weights_missing(tmp: Path) -> Case:
     return seg_maps(
         tmp,
         seg_params(str(weights)),
-        "WeightsError",
+        "ConfigError",
         [
             f"weights not found: {weights}",
             "Download segmentation_OST_bic.pth",
@@ -301,7 +301,7 @@ def case_seg_weights_random_bytes(tmp: Path) -> Case:
     return seg_maps(
         tmp,
         seg_params(str(weights)),
-        "WeightsError",
+        "ConfigError",
         [str(weights), "not a readable PyTorch weights file", "Download segmentation_OST_bic.pth"],
     )
 
@@ -313,7 +313,7 @@ def case_seg_weights_pinned_digest_differs(tmp: Path) -> Case:
     return seg_maps(
         tmp,
         seg_params(str(weights), weights_sha256="0" * 64),
-        "WeightsError",
+        "ConfigError",
         [str(weights), "params expect " + "0" * 64, "sha256"],
     )
 

@@ -13,8 +13,8 @@ import ddp_trainer as trainer  # tests/ is on sys.path
 import pytest
 import torch
 
-from spsagan.config import ConfigError
-from spsagan.training.device import compiler_missing
+from spsagan.errors import ConfigError
+from spsagan.runtime import compiler_missing
 
 torch.set_num_threads(1)
 

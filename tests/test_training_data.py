@@ -8,20 +8,13 @@ import numpy as np
 import pytest
 import torch
 
+from spsagan import errors
 from spsagan.data.pairs import INDEX_COLUMNS
+from spsagan.errors import ConfigError
 from spsagan.image import imresize, write_image
 from spsagan.segmentation.storage import dequantize, load_quantized, save_seg
 from spsagan.training import data as tdata
-from spsagan.training.data import (
-    DataError,
-    Draw,
-    MixSampler,
-    SubImageSet,
-    TrainData,
-    batch_to_device,
-    batches,
-    crop_and_augment,
-)
+from spsagan.training.data import Draw, MixSampler, SubImageSet, TrainData, batch_to_device, batches, crop_and_augment
 
 torch.set_num_threads(1)
 
@@ -104,7 +97,7 @@ def test_crop_positions_reach_both_edges_and_stay_on_the_lr_grid():
 
 def test_crop_larger_than_image_is_refused():
     gts, lqs, _ = coordinate_set(1, 32, 32)
-    with pytest.raises(DataError, match="smaller than"):
+    with pytest.raises(ConfigError, match="smaller than"):
         crop_and_augment(gts[0], lqs[0], None, Draw(0, 0, 0.5, 0.5, False, False, False), crop_size=48)
 
 
@@ -231,7 +224,7 @@ def test_selection_keeps_only_sub_images_of_selected_sources(tmp_path):
     write_training_set(tmp_path, n=3, with_maps=False)
     data = tdata.open_train_data(tmp_path / "make_lr", {"toy": 1.0}, sources={"toy": ["img0", "img2"]})
     assert data.sets[0].names == ["img0_s001", "img2_s001"]
-    with pytest.raises(tdata.DataError, match="no sub-image left"):
+    with pytest.raises(errors.ConfigError, match="no sub-image left"):
         tdata.open_train_data(tmp_path / "make_lr", {"toy": 1.0}, sources={"toy": ["other"]})
 
 
@@ -254,7 +247,7 @@ def test_no_maps_are_read_for_models_without_the_prior(tmp_path, monkeypatch):
     data = tdata.open_train_data(tmp_path / "make_lr", {"toy": 1.0})  # no seg_root: no maps exist
     data.make_batch(data.sampler(4, seed=0).draw(0), crop_size=16, with_seg=False)
     assert calls == [] and not data.has_seg and data.segmenter is None
-    with pytest.raises(DataError, match="without segmentation maps"):
+    with pytest.raises(ConfigError, match="without segmentation maps"):
         data.make_batch(data.sampler(4, seed=0).draw(0), crop_size=16, with_seg=True)
 
 
@@ -277,13 +270,13 @@ def test_decoded_images_are_cached(tmp_path, monkeypatch):
 def test_missing_files_are_named(tmp_path):
     make_lr, maps = write_training_set(tmp_path)
     (make_lr / "sub" / "LR_x4" / "img2_s001.png").unlink()
-    with pytest.raises(DataError, match="img2_s001.png"):
+    with pytest.raises(ConfigError, match="img2_s001.png"):
         SubImageSet.from_dir("toy", make_lr)
-    with pytest.raises(DataError, match="index"):
+    with pytest.raises(ConfigError, match="index"):
         SubImageSet.from_dir("toy", tmp_path / "nowhere")
     (maps / "sub" / "img0_s001.npz").unlink()
     write_image(make_lr / "sub" / "LR_x4" / "img2_s001.png", np.zeros((8, 8, 3), np.uint8))
-    with pytest.raises(DataError, match="img0_s001.npz"):
+    with pytest.raises(ConfigError, match="img0_s001.npz"):
         SubImageSet.from_dir("toy", make_lr, maps)
 
 

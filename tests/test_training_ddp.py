@@ -27,7 +27,7 @@ import pytest
 import torch
 
 import spsagan
-from spsagan.config import ConfigError
+from spsagan.errors import ConfigError
 from spsagan.training import checkpoint as ckpt
 
 torch.set_num_threads(1)
@@ -306,7 +306,7 @@ def test_a_second_data_parallel_run_on_a_held_folder_stops_with_one_line(tmp_pat
     folder = tmp_path / "ckpt" / "pretrain_psnr-psnr"
     with ckpt.exclusive_folder(folder):  # another trainer, still running
         code, out = finish(torchrun(tmp_path, "psnr"))
-    lines = [line for line in out.splitlines() if line.startswith("error (CheckpointsInUse)")]
+    lines = [line for line in out.splitlines() if line.startswith("error (InUse)")]
     assert code != 0 and len(lines) == 2, out[-3000:]  # every rank stops, with rank 0's message
     assert all(f"{folder} is in use by another trainer (PID {os.getpid()}" in line for line in lines)
     assert not list(folder.glob("*/step_*.pt")) and not (tmp_path / "psnr" / "model.pt").exists()

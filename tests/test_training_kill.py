@@ -21,6 +21,7 @@ import pytest
 import torch
 
 import spsagan
+from spsagan import errors
 from spsagan.atomic import atomic_path
 from spsagan.image import imresize
 from spsagan.pipeline.params import load_config
@@ -134,7 +135,7 @@ def test_group_signal_with_its_output_pipe_closed_still_saves_and_exits_75(tmp_p
     finally:
         end(proc)
     assert checkpoints(tmp_path), "no checkpoint saved"
-    assert code == ckpt.Preempted.exit_code == 75
+    assert code == errors.Preempted.exit_code == 75
 
 
 @pytest.mark.slow  # a subprocess that imports torch: several seconds
@@ -263,7 +264,7 @@ def test_a_second_trainer_on_the_same_folder_stops_at_once_naming_the_holder(dat
     folder = tmp_path / "ckpt" / "pretrain_psnr-psnr"
     steps = []
     with ckpt.exclusive_folder(folder):  # the first trainer, still running
-        with pytest.raises(ckpt.CheckpointsInUse) as info:
+        with pytest.raises(errors.InUse) as info:
             run_psnr(data, tmp_path, on_step=steps.append)
     message = str(info.value)
     assert f"PID {os.getpid()}" in message and "wait" in message and f"kill {os.getpid()}" in message
@@ -309,7 +310,7 @@ def test_ctrl_c_saves_like_sigterm_and_a_second_one_interrupts_at_once(data, tmp
         return hook
 
     previous = signal.getsignal(signal.SIGINT)
-    with pytest.raises(ckpt.Preempted, match="received SIGINT") as info:
+    with pytest.raises(errors.Preempted, match="received SIGINT") as info:
         run_psnr(data, tmp_path / "once", on_step=ctrl_c(1))
     assert info.value.step == 3 and info.value.path.exists()
     with pytest.raises(KeyboardInterrupt):

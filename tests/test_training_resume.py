@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 import torch
 
-from spsagan.config import ConfigError
+from spsagan.errors import ConfigError, Preempted
 from spsagan.image import imresize
-from spsagan.models.presets import load_generator
+from spsagan.models.modelfile import load_generator
 from spsagan.pipeline.params import load_config
-from spsagan.training import Preempted, SubImageSet, TrainData, ValImage, train_gan, train_psnr
+from spsagan.training import SubImageSet, TrainData, ValImage, train_gan, train_psnr
 from spsagan.training.gan import init_generator
 
 torch.set_num_threads(1)

@@ -9,12 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
+from spsagan import errors
 from spsagan import upscale as up
 from spsagan.evaluation import sr_with_model
 from spsagan.image import read_image
-from spsagan.models.presets import build_generator, load_generator, preset_arch
+from spsagan.models.modelfile import load_generator, save_model
+from spsagan.models.presets import build_generator, preset_arch
 from spsagan.segmentation.standin import StandInSegmenter
-from spsagan.training.checkpoint import save_model
 
 torch.set_num_threads(1)
 
@@ -146,7 +147,7 @@ def test_output_path_blocked_by_a_file_fails_before_inference(tmp_path, images, 
     monkeypatch.setattr(RRDBNet, "trunk_features", no_inference)
     monkeypatch.setattr(StandInSegmenter, "segment_one", no_inference)
     monkeypatch.setattr(StandInSegmenter, "segment", no_inference)
-    with pytest.raises(up.UpscaleError, match=str(blocker).replace(".", r"\.")) as info:
+    with pytest.raises(errors.ConfigError, match=str(blocker).replace(".", r"\.")) as info:
         up.upscale(ckpt, [images["rgb"]], out_dir, device="cpu", progress=False)
     assert "file" in str(info.value)
     assert up.main([str(ckpt), str(images["rgb"]), "-o", str(out_dir), "-q"]) == 1
@@ -157,7 +158,7 @@ def test_output_path_blocked_by_a_file_fails_before_inference(tmp_path, images, 
 
 def test_spsa_checkpoint_without_segmenter_is_an_error(tmp_path, images):
     ckpt = _checkpoint(tmp_path / "spsa.pth", "+spsa", segmenter=None)
-    with pytest.raises(up.UpscaleError, match="records no segmenter"):
+    with pytest.raises(errors.ConfigError, match="records no segmenter"):
         up.upscale(ckpt, [images["rgb"]], tmp_path / "out", device="cpu", progress=False)
 
 
@@ -175,10 +176,10 @@ def test_unreadable_file_stops_before_writing(tmp_path, images):
     broken = tmp_path / "in" / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
     out_dir = tmp_path / "out"
-    with pytest.raises(up.UpscaleError, match="broken.png"):
+    with pytest.raises(errors.ConfigError, match="broken.png"):
         up.upscale(ckpt, [images["rgb"], broken], out_dir, device="cpu", progress=False)
     assert not out_dir.exists() or not any(out_dir.iterdir())
-    with pytest.raises(up.UpscaleError, match="missing.png"):
+    with pytest.raises(errors.ConfigError, match="missing.png"):
         up.upscale(ckpt, [tmp_path / "missing.png"], out_dir, device="cpu", progress=False)
 
 
@@ -189,7 +190,7 @@ def test_folder_input_and_name_clash(tmp_path, images):
     twin = tmp_path / "twin"
     twin.mkdir()
     Image.open(images["rgb"]).save(twin / "rgb.png")
-    with pytest.raises(up.UpscaleError, match="clash"):
+    with pytest.raises(errors.ConfigError, match="clash"):
         up.upscale(ckpt, [images["rgb"], twin / "rgb.png"], tmp_path / "out2", device="cpu", progress=False)
 
 

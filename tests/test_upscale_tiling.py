@@ -14,9 +14,9 @@ from spsagan import upscale as up
 from spsagan.evaluation import sr_with_model
 from spsagan.image import read_image, to_tensor
 from spsagan.models import tiling
+from spsagan.models.modelfile import save_model
 from spsagan.models.presets import build_generator, preset_arch
 from spsagan.segmentation.standin import StandInSegmenter
-from spsagan.training.checkpoint import save_model
 
 torch.set_num_threads(1)
 

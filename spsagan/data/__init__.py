@@ -20,7 +20,6 @@ _LAZY = {
     "ManualDownloadRequired": "spsagan.data.download",
     "fetch_asset": "spsagan.data.download",
     "prepare_dataset": "spsagan.data.download",
-    "ImageTooSmall": "spsagan.data.pairs",
     "make_pairs": "spsagan.data.pairs",
 }
 __all__ = list(_LAZY)

@@ -7,7 +7,7 @@ Three plain dicts:
   that holds its HR images, and how many images that folder must contain).
 - `PUBLISHED_WEIGHTS`: file name of a Table 1 baseline's weights -> where it comes from (never fetched).
 
-`spsagan.preflight` derives from these and the profile's settings the list of files a run will need.
+`spsagan.pipeline.preflight` derives from these and the profile's settings the list of files a run will need.
 
 Checksums are the ones published by the hosts or by widely used loaders (sources in docs/data.md).
 `None` means no checksum is known: such a file is accepted on its size and image count only, and
@@ -17,6 +17,8 @@ its sha256 is recorded in the dataset's provenance so later runs can be compared
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from spsagan.errors import ConfigError
 
 _DIGEST_LENGTH = {"sha256": 64, "md5": 32}
 
@@ -239,19 +241,12 @@ DATASETS: dict[str, DatasetSource] = {
 }
 
 
-class UnknownNameError(KeyError):
-    """An asset or dataset name that is not in the registry (message lists the known ones)."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
-
-
 def get_asset(key: str) -> Asset:
     """ASSETS[key] with an error that lists the known keys."""
     try:
         return ASSETS[key]
     except KeyError:
-        raise UnknownNameError(f"unknown asset {key!r}; known assets: {', '.join(sorted(ASSETS))}") from None
+        raise ConfigError(f"unknown asset {key!r}; known assets: {', '.join(sorted(ASSETS))}") from None
 
 
 def get_dataset(name: str) -> DatasetSource:
@@ -259,7 +254,7 @@ def get_dataset(name: str) -> DatasetSource:
     try:
         return DATASETS[name]
     except KeyError:
-        raise UnknownNameError(
+        raise ConfigError(
             f"unknown dataset {name!r}; downloadable datasets: {', '.join(sorted(DATASETS))} "
             "(the demo profile uses source='demo' instead)"
         ) from None

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from spsagan.atomic import atomic_dir, write_json
+from spsagan.errors import ConfigError
 from spsagan.image import write_image
 
 # name -> (scikit-image loader, bundled file, index into the loader's tuple result or None)
@@ -65,10 +66,6 @@ def demo_file_stem(name: str) -> str:
     return name.replace("@", "_")
 
 
-class DemoDataUnavailable(RuntimeError):
-    """A demo image is not bundled with the installed scikit-image (loading it would need the network)."""
-
-
 def demo_image(name: str) -> np.ndarray:
     """One demo photo as uint8 `(H, W, 3)` RGB, 0..255, loaded only from scikit-image's bundled files.
 
@@ -94,7 +91,7 @@ def _bundled_photo(name: str) -> np.ndarray:
     loader, filename, index = DEMO_IMAGES[name]
     bundled = Path(skimage.data.__file__).parent / filename
     if not bundled.is_file():
-        raise DemoDataUnavailable(
+        raise ConfigError(
             f"demo image {name!r}: scikit-image {skimage.__version__} does not bundle {filename} (it would download "
             "it); install scikit-image 0.22-0.26 or drop this image from the demo split"
         )
@@ -103,7 +100,7 @@ def _bundled_photo(name: str) -> np.ndarray:
         img = img[index]
     img = np.asarray(img)
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
-        raise DemoDataUnavailable(f"demo image {name!r}: expected uint8 RGB, scikit-image gave {img.dtype} {img.shape}")
+        raise ConfigError(f"demo image {name!r}: expected uint8 RGB, scikit-image gave {img.dtype} {img.shape}")
     return img
 
 

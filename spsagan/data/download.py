@@ -34,22 +34,11 @@ from pathlib import Path
 
 from spsagan.atomic import atomic_dir, write_json
 from spsagan.data.assets import Asset, Checksum, get_asset, get_dataset
-from spsagan.data.extract import ArchiveError, flatten_images, safe_extract
+from spsagan.data.extract import flatten_images, safe_extract
+from spsagan.errors import ArchiveError, ChecksumMismatch, DownloadError, ManualDownloadRequired
 
 _CHUNK = 1 << 20
 _USER_AGENT = "spsagan-download/1"
-
-
-class DownloadError(RuntimeError):
-    """A file could not be obtained (message names the file and the alternatives)."""
-
-
-class ChecksumMismatch(DownloadError):
-    """A file's digest or size differs from the registry's."""
-
-
-class ManualDownloadRequired(DownloadError):
-    """An asset that only a person can download (Google Drive folders); the message says how."""
 
 
 class _Incomplete(Exception):

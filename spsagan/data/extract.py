@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from spsagan.atomic import atomic_dir
+from spsagan.errors import ArchiveError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -46,18 +47,6 @@ _MAX_LINK_BYTES = 4096  # a zip symlink's target is its data; never read a large
 
 _CORRUPT_HINT = "if the archive is truncated or corrupt, delete it and download it again"
 _NOT_EXTRACTED = "the archive was not extracted"
-
-
-class ArchiveError(RuntimeError):
-    """An archive that cannot be extracted safely and completely (message names the archive).
-
-    bad_archive: True when the archive itself is at fault (unsafe, over a limit, corrupt); False when
-    writing the extracted files failed (disk full, permissions), so the archive may well be fine.
-    """
-
-    def __init__(self, message: str, bad_archive: bool = True):
-        super().__init__(message)
-        self.bad_archive = bad_archive
 
 
 def safe_extract(
@@ -400,7 +389,8 @@ def flatten_images(
 
 def _check_decodes(path: Path, label: str) -> None:
     """Decode the whole image with the reader the later stages use; an ImageError names `label`."""
-    from spsagan.image import ImageError, read_image
+    from spsagan.errors import ImageError
+    from spsagan.image import read_image
 
     try:
         read_image(path)

@@ -34,13 +34,10 @@ from pathlib import Path
 import numpy as np
 
 from spsagan.atomic import atomic_dir
+from spsagan.errors import ConfigError
 from spsagan.image import list_images, make_lq, modcrop, read_image, write_image
 
 INDEX_COLUMNS = ("sub", "source", "top", "left", "size")
-
-
-class ImageTooSmall(ValueError):
-    """HR images smaller than the training crop (message names every such file)."""
 
 
 def subimage_positions(length: int, size: int, step: int) -> list[int]:
@@ -102,14 +99,14 @@ def make_pairs(
             if min_side > scale
             else f"remove them from {hr_dir}: an image must be at least {scale} px to be downscaled x{scale}"
         )
-        raise ImageTooSmall(
+        raise ConfigError(
             f"{len(small)} HR image(s) smaller than {min_side} px on a side: {listed}{more}; {fix} "
             "(library callers may pass too_small='skip')"
         )
     skipped = {p for p, _, _ in small}
     jobs = [(str(p), p.stem, scale, gray, subimage_size, subimage_step) for p in files if p not in skipped]
     if not jobs:
-        raise ImageTooSmall(f"{hr_dir}: every image is smaller than {min_side} px on a side; nothing to do")
+        raise ConfigError(f"{hr_dir}: every image is smaller than {min_side} px on a side; nothing to do")
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
         results = _run(jobs, tmp, workers, progress)

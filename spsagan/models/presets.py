@@ -1,20 +1,15 @@
-"""The paper's generator variants (Fig. 11 ablation), building from `arch` dicts, and checkpoints.
+"""The paper's generator variants (Fig. 11 ablation) and building a generator from its `arch` dict.
 
-A checkpoint (written by training) is a dict saved with `torch.save`:
-{"arch": model.arch, "params_g": state_dict, "preset": name, "method": name in reports, "step": int,
- "segmenter": str | None, "params": the stage's config, "info": dict, "git_rev": str | None};
-it loads with weights_only=True.
+The model file that training writes and every later stage reads is `spsagan.models.modelfile`.
 """
 
 from __future__ import annotations
 
 import inspect
-from pathlib import Path
 
-import torch
 from torch import nn
 
-from spsagan.config import ConfigError
+from spsagan.errors import ConfigError
 from spsagan.models.rrdb import RRDBNet
 
 # Fig. 11 variants: `pruned` means the generator is an RRSB (needs a connection mask).
@@ -93,26 +88,3 @@ def attention_parameters(model: RRDBNet) -> list[nn.Parameter]:
     """Parameters of the attention layer (SPSA: f/g/h, transform, alpha, gamma; or FA), the group
     trained with the larger learning rate (5e-4). Empty for a generator without attention."""
     return [] if model.attention is None else list(model.attention.parameters())
-
-
-def load_generator(path, map_location="cpu") -> tuple[RRDBNet, dict]:
-    """Rebuild the generator of a checkpoint file: returns (model in eval mode, checkpoint dict)."""
-    path = Path(path)
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: checkpoint not found") from None
-    except Exception as err:
-        raise ValueError(f"{path}: cannot read as a torch checkpoint ({err})") from err
-    if not isinstance(ckpt, dict) or "arch" not in ckpt or "params_g" not in ckpt:
-        keys = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise ValueError(
-            f"{path}: not an spsagan checkpoint (needs 'arch' and 'params_g', has {keys}); "
-            "a BasicSR/ESRGAN file loads with RRDBNet().load_state_dict(ckpt['params'])"
-        )
-    try:
-        model = build_generator(ckpt["arch"])
-        model.load_state_dict(ckpt["params_g"], strict=True)
-    except (ValueError, TypeError, RuntimeError) as err:
-        raise ValueError(f"{path}: checkpoint does not rebuild its generator: {err}") from err
-    return model.eval(), ckpt

@@ -40,7 +40,7 @@ with `image.load`. So all these networks take and return RGB and no conversion i
 segmentation channel order (the look-up table of its `test_segmentation.py`) is the one this project
 uses; `SFTNet` still maps `CLASSES` onto `SFTGAN_CLASSES` by name, so the two cannot drift apart.
 
-An unrecognised file raises `PublishedFormatError` (a ValueError) with a one-line message naming
+An unrecognised file raises `ConfigError` (a ValueError) with a one-line message naming
 the file, the recognised layouts and the first keys that did not fit.
 """
 
@@ -55,6 +55,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from spsagan.data.assets import PUBLISHED_WEIGHTS
+from spsagan.errors import ConfigError
 from spsagan.models.rrdb import RRDBNet
 from spsagan.segmentation.classes import CLASSES
 
@@ -71,10 +72,6 @@ LAYOUTS: dict[str, str] = {
 SFTGAN_CLASSES = ("background", "sky", "water", "grass", "mountain", "building", "plant", "animal")
 
 SHOWN_KEYS = 5  # how many offending keys an error message lists
-
-
-class PublishedFormatError(ValueError):
-    """A weights file is not one of the recognised layouts (one-line message: file, layouts, keys)."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -294,9 +291,9 @@ def _one_line(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _format_error(path: Path, problem: str, keys: list[str]) -> PublishedFormatError:
+def _format_error(path: Path, problem: str, keys: list[str]) -> ConfigError:
     shown = ", ".join(keys[:SHOWN_KEYS]) + (f" (+{len(keys) - SHOWN_KEYS} more)" if len(keys) > SHOWN_KEYS else "")
-    return PublishedFormatError(
+    return ConfigError(
         _one_line(
             f"{path}: {problem}; keys that do not fit: {shown or '(none)'}; recognised layouts: {', '.join(LAYOUTS)}",
             limit=1000,
@@ -323,7 +320,7 @@ def _read_state(path: Path) -> tuple[dict[str, torch.Tensor], str | None]:
         raise _format_error(
             path,
             "this is an spsagan pipeline checkpoint ('arch' + 'params_g'), not a published "
-            "file: load it with spsagan.models.presets.load_generator",
+            "file: load it with spsagan.models.modelfile.load_generator",
             [],
         )
     wrapper = next((k for k in ("params_ema", "params") if isinstance(obj.get(k), dict)), None)
@@ -427,7 +424,7 @@ def load_published(path) -> tuple[nn.Module, dict]:
     Returns (model in eval mode on the CPU, info). info: "arch" (layout name), "needs_seg" (bool),
     "source" (the path), "weights_key" ("params_ema", "params" or None for a bare state dict) and
     the inferred sizes (num_feat, num_block, and num_grow_ch for RRDB / cond_feat ... for SFTGAN).
-    Raises FileNotFoundError for a missing file, PublishedFormatError for anything unrecognised.
+    Raises FileNotFoundError for a missing file, ConfigError for anything unrecognised.
     """
     path = Path(path)
     state, wrapper = _read_state(path)

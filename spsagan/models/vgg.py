@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from spsagan.config import ConfigError
 from spsagan.data.assets import get_asset
+from spsagan.errors import ConfigError
 
 # torchvision's VGG19 configuration "E": channels per conv, "M" = 2x2 max pool.
 _CONFIG = [

@@ -30,11 +30,6 @@ def _module_file(package_root: Path, module: str) -> Path | None:
     return None
 
 
-def _module_name(package_root: Path, path: Path) -> str:
-    parts = list(path.relative_to(package_root).with_suffix("").parts)
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
 def _statements(body: list[ast.stmt]):
     """Every statement, nested ones included (function bodies, branches, handlers), but no expression:
     an import is a statement, and skipping expressions makes this ten times faster than `ast.walk`."""
@@ -149,8 +144,3 @@ def closure(script: str | os.PathLike, package_dir: str | os.PathLike, cache: Fa
                     for target in lazy.values():
                         add_module(target)
     return sorted(seen)
-
-
-def module_names(files: list[Path], package_dir: str | os.PathLike) -> list[str]:
-    """Dotted names of closure files (for messages and tests)."""
-    return [_module_name(Path(package_dir).parent, f) for f in files]

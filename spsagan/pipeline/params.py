@@ -23,9 +23,8 @@ from typing import Any
 
 import yaml
 
-from spsagan.config import CONFIGS, PROFILES, ConfigError, check_across_stages, from_section
-
-ParamsError = ConfigError  # the one configuration error type, under the name this module always used
+from spsagan.config import CONFIGS, PROFILES, check_across_stages, from_section
+from spsagan.errors import ConfigError
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -102,7 +101,7 @@ def _explain(error, prefix: str = "") -> str:
 
 
 def validate(params: Any, stage_schemas: dict, source: str = "params.yaml") -> None:
-    """Raise ParamsError listing every problem in `params` (each line names its key)."""
+    """Raise ConfigError listing every problem in `params` (each line names its key)."""
     import jsonschema
 
     validator = jsonschema.Draft202012Validator(full_schema(stage_schemas))

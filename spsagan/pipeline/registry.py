@@ -52,6 +52,7 @@ from pathlib import Path
 
 import yaml
 
+from spsagan.errors import ConfigError
 from spsagan.pipeline.imports import FactCache, closure
 from spsagan.pipeline.params import load_yaml
 
@@ -81,10 +82,6 @@ _STAGE_KEYS = {
 }
 _INSTANCE_RESERVED = {"deps"}
 _REF = re.compile(r"^@(?P<stage>\w+)\.(?P<name>\w+)(\[(?P<inst>[^\]]+)\])?$")
-
-
-class RegistryError(ValueError):
-    """workflow/stages.yaml is malformed."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -226,7 +223,7 @@ class Registry:
 def _named(entry: dict, key: str) -> dict[str, tuple[str, ...]]:
     value = entry.get(key) or {}
     if not isinstance(value, dict):
-        raise RegistryError(f"{key} must map names to paths (each name becomes the step's --<name>), got {value!r}")
+        raise ConfigError(f"{key} must map names to paths (each name becomes the step's --<name>), got {value!r}")
     return {name: _as_tuple(v) for name, v in value.items()}
 
 
@@ -238,18 +235,18 @@ def _resolve(value: str, raw: dict, where: str) -> tuple[Dep, ...]:
     stage, name, inst = match["stage"], match["name"], match["inst"]
     target = raw.get(stage)
     if target is None:
-        raise RegistryError(f"{where}: {value}: no stage {stage!r}")
+        raise ConfigError(f"{where}: {value}: no stage {stage!r}")
     if name == "live" and target.get("live"):
         templates = [(target["live"], _live_paths(target["live"]))]
     elif name in (target.get("outs") or {}) or name in (target.get("metrics") or {}):
         paths = _as_tuple({**(target.get("outs") or {}), **(target.get("metrics") or {})}[name])
         templates = [(p.rstrip("/"), (p,)) for p in paths]
     else:
-        raise RegistryError(f"{where}: {value}: stage {stage} has no output {name!r}")
+        raise ConfigError(f"{where}: {value}: stage {stage} has no output {name!r}")
     instances = list(target.get("instances") or {})
     if inst is not None:  # one instance (maybe a placeholder of the referring stage, filled per job)
         if not instances or ("{" not in inst and inst not in instances):
-            raise RegistryError(f"{where}: {value}: stage {stage} has no instance {inst!r}")
+            raise ConfigError(f"{where}: {value}: stage {stage} has no instance {inst!r}")
         return tuple(
             Dep(a.replace("{instance}", inst), tuple(p.replace("{instance}", inst) for p in ps)) for a, ps in templates
         )
@@ -266,7 +263,7 @@ def _deps(value, raw: dict, where: str) -> dict[str, tuple[Dep, ...]]:
     if not value:
         return {}
     if not isinstance(value, dict):
-        raise RegistryError(f"{where}: deps must map names to paths or @references, got {value!r}")
+        raise ConfigError(f"{where}: deps must map names to paths or @references, got {value!r}")
     return {
         name: tuple(d for v in _as_tuple(v) for d in _resolve(v, raw, f"{where}.{name}")) for name, v in value.items()
     }
@@ -282,7 +279,7 @@ def load_registry(path: str | os.PathLike = "workflow/stages.yaml", import_cache
     cache = FactCache(import_cache)
     raw = load_yaml(path)
     if not isinstance(raw, dict) or not {"stages", "params_schema", "package"} <= set(raw):
-        raise RegistryError(f"{path}: expected top-level keys 'package', 'params_schema' and 'stages'")
+        raise ConfigError(f"{path}: expected top-level keys 'package', 'params_schema' and 'stages'")
     root = path.resolve().parent.parent  # workflow/stages.yaml -> the repository
     package = Path(raw["package"])
     stages = {}
@@ -290,10 +287,10 @@ def load_registry(path: str | os.PathLike = "workflow/stages.yaml", import_cache
         where = f"{path}: stage {name}"
         unknown = set(entry) - _STAGE_KEYS
         if unknown:
-            raise RegistryError(f"{where}: unknown key(s) {sorted(unknown)}")
+            raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}")
         for key in ("desc", "script", "outs"):
             if key not in entry:
-                raise RegistryError(f"{where}: missing key {key!r}")
+                raise ConfigError(f"{where}: missing key {key!r}")
         try:
             instances = {
                 inst: {**spec, "deps": _deps(spec.get("deps"), raw["stages"], f"{where}.{inst}")}
@@ -309,8 +306,8 @@ def load_registry(path: str | os.PathLike = "workflow/stages.yaml", import_cache
                 extra_code=tuple(entry.get("extra_code") or ()),
                 code=code_dependencies(root, entry["script"], package, cache),
             )
-        except RegistryError as exc:
-            raise RegistryError(f"{where}: {exc}") from None
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
         stages[name] = stage
     cache.save()
     return Registry(path=path, params_schema=Path(raw["params_schema"]), package=package, stages=stages)

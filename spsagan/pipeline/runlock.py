@@ -13,15 +13,13 @@ import fcntl
 import os
 from pathlib import Path
 
+from spsagan.errors import InUse
+
 _HELD: list = []  # open lock files, kept for the life of the process
 
 
-class RunLocked(RuntimeError):
-    """Another pipeline run is in progress in this project; the message names its PID."""
-
-
 def hold_run_lock(path: str | os.PathLike = ".snakemake/spsagan_run.lock") -> None:
-    """Take the project's run lock for this process, or raise RunLocked naming the holder."""
+    """Take the project's run lock for this process, or raise InUse naming the holder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fh = open(path, "a+")
@@ -31,7 +29,7 @@ def hold_run_lock(path: str | os.PathLike = ".snakemake/spsagan_run.lock") -> No
         fh.seek(0)
         holder = fh.read().strip() or "unknown"
         fh.close()
-        raise RunLocked(
+        raise InUse(
             f"another pipeline run (Snakemake PID {holder}, maybe started by dvc repro) is working in "
             f"this project: its run lock {path} is held. Wait for it to finish or stop it; nothing "
             "was started or deleted."

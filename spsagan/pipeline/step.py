@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from spsagan.config import ConfigError
+from spsagan.errors import ConfigError
 from spsagan.pipeline.params import config_from_arg
 
 SCHEMA = Path("workflow/schemas/params.schema.yaml")

@@ -17,6 +17,7 @@ import pandas as pd
 
 from spsagan.atomic import write_text
 from spsagan.models.presets import PRESETS
+from spsagan.tables import markdown
 from spsagan.reports import output_paths, provenance
 from spsagan.reports.stats import MIN_IMAGES, NO_INTERVAL, compare_methods
 from spsagan.reports.table1 import reproduction_verdicts
@@ -42,12 +43,6 @@ def _fmt(value, digits: int) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "n/a"
     return f"{value:.{digits}f}"
-
-
-def _table(head: list[str], rows: list[list[str]], align: str) -> list[str]:
-    """A Markdown table; `align` has one letter per column: l (text) or r (numbers)."""
-    rule = "|" + "|".join("---" if a == "l" else "--:" for a in align) + "|"
-    return ["| " + " | ".join(head) + " |", rule, *["| " + " | ".join(r) + " |" for r in rows]]
 
 
 def _mean_diff(sub: pd.DataFrame, baseline: str, other: str, metric: str) -> float:
@@ -160,7 +155,7 @@ def _verdict_lines(
             ]
         )
     head = ["preset", "dataset", "metric", "reproduced", "images", f"{level} interval", "paper", "verdict"]
-    return lines + _table(head, rows, "lllrrrrl") + [""]
+    return lines + markdown(head, rows, "lllrrrrl") + [""]
 
 
 def _comparison_lines(
@@ -193,7 +188,7 @@ def _comparison_lines(
                 [r["method_b"], r["metric"], diff, interval, str(r["n"]), r["note"] or f"{r['better']} is better"]
             )
         head = ["vs", "metric", "mean diff", f"{level} interval", "n", "note"]
-        lines += [f"### {dataset}", "", *_table(head, rows, "llrrrl"), ""]
+        lines += [f"### {dataset}", "", *markdown(head, rows, "llrrrl"), ""]
     return lines
 
 
@@ -255,7 +250,7 @@ def timing_lines(costs: pd.DataFrame) -> list[str]:
         "Per image: the median of the timed repeats after warm-up, averaged over the timing images "
         "(`evaluate.timing_set`, `timing_images`); input size in LR pixels.",
         "",
-        *_table(
+        *markdown(
             ["comparison", "RRDB (s)", "RRSB (s)", "speed-up", "images", "LR pixels", "device", "dtype"],
             rows,
             "lrrrrrll",
@@ -303,7 +298,7 @@ def render_ablation(
                 [m, *(_fmt(float(scores[k].mean(skipna=False)), d) for k, _, d, _ in METRICS), str(len(scores))]
             )
         head = ["preset", *(label for _, label, _, _ in METRICS), "images"]
-        lines += [f"### {dataset}", "", *_table(head, rows, "lrrrrr"), ""]
+        lines += [f"### {dataset}", "", *markdown(head, rows, "lrrrrr"), ""]
 
     lines += [
         "## Cost",
@@ -330,7 +325,7 @@ def render_ablation(
                 str(c["size"]),
             ]
         )
-    lines += _table(["preset", "params", "GMACs", "time (s)", "device", "dtype", "input size"], rows, "lrrrlll") + [""]
+    lines += markdown(["preset", "params", "GMACs", "time (s)", "device", "dtype", "input size"], rows, "lrrrlll") + [""]
     lines += timing_lines(costs)
 
     lines += _verdict_lines(per_image, standins, seed, n_resamples, confidence)

@@ -21,6 +21,7 @@ import pandas as pd
 
 from spsagan.atomic import write_text
 from spsagan.reports import output_paths, provenance
+from spsagan.tables import markdown
 from spsagan.reports.paper import TABLE1_METHODS, canonical_dataset, table1_unplaced, table1_values
 from spsagan.reports.stats import (
     MIN_IMAGES,
@@ -363,14 +364,6 @@ def _verdict_section(
     return text, head, rows
 
 
-def _md_table(head: list[str], rows: list[list[str]], align: list[str]) -> list[str]:
-    return [
-        "| " + " | ".join(head) + " |",
-        "|" + "|".join(align) + "|",
-        *["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows],
-    ]
-
-
 def _markdown(grid, methods, profile, standins, notes, settings=(), verdict=None) -> str:
     """verdict: `_verdict_section`'s (text, head, rows), or None to leave the section out."""
     lines = [
@@ -383,12 +376,12 @@ def _markdown(grid, methods, profile, standins, notes, settings=(), verdict=None
         MARKER_LEGEND,
         "",
     ]
-    lines += _md_table(["Dataset", "Metric", *methods], grid, ["---"] * 2 + [":-:"] * len(methods))
+    lines += markdown(["Dataset", "Metric", *methods], grid, "ll" + "c" * len(methods))
     if verdict is not None:
         text, head, rows = verdict
         lines += ["", "## Reproduction verdicts", "", text]
         if rows:
-            lines += ["", *_md_table(head, rows, ["---"] * 3 + ["--:"] * 4 + ["---"])]
+            lines += ["", *markdown(head, rows, "lllrrrrl")]
     lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
 

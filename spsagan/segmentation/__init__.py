@@ -16,7 +16,6 @@ _LAZY = {
     "NUM_CLASSES": "spsagan.segmentation.classes",
     "OutdoorSceneSeg": "spsagan.segmentation.outdoor_scene_seg",
     "OutdoorSceneSegmenter": "spsagan.segmentation.outdoor_scene_seg",
-    "WeightsError": "spsagan.segmentation.outdoor_scene_seg",
     "preprocess_lq": "spsagan.segmentation.outdoor_scene_seg",
     "StandInSegmenter": "spsagan.segmentation.standin",
 }

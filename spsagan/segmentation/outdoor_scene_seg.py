@@ -48,6 +48,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from spsagan.errors import ConfigError
 from spsagan.image import imresize, make_lq, modcrop
 from spsagan.segmentation.classes import CLASSES, NUM_CLASSES
 from spsagan.segmentation.storage import pad_map
@@ -166,10 +167,6 @@ def preprocess_lq(lq: np.ndarray) -> torch.Tensor:
 # Weights
 
 
-class WeightsError(RuntimeError):
-    """The OutdoorSceneSeg weights file is missing, unreadable or not the expected network."""
-
-
 def file_sha256(path: str | os.PathLike) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -190,31 +187,31 @@ def _how_to_get(path: Path) -> str:
 def load_outdoor_scene_seg(path: str | os.PathLike, sha256: str | None = None) -> tuple[OutdoorSceneSeg, str]:
     """Load `segmentation_OST_bic.pth` strictly; return (model in eval mode, the file's sha256).
 
-    Raises WeightsError saying which file, where to get it and how to verify it when the file is
+    Raises ConfigError saying which file, where to get it and how to verify it when the file is
     missing, its sha256 differs from `sha256` (if given), it is not a state dict, or its keys/shapes
     are not OutdoorSceneSeg's.
     """
     path = Path(path)
     if not path.is_file():
-        raise WeightsError(f"OutdoorSceneSeg weights not found: {path}. {_how_to_get(path)}")
+        raise ConfigError(f"OutdoorSceneSeg weights not found: {path}. {_how_to_get(path)}")
     digest = file_sha256(path)
     if sha256 is not None and digest != str(sha256).strip().lower():
-        raise WeightsError(
+        raise ConfigError(
             f"{path}: sha256 is {digest}, but params expect {sha256}. The file is not the copy you pinned "
             f"(corrupt or a different download). {_how_to_get(path)}"
         )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle, zip and torch errors all mean "not a usable weights file"
-        raise WeightsError(f"{path}: not a readable PyTorch weights file ({exc}). {_how_to_get(path)}") from exc
+        raise ConfigError(f"{path}: not a readable PyTorch weights file ({exc}). {_how_to_get(path)}") from exc
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise WeightsError(f"{path}: expected a plain state dict of tensors (as SFTGAN saves it). {_how_to_get(path)}")
+        raise ConfigError(f"{path}: expected a plain state dict of tensors (as SFTGAN saves it). {_how_to_get(path)}")
     model = OutdoorSceneSeg()
     _check_layout(path, state, model)
     model.load_state_dict(state, strict=True)
     count = sum(p.numel() for p in model.parameters())
     if count != PARAMETER_COUNT:  # cannot differ after a strict load; kept as the documented check
-        raise WeightsError(f"{path}: {count:,} parameters, expected {PARAMETER_COUNT:,}. {_how_to_get(path)}")
+        raise ConfigError(f"{path}: {count:,} parameters, expected {PARAMETER_COUNT:,}. {_how_to_get(path)}")
     return model.eval(), digest
 
 
@@ -237,7 +234,7 @@ def _check_layout(path: Path, state: dict, model: OutdoorSceneSeg) -> None:
             f"expected {tuple(expected[k].shape)})"
         )
     if problems:
-        raise WeightsError(f"{path}: not OutdoorSceneSeg weights: {'; '.join(problems)}. {_how_to_get(path)}")
+        raise ConfigError(f"{path}: not OutdoorSceneSeg weights: {'; '.join(problems)}. {_how_to_get(path)}")
 
 
 def _key_order(key: str):

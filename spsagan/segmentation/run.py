@@ -28,21 +28,20 @@ from PIL import Image
 from tqdm import tqdm
 
 from spsagan.data.pairs import INDEX_COLUMNS, read_index
-from spsagan.device import resolve_device
+from spsagan.errors import ConfigError, SegStorageError
 from spsagan.image import IMAGE_SUFFIXES, list_images, make_lq, read_image
+from spsagan.runtime import resolve_device
 from spsagan.segmentation.classes import NUM_CLASSES, channel_names
 from spsagan.segmentation.outdoor_scene_seg import (
     RANDOM_WEIGHTS,
     WEIGHTS_FILE,
     WEIGHTS_SOURCES,
     OutdoorSceneSegmenter,
-    WeightsError,
     load_outdoor_scene_seg,
     random_outdoor_scene_seg,
 )
 from spsagan.segmentation.standin import StandInSegmenter
 from spsagan.segmentation.storage import (
-    SegStorageError,
     check_probabilities,
     crop_map,
     load_quantized,
@@ -68,14 +67,14 @@ def build_segmenter(
     strict load, the parameter count and, when given, `sha256`) or "standin" (uses `seed`; `weights`
     and `sha256` do not apply to it). device: "cpu", "cuda", "cuda:1", or "auto".
     weights "random" (`RANDOM_WEIGHTS`): OutdoorSceneSeg with random weights drawn from `seed`, the
-    paper profile's rehearsal stand-in (`spsagan.rehearsal`); its label says so and its maps are not semantic.
-    Raises WeightsError (missing/wrong weights file, with what to do) or ValueError (unknown name).
+    paper profile's rehearsal stand-in (`spsagan.pipeline.rehearsal`); its label says so and its maps are not semantic.
+    Raises ConfigError (missing/wrong weights file, with what to do) or ValueError (unknown name).
     """
     if name == "outdoor_scene_seg":
         if str(weights) == RANDOM_WEIGHTS:
             return OutdoorSceneSegmenter(random_outdoor_scene_seg(seed), None, device=resolve_device(device), seed=seed)
         if weights is None:
-            raise WeightsError(
+            raise ConfigError(
                 f"segmenter outdoor_scene_seg needs the path of {WEIGHTS_FILE} (params: make_seg_maps "
                 f"weights); download it from the {WEIGHTS_SOURCES[0]} ({WEIGHTS_SOURCES[1]})"
             )

@@ -20,7 +20,6 @@ Files are written atomically, so a file that exists is complete.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import zipfile
@@ -29,16 +28,13 @@ from pathlib import Path
 import numpy as np
 
 from spsagan.atomic import atomic_path
+from spsagan.errors import SegStorageError
 from spsagan.segmentation.classes import NUM_CLASSES
 
 FORMAT_VERSION = 1
 LEVELS = 255
 REQUIRED_META = ("segmenter", "segmenter_label", "semantic")
 _FIX = "delete it and rerun the make_seg_maps stage"
-
-
-class SegStorageError(ValueError):
-    """A map file is missing, corrupt, or not in this format; the message names the file."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -245,10 +241,3 @@ def pad_map(probs: np.ndarray, height: int, width: int) -> np.ndarray:
 def map_bytes(paths) -> int:
     """Total size in bytes of map files (for the stage's metrics)."""
     return sum(Path(p).stat().st_size for p in paths)
-
-
-def encoded_size(q: np.ndarray) -> int:
-    """Bytes the map `q` (uint8 (8, H, W)) takes in this format, without writing a file."""
-    buf = io.BytesIO()
-    np.savez_compressed(buf, q_grad2d=_encode(q), meta=np.array("{}"))
-    return buf.getbuffer().nbytes

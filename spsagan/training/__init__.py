@@ -4,7 +4,7 @@
 - `train_gan(cfg, preset, init_model, data, out_model, ckpt_root, live_dir)` (`spsagan.training.gan`)
 - `fit`, `Run` (`spsagan.training.loop`): iterations, logging, validation, checkpoints, model file
 - `open_train_data`, `load_val_images`, `TrainData`, `SubImageSet`, `MixSampler` (`spsagan.training.data`)
-- `Preempted`: raised after a SIGTERM/SIGUSR1-triggered checkpoint; rerun to resume (`.checkpoint`)
+- `Preempted`: raised after a SIGTERM/SIGUSR1-triggered checkpoint; rerun to resume (`.signals`)
 - data-parallel training under torchrun when the config's `gpus` > 1 (`spsagan.training.distributed`)
 
 cfg is the stage's typed config (`spsagan.config`: `PretrainPSNRConfig`, `TrainGANConfig`), with
@@ -25,7 +25,7 @@ _LAZY = {
     "ValImage": "spsagan.training.data",
     "open_train_data": "spsagan.training.data",
     "load_val_images": "spsagan.training.data",
-    "Preempted": "spsagan.training.checkpoint",
+    "Preempted": "spsagan.training.signals",
 }
 __all__ = list(_LAZY)
 __getattr__ = lazy_exports(__name__, _LAZY)

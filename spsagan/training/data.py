@@ -35,13 +35,10 @@ import numpy as np
 import torch
 
 from spsagan.data.pairs import index_path, read_index
+from spsagan.errors import ConfigError
 from spsagan.image import read_image
 
 SCALE = 4
-
-
-class DataError(ValueError):
-    """Training data on disk is missing or inconsistent (the message names the file)."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -66,7 +63,7 @@ class SubImageSet:
         cache_mb: float = 2048,
     ):
         if not names:
-            raise DataError(f"training set {name!r} holds no sub-images")
+            raise ConfigError(f"training set {name!r} holds no sub-images")
         self.name = name
         self.names = list(names)
         self.has_seg = has_seg
@@ -81,7 +78,7 @@ class SubImageSet:
 
     def get(self, i: int, with_seg: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         if with_seg and not self.has_seg:
-            raise DataError(
+            raise ConfigError(
                 f"training set {self.name!r} was opened without segmentation maps, "
                 "but this model needs them (pass seg_dir when opening it)"
             )
@@ -106,7 +103,7 @@ class SubImageSet:
     ) -> SubImageSet:
         """A set from in-memory images (uint8 (H, W, 3) gt, (H/4, W/4, 3) lq, float32 (8, H, W) seg)."""
         if len(gts) != len(lqs) or (segs is not None and len(segs) != len(gts)):
-            raise DataError(
+            raise ConfigError(
                 f"training set {name!r}: {len(gts)} gt, {len(lqs)} lq"
                 f"{'' if segs is None else f', {len(segs)} seg'} arrays; the counts must match"
             )
@@ -147,7 +144,7 @@ class SubImageSet:
         for d in ("HR", "LR_x4"):
             missing = [n for n in names if not (sub / d / f"{n}.png").is_file()]
             if missing:
-                raise DataError(
+                raise ConfigError(
                     f"{sub / d}: {len(missing)} sub-image(s) listed in {index} are missing "
                     f"(first: {missing[0]}.png); rerun the make_lr stage"
                 )
@@ -156,7 +153,7 @@ class SubImageSet:
             seg_sub = Path(seg_dir) / "sub"
             missing = [n for n in names if not (seg_sub / f"{n}.npz").is_file()]
             if missing:
-                raise DataError(
+                raise ConfigError(
                     f"{seg_sub}: {len(missing)} segmentation map(s) for {index} are missing "
                     f"(first: {missing[0]}.npz); rerun the make_seg_maps stage"
                 )
@@ -188,9 +185,9 @@ def subimage_names(index: Path, sources: Sequence[str] | None = None) -> list[st
     try:
         names = [row["sub"] for row in read_index(index) if sources is None or row["source"] in sources]
     except (FileNotFoundError, ValueError) as exc:
-        raise DataError(str(exc)) from None
+        raise ConfigError(str(exc)) from None
     if not names:
-        raise DataError(f"{index}: no sub-image left (sources: {sorted(sources) if sources else 'all'})")
+        raise ConfigError(f"{index}: no sub-image left (sources: {sorted(sources) if sources else 'all'})")
     return names
 
 
@@ -218,13 +215,13 @@ def _check_item(item, where: str, with_seg: bool) -> None:
         or gt.shape[2] != 3
         or lq.shape[2] != 3
     ):
-        raise DataError(
+        raise ConfigError(
             f"{where}: gt and lq must be uint8 (H, W, 3), got {gt.dtype}{gt.shape} and {lq.dtype}{lq.shape}"
         )
     if gt.shape[0] != SCALE * lq.shape[0] or gt.shape[1] != SCALE * lq.shape[1]:
-        raise DataError(f"{where}: gt {gt.shape[:2]} is not {SCALE}x lq {lq.shape[:2]}; rerun make_lr")
+        raise ConfigError(f"{where}: gt {gt.shape[:2]} is not {SCALE}x lq {lq.shape[:2]}; rerun make_lr")
     if with_seg and (seg is None or seg.ndim != 3 or seg.shape[1:] != gt.shape[:2]):
-        raise DataError(
+        raise ConfigError(
             f"{where}: segmentation map {None if seg is None else seg.shape} does not cover "
             f"the HR sub-image {gt.shape[:2]}; rerun make_seg_maps"
         )
@@ -334,7 +331,7 @@ def crop_and_augment(gt: np.ndarray, lq: np.ndarray, seg: np.ndarray | None, d: 
     c = crop_size // SCALE
     h, w = lq.shape[:2]
     if h < c or w < c:
-        raise DataError(
+        raise ConfigError(
             f"a {h}x{w} LR sub-image is smaller than the {c}x{c} LR crop (HR crop_size "
             f"{crop_size}); lower crop_size or make larger sub-images"
         )
@@ -512,18 +509,18 @@ def load_val_images(
     if names is None:
         names = sorted(p.stem for p in hr_dir.glob("*.png"))
         if not names:
-            raise DataError(f"{hr_dir}: no PNG images for validation")
+            raise ConfigError(f"{hr_dir}: no PNG images for validation")
     out = []
     for n in names:
         gt = read_image(hr_dir / f"{n}.png", gray="rgb")
         lq = read_image(lq_dir / f"{n}.png", gray="rgb")
         if gt.shape[:2] != (SCALE * lq.shape[0], SCALE * lq.shape[1]):
-            raise DataError(f"{hr_dir / n}.png {gt.shape[:2]} is not {SCALE}x {lq_dir / n}.png {lq.shape[:2]}")
+            raise ConfigError(f"{hr_dir / n}.png {gt.shape[:2]} is not {SCALE}x {lq_dir / n}.png {lq.shape[:2]}")
         seg = None
         if seg_dir is not None:
             seg = _load_seg(Path(seg_dir) / f"{n}.npz")
             if seg.shape[1:] != gt.shape[:2]:
-                raise DataError(f"{Path(seg_dir) / n}.npz covers {seg.shape[1:]}, not the HR image {gt.shape[:2]}")
+                raise ConfigError(f"{Path(seg_dir) / n}.npz covers {seg.shape[1:]}, not the HR image {gt.shape[:2]}")
         out.append(ValImage(n, lq, gt, seg))
     return out
 
@@ -543,7 +540,7 @@ def open_train_data(
     The segmenter label recorded in model checkpoints comes from the first map's metadata.
     """
     if not mix:
-        raise DataError("the training mix names no dataset (e.g. {'DIV2K': 1})")
+        raise ConfigError("the training mix names no dataset (e.g. {'DIV2K': 1})")
     sets, segmenter = [], None
     for name in mix:
         seg_dir = Path(seg_root) / name if seg_root is not None else None

@@ -25,30 +25,25 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from spsagan.config import ConfigError, TrainGANConfig
-from spsagan.device import resolve_device
+from spsagan.config import TrainGANConfig
+from spsagan.errors import ConfigError
 from spsagan.losses import PerceptualLoss, ragan_discriminator_loss, ragan_generator_loss
 from spsagan.models.discriminator import VGGStyleDiscriminator
-from spsagan.models.presets import (
-    attention_parameters,
-    build_generator,
-    load_generator,
-    method_name,
-    needs_seg,
-    preset_arch,
-)
+from spsagan.models.modelfile import load_generator
+from spsagan.models.presets import attention_parameters, build_generator, method_name, needs_seg, preset_arch
 from spsagan.models.vgg import VGG19FeatureExtractor, verify_weights
-from spsagan.training import checkpoint as ckpt
-from spsagan.training.data import TrainData, batch_to_device
-from spsagan.training.device import (
+from spsagan.runtime import (
     autocast,
     check_compile,
     compiled,
     determinism,
+    resolve_device,
     seed_everything,
     to_device,
     use_channels_last,
 )
+from spsagan.training import checkpoint as ckpt
+from spsagan.training.data import TrainData, batch_to_device
 from spsagan.training.distributed import World, process_group, rank_device, world_from_env, wrap
 from spsagan.training.loop import Run, default_instance, fit, resume_key
 from spsagan.training.schedule import set_lr
@@ -218,7 +213,7 @@ def train_gan(
     the preset has SPSA (`needs_seg`), and held-out images (likewise). Other arguments as `train_psnr`.
     The VGG weights file is checked first (torchvision's sha256 prefix, `vgg.verify_weights`). The resume
     key also covers the init model's bytes and the VGG weights file, so a retrained PSNR model restarts
-    the GAN. Raises `checkpoint.Preempted` after saving on SIGTERM/SIGUSR1.
+    the GAN. Raises `errors.Preempted` after saving on SIGTERM/SIGUSR1.
     """
     world = world_from_env(cfg.gpus, STAGE)
     device = rank_device(world, resolve_device(device))

@@ -3,7 +3,7 @@
 `fit` calls a stage's `train_step(batch, step)` once per iteration, averages its losses over
 `log_every` iterations into the run log (mirrored to dvclive), validates PSNR every `val_every`,
 checkpoints every `ckpt_every` and when SIGTERM/SIGUSR1/SIGINT arrives or the processes that
-started it exit (`checkpoint.StopSignals`), and at the end writes the model file. A rerun with the
+started it exit (`signals.StopSignals`), and at the end writes the model file. A rerun with the
 same resume key continues from the newest checkpoint (`checkpoint.ResumeDir`), with the same
 batches and the same metric history. A run holds its instance's checkpoint folder exclusively,
 from start to end.
@@ -27,11 +27,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from spsagan import errors
 from spsagan.image import imresize, to_tensor, to_uint8
 from spsagan.metrics.psnr_ssim import psnr
+from spsagan.models import modelfile
+from spsagan.runtime import describe, precision_label
 from spsagan.training import checkpoint as ckpt
+from spsagan.training import signals
 from spsagan.training.data import TrainData, ValImage, batch_to_device, batches
-from spsagan.training.device import describe, precision_label
 from spsagan.training.distributed import World
 from spsagan.training.schedule import due
 
@@ -203,8 +206,8 @@ def fit(
     `run.on_step(done)` is called after each iteration (tests use it to interrupt a run).
     Writes the final `generator` (the module itself, not a DDP or compiled wrapper) to
     `run.out_model`; returns a summary dict.
-    Raises `checkpoint.CheckpointsInUse` at once if another trainer holds this instance's folder,
-    and `checkpoint.Preempted` after saving on SIGTERM/SIGUSR1/SIGINT or when its parent exits.
+    Raises `errors.InUse` at once if another trainer holds this instance's folder,
+    and `errors.Preempted` after saving on SIGTERM/SIGUSR1/SIGINT or when its parent exits.
     """
     with contextlib.ExitStack() as held:
         in_use = None
@@ -212,11 +215,11 @@ def fit(
             try:  # held to the end: a second trainer stops here, before reading anything
                 held.enter_context(run.resume.exclusive())
                 remove_partial_writes(run)
-            except ckpt.CheckpointsInUse as err:
+            except errors.InUse as err:
                 in_use = str(err)
         in_use = run.world.broadcast(in_use)  # every rank stops, with rank 0's message
         if in_use is not None:
-            raise ckpt.CheckpointsInUse(in_use)
+            raise errors.InUse(in_use)
         return _fit(run, data, generator, modules, optimizers, train_step)
 
 
@@ -300,7 +303,7 @@ def _fit(
     clock = _iterate(run, data, generator, sampler, train_step, history, log, save, start)
     seconds = time.perf_counter() - t0
     if world.is_main:
-        ckpt.save_model(
+        modelfile.save_model(
             run.out_model,
             generator,
             run.preset,
@@ -437,7 +440,7 @@ def _iterate(
         file=QuietStream(sys.stderr),
     )
     try:
-        with ckpt.StopSignals() as stop:
+        with signals.StopSignals() as stop:
             for step in range(start, iters):
                 batch = batch_to_device(next(stream), device, run.channels_last)
                 losses, lrs = train_step(batch, step)
@@ -469,7 +472,7 @@ def _iterate(
                     path = save(done)
                     clock.lap("checkpoint")
                     if why and done < iters:
-                        raise ckpt.Preempted(why, done, path)
+                        raise errors.Preempted(why, done, path)
         clock.lap("iterations")
     finally:
         bar.close()

@@ -15,19 +15,19 @@ import torch
 from torch.nn import functional as F
 
 from spsagan.config import PretrainPSNRConfig
-from spsagan.device import resolve_device
 from spsagan.models.presets import build_generator, method_name, preset_arch
-from spsagan.training import checkpoint as ckpt
-from spsagan.training.data import TrainData
-from spsagan.training.device import (
+from spsagan.runtime import (
     autocast,
     check_compile,
     compiled,
     determinism,
+    resolve_device,
     seed_everything,
     to_device,
     use_channels_last,
 )
+from spsagan.training import checkpoint as ckpt
+from spsagan.training.data import TrainData
 from spsagan.training.distributed import process_group, rank_device, world_from_env, wrap
 from spsagan.training.loop import Run, default_instance, fit, resume_key
 from spsagan.training.schedule import set_lr
@@ -55,9 +55,9 @@ def train_psnr(
     required exactly for pruned presets. data: training sets, mix ratios and held-out images (no
     segmentation maps are read). ckpt_root: side folder for resume checkpoints
     (`<ckpt_root>/pretrain_psnr-<instance>/<key>/`). live_dir: dvclive folder, or None.
-    device: "auto", "cpu", "cuda", ... (`spsagan.device.resolve_device`); with several processes,
+    device: "auto", "cpu", "cuda", ... (`spsagan.runtime.resolve_device`); with several processes,
     each takes cuda:LOCAL_RANK on CUDA.
-    Raises `checkpoint.Preempted` after saving when SIGTERM/SIGUSR1 arrives; a rerun resumes.
+    Raises `errors.Preempted` after saving when SIGTERM/SIGUSR1 arrives; a rerun resumes.
     Returns a summary: method, step, seconds, it/s, parameters, device, latest metrics (train/l1, val/psnr, ...).
     """
     world = world_from_env(cfg.gpus, STAGE)

@@ -1,8 +1,8 @@
 """Paper-scale rehearsal: run the paper profile's exact code path at full size in minutes, and project
 the real run's time and memory on the same device.
 
-    python -m spsagan.rehearsal                # full size (`make rehearsal`)
-    python -m spsagan.rehearsal --reduced      # CI smoke test (`make rehearsal-smoke`)
+    python -m spsagan.pipeline.rehearsal                # full size (`make rehearsal`)
+    python -m spsagan.pipeline.rehearsal --reduced      # CI smoke test (`make rehearsal-smoke`)
 
 Every stage's real step script runs once per job, in DAG order, with the paper column's params changed
 only in iteration counts, images per set and the files that cannot be had offline (`plan`); each job is
@@ -19,10 +19,10 @@ import time
 from pathlib import Path
 
 from spsagan.pipeline.registry import load_registry
-from spsagan.rehearsal import plan as plans
-from spsagan.rehearsal.project import project
-from spsagan.rehearsal.report import render, write
-from spsagan.rehearsal.runner import free_cores, jobs_in_order, run_job, startup_seconds
+from spsagan.pipeline.rehearsal import plan as plans
+from spsagan.pipeline.rehearsal.project import project
+from spsagan.pipeline.rehearsal.report import render, write
+from spsagan.pipeline.rehearsal.runner import free_cores, jobs_in_order, run_job, startup_seconds
 
 FRESH = ("results", "reports", "logs", "records")  # what a rehearsal writes under its root, cleared first
 # Stages whose rehearsal does so little work that their start-up must be measured apart (`startup_seconds`).
@@ -33,7 +33,7 @@ def device_summary(device: str | None) -> str:
     """The device the steps run on ("auto": CUDA when available), named for the report."""
     import torch
 
-    from spsagan.device import device_label, resolve_device
+    from spsagan.runtime import device_label, resolve_device
 
     resolved = resolve_device(device or "auto")
     if resolved.type == "cuda":

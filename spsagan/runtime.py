@@ -1,5 +1,9 @@
-"""Device choice, mixed precision, memory format and determinism for training.
+"""How a computation runs: the device, its precision, memory format, seeding, determinism and compilation.
 
+One module for every stage, `spsagan-upscale` and the benchmarks:
+
+- `resolve_device`: `--device auto|cpu|cuda|cuda:N`; "auto" means the same everywhere: the first CUDA
+  device when torch sees one, else the CPU. `device_label` names it in reports.
 - `autocast`: bfloat16 autocast on CUDA devices that support it; a no-op elsewhere. bf16 keeps
   float32's exponent range, so no loss scaling is needed. The SPSA layer computes its attention maps
   in float32 itself (the two softmax maps underflow in half precision).
@@ -19,8 +23,29 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from spsagan.config import ConfigError
-from spsagan.device import device_label
+from spsagan.errors import ConfigError
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """`device` as a `torch.device`; "auto" (or None) picks "cuda" when available, else "cpu"."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except RuntimeError as err:
+        raise ConfigError(f"--device: {device!r} is not a device; use auto, cpu, cuda or cuda:N") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device: {device} was asked for, but torch sees no CUDA device; use cpu or auto")
+    return device
+
+
+def device_label(device: str | torch.device) -> str:
+    """A readable device name: "cpu", or e.g. "cuda:0 (NVIDIA H100 80GB HBM3)"."""
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.is_available():
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    return str(device)
 
 
 def autocast_dtype(device: torch.device, mixed_precision: bool) -> torch.dtype | None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from spsagan.rehearsal.plan import Rehearsal
-from spsagan.rehearsal.project import MARGIN, MAX_RUNTIME_MIN, PAPER_SETS, Row
+from spsagan.pipeline.rehearsal.plan import Rehearsal
+from spsagan.pipeline.rehearsal.project import MARGIN, MAX_RUNTIME_MIN, PAPER_SETS, Row
+from spsagan.tables import markdown
 
 
 def duration(seconds: float | None) -> str:
@@ -27,20 +28,35 @@ def size(n_bytes: int | None) -> str:
 
 
 def _table(rows: list[Row]) -> list[str]:
-    lines = [
-        "| job | measured here | paper run's work | rehearsal | projected (this device) | peak memory (RSS) "
-        "| peak GPU memory | SLURM runtime (min) | SLURM mem_mb |",
-        "|---|---|---|--:|--:|--:|--:|---|--:|",
+    head = [
+        "job",
+        "measured here",
+        "paper run's work",
+        "rehearsal",
+        "projected (this device)",
+        "peak memory (RSS)",
+        "peak GPU memory",
+        "SLURM runtime (min)",
+        "SLURM mem_mb",
     ]
+    body = []
     for row in rows:
         slurm = row.slurm()
         runtime, mem = (slurm[0], str(slurm[1])) if slurm else ("n/a", "n/a")
-        lines.append(
-            f"| {row.job} | {row.measured} | {row.workload} | {duration(row.seconds)} | "
-            f"{duration(row.projected_s)} | {size(row.peak_bytes)} | {size(row.gpu_peak_bytes)} | "
-            f"{runtime} | {mem} |"
+        body.append(
+            [
+                row.job,
+                row.measured,
+                row.workload,
+                duration(row.seconds),
+                duration(row.projected_s),
+                size(row.peak_bytes),
+                size(row.gpu_peak_bytes),
+                runtime,
+                mem,
+            ]
         )
-    return lines
+    return markdown(head, body, "lllrrrrlr")
 
 
 def _slurm_yaml(rows: list[Row]) -> list[str]:
@@ -72,7 +88,7 @@ def render(reh: Rehearsal, rows: list[Row], device: str, seconds: float, failed:
         "",
         f"The paper profile (params.yaml's `paper` column) on its own code path, at full size, with only "
         f"iteration counts, images per set and unobtainable files changed (plan `{reh.plan.name}`). "
-        f"Written by `python -m spsagan.rehearsal{' --reduced' if reh.plan.name == 'reduced' else ''}`.",
+        f"Written by `python -m spsagan.pipeline.rehearsal{' --reduced' if reh.plan.name == 'reduced' else ''}`.",
         "",
         f"- Device: {device}",
         f"- Rehearsal wall time: {duration(seconds)}. {status}",

@@ -31,8 +31,8 @@ from pathlib import Path
 
 from spsagan.data.assets import get_dataset
 from spsagan.data.pairs import plan_subimages
-from spsagan.rehearsal.plan import Rehearsal
-from spsagan.rehearsal.runner import StepResult
+from spsagan.pipeline.rehearsal.plan import Rehearsal
+from spsagan.pipeline.rehearsal.runner import StepResult
 
 MARGIN = 1.5  # suggested SLURM limits: projected time and peak memory times this
 MAX_RUNTIME_MIN = 2880  # the SLURM profile's walltime per training attempt (48 h); training resumes

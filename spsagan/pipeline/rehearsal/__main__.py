@@ -1,16 +1,16 @@
-"""`python -m spsagan.rehearsal [--reduced] [--out reports/rehearsal.md] [--root rehearsal] [--device auto]
-[--cores N] [--timed N]`: the paper-scale rehearsal (see `spsagan.rehearsal`)."""
+"""`python -m spsagan.pipeline.rehearsal [--reduced] [--out reports/rehearsal.md] [--root rehearsal] [--device auto]
+[--cores N] [--timed N]`: the paper-scale rehearsal (see `spsagan.pipeline.rehearsal`)."""
 
 import argparse
 import sys
 
-from spsagan.device import resolve_device
-from spsagan.rehearsal import rehearse
-from spsagan.rehearsal.plan import plan_for
+from spsagan.pipeline.rehearsal import rehearse
+from spsagan.pipeline.rehearsal.plan import plan_for
+from spsagan.runtime import resolve_device
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m spsagan.rehearsal", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m spsagan.pipeline.rehearsal", description=__doc__)
     parser.add_argument(
         "--reduced", action="store_true", help="the CI smoke test: small crops of the photos, 2 crops per batch"
     )

@@ -5,7 +5,7 @@ Each job is started as the Snakefile starts it, `OMP_NUM_THREADS=<threads> pytho
 given, as `snakemake --cores N` caps them), with every path under a folder the pipeline writes
 (`results/`, `reports/`, `metrics/`: `written_roots`) moved under the rehearsal's root, so the project's
 own results and git-kept metrics are left alone. Each runs
-through `spsagan.rehearsal.probe` (which records the exit status, peak RSS and peak GPU memory from
+through `spsagan.pipeline.rehearsal.probe` (which records the exit status, peak RSS and peak GPU memory from
 inside the process). While a job runs, its process tree (batch workers included) is sampled every
 half second for its proportional set size (PSS: shared pages counted once), so the peak is what a
 SLURM memory limit would see.
@@ -176,7 +176,7 @@ def run_job(
     args = ["--params", json.dumps(section), "--profile", profile, *step_args(job, root)]
     if device and job.stage.gpu:  # every GPU stage's step takes --device (default auto)
         args += ["--device", device]
-    cmd = [sys.executable, "-m", "spsagan.rehearsal.probe", str(record), job.stage.script, *args]
+    cmd = [sys.executable, "-m", "spsagan.pipeline.rehearsal.probe", str(record), job.stage.script, *args]
     threads = max(1, min(job.stage.threads, cores or usable_cores()))
     echo(f"rehearsal: {job.name} ({threads} thread{'s' if threads > 1 else ''}) ...")
     started = time.perf_counter()

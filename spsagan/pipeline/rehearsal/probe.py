@@ -1,11 +1,11 @@
 """Run one step script in this process and record what only the process itself can see.
 
-    python -m spsagan.rehearsal.probe RECORD.json steps/<stage>.py [step flags...]
+    python -m spsagan.pipeline.rehearsal.probe RECORD.json steps/<stage>.py [step flags...]
 
 The script runs exactly as `python steps/<stage>.py ...` would (as `__main__`, same flags, same exit
 status). At exit RECORD.json gets: the exit status, the wall seconds, the process's peak resident
 memory (ru_maxrss) and, when the step used CUDA, the peak memory torch allocated on each GPU and the
-GPU's name. The rehearsal driver (`spsagan.rehearsal.runner`) starts every step through this.
+GPU's name. The rehearsal driver (`spsagan.pipeline.rehearsal.runner`) starts every step through this.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def exit_status(exc: SystemExit) -> int:
 
 def main(argv: list[str]) -> None:
     if len(argv) < 2:
-        sys.exit("usage: python -m spsagan.rehearsal.probe RECORD.json SCRIPT [ARGS...]")
+        sys.exit("usage: python -m spsagan.pipeline.rehearsal.probe RECORD.json SCRIPT [ARGS...]")
     record, script, args = Path(argv[0]), argv[1], argv[2:]
     sys.argv = [script, *args]
     started, status = time.perf_counter(), 1
