@@ -11,6 +11,7 @@ after a warm-up (CUDA synchronised), and prints a table. Paper size by default: 
     python benchmarks/gpu_train_step.py --device cpu --num-feat 32 --num-block 2 --presets esrgan
     python benchmarks/gpu_train_step.py --check-resume  # deterministic resume gives equal weights here?
     python benchmarks/gpu_train_step.py --compile       # eager and torch.compile'd, side by side
+    python benchmarks/gpu_train_step.py --precisions fp32,tf32,bf16  # float32 (TF32 off), TF32, bf16 autocast
     python benchmarks/gpu_train_step.py --gpus 4        # data-parallel scaling on 1, 2 and 4 GPUs (torchrun)
     python benchmarks/gpu_train_step.py --tiny --gpus 2 --presets +spsa  # the same with CPU processes (gloo)
 
@@ -35,7 +36,7 @@ import numpy as np
 import torch
 
 from spsagan.pipeline.params import load_config
-from spsagan.runtime import compile_mode, compiler_missing, describe, resolve_device
+from spsagan.runtime import compile_mode, compiler_missing, describe, resolve_device, tf32
 from spsagan.training import SubImageSet, TrainData, train_gan, train_psnr
 
 # The SPEC's example RRSB mask (prunes x1->conv4, x1->conv5, x2->conv5).
@@ -178,7 +179,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--iters", type=int, default=None, help="timed iterations (after warm-up)")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--presets", default="esrgan,+fa,+spsa,spsagan", help="GAN presets, comma-separated")
-    ap.add_argument("--variants", action="store_true", help="also time fp32 and NCHW pretraining")
+    ap.add_argument("--variants", action="store_true", help="also time NCHW, deterministic and 4-worker pretraining")
+    ap.add_argument(
+        "--precisions",
+        default="fp32",
+        help="comma-separated: fp32 (TF32 off), tf32 (float32 convolutions and matmuls in TF32), bf16 (autocast)",
+    )
     ap.add_argument("--vgg-layer", default=None, help="perceptual VGG19 layer (default conv5_4; conv2_2 with --tiny)")
     ap.add_argument("--d-feat", type=int, default=None, help="discriminator width (default 64; 8 with --tiny)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -211,6 +217,15 @@ def sizes(args) -> dict:
         layer=args.vgg_layer or ("conv2_2" if tiny else "conv5_4"),
         d_feat=args.d_feat or (8 if tiny else 64),
     )
+
+
+def precisions(args) -> list[str]:
+    """The precisions to time (--precisions); bf16 and TF32 only differ from fp32 on CUDA."""
+    chosen = [p for p in args.precisions.split(",") if p]
+    unknown = sorted(set(chosen) - {"fp32", "tf32", "bf16"})
+    if unknown:
+        raise SystemExit(f"--precisions: unknown {unknown}; choose from fp32, tf32, bf16")
+    return chosen
 
 
 def compile_choices(args, device: torch.device) -> list[bool]:
@@ -261,7 +276,8 @@ def time_rows(args, z: dict, workdir: Path, gpus: int = 1) -> list[tuple]:
         )
         return rate, peak, out
 
-    def pretrain(name, keep, compiled, mixed_precision=False, channels_last="auto", note="", **extra):
+    def pretrain(name, keep, compiled, precision="fp32", channels_last="auto", note="", **extra):
+        mixed_precision = precision == "bf16"
         cfg = replace(
             paper_psnr,
             **{**common, **extra},
@@ -272,17 +288,17 @@ def time_rows(args, z: dict, workdir: Path, gpus: int = 1) -> list[tuple]:
             channels_last=channels_last,
             compile=compiled,
         )
-        rate, peak, out = timed_run(train_psnr, cfg, "spsagan" if keep else "esrgan", keep=keep)
-        dtype = "bf16" if mixed_precision and device.type == "cuda" else "fp32"
+        with tf32(precision == "tf32"):
+            rate, peak, out = timed_run(train_psnr, cfg, "spsagan" if keep else "esrgan", keep=keep)
+        dtype = precision if device.type == "cuda" else "fp32"
         layout = "NHWC" if channels_last is True or (channels_last == "auto" and device.type == "cuda") else "NCHW"
         rows.append(("pretrain_psnr", name, dtype, layout, compiled, rate, peak, note))
         return out
 
-    for compiled in compile_choices(args, device):
-        rrdb = pretrain("rrdb", None, compiled)
-        rrsb = pretrain("rrsb", EXAMPLE_MASK, compiled)
+    for compiled, precision in [(c, p) for c in compile_choices(args, device) for p in precisions(args)]:
+        rrdb = pretrain("rrdb", None, compiled, precision)
+        rrsb = pretrain("rrsb", EXAMPLE_MASK, compiled, precision)
         if args.variants and device.type == "cuda":
-            pretrain("rrdb", None, compiled, mixed_precision=True)
             pretrain("rrdb", None, compiled, channels_last=False)
             pretrain("rrdb", None, compiled, note="deterministic", deterministic=True)
             pretrain("rrdb", None, compiled, note="4 workers", workers=4)
@@ -295,10 +311,13 @@ def time_rows(args, z: dict, workdir: Path, gpus: int = 1) -> list[tuple]:
                 perceptual_weights="",
                 d_num_feat=z["d_feat"],
                 compile=compiled,
+                mixed_precision=precision == "bf16",
             )
-            rate, peak, _ = timed_run(train_gan, cfg, preset, rrsb if preset == "spsagan" else rrdb)
+            with tf32(precision == "tf32"):
+                rate, peak, _ = timed_run(train_gan, cfg, preset, rrsb if preset == "spsagan" else rrdb)
+            dtype = precision if device.type == "cuda" else "fp32"
             rows.append(
-                ("train_gan", preset, "fp32", "NHWC" if device.type == "cuda" else "NCHW", compiled, rate, peak, "")
+                ("train_gan", preset, dtype, "NHWC" if device.type == "cuda" else "NCHW", compiled, rate, peak, "")
             )
     return rows
 

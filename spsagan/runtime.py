@@ -113,6 +113,21 @@ def determinism(enabled: bool) -> Iterator[None]:
         torch.backends.cudnn.benchmark = saved[2]
 
 
+@contextlib.contextmanager
+def tf32(enabled: bool) -> Iterator[None]:
+    """Within the block, let float32 convolutions and matmuls run in TF32 on Ampere and newer GPUs, or not.
+
+    PyTorch's defaults differ: cuDNN convolutions use TF32 unless told otherwise, matmuls do not. So
+    "float32" means float32 only with `enabled=False` (both off); the previous settings come back after.
+    No effect on the CPU.
+    """
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = bool(enabled)
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
 def precision_label(device: torch.device, mixed_precision: bool) -> str:
     """ "bf16 autocast" or "float32": what training actually computed in on `device`."""
     return "bf16 autocast" if autocast_dtype(device, mixed_precision) is not None else "float32"

@@ -93,16 +93,6 @@ def test_snakemake_refuses_an_unknown_key_before_running_anything(tmp_path):
 # Typed configs: one name per parameter, every constraint checked before the first stage runs
 
 
-def test_typed_config_fields_are_exactly_the_schema_keys(schemas):
-    import dataclasses
-
-    from spsagan.config import CONFIGS
-
-    assert set(CONFIGS) == set(schemas)
-    for stage, cls in CONFIGS.items():
-        assert {f.name for f in dataclasses.fields(cls)} == set(schemas[stage]["properties"]), stage
-
-
 def test_every_profile_section_becomes_its_typed_config(params):
     from spsagan.config import CONFIGS
     from spsagan.pipeline.params import typed_configs
@@ -171,3 +161,152 @@ def test_snakemake_refuses_a_cross_stage_problem_before_running_anything(tmp_pat
     )
     assert proc.returncode != 0
     assert "train_gan.crop_size: 64 is not an input size of the discriminator" in proc.stdout + proc.stderr
+
+
+# --------------------------------------------------------------------------------------------------
+# One declaration per key (spsagan.config); the schema file and docs/params.md are generated views
+
+
+def _reference_tables(text: str) -> dict[str, dict[str, str]]:
+    """docs/params.md read back: stage -> key -> its runtime cell."""
+    tables, stage = {}, None
+    for line in text.splitlines():
+        if line.startswith("## "):
+            stage = line[3:].strip()
+            tables[stage] = {}
+        elif stage and line.startswith("| `"):
+            cells = [c.strip() for c in line.strip("|").split(" | ")]
+            tables[stage][cells[0].strip("`")] = cells[2]
+    return tables
+
+
+def test_generated_views_are_current():
+    from spsagan.pipeline.param_views import COMMAND, stale_views
+
+    assert stale_views(ROOT) == [], f"run `{COMMAND}`"
+
+
+def test_declarations_schema_reference_and_both_profiles_agree(params, schemas):
+    """One source, generated views: every key is in all five places, or the test names where not."""
+    from spsagan.config import CONFIGS, declared, runtime_keys
+
+    reference = _reference_tables((ROOT / "docs" / "params.md").read_text(encoding="utf-8"))
+    assert list(CONFIGS) == list(schemas) == list(reference) == [k for k in params if k != "profile"]
+    for stage, cls in CONFIGS.items():
+        keys = set(declared(cls))
+        assert set(schemas[stage]["properties"]) == keys, stage
+        assert set(reference[stage]) == keys, stage
+        assert {k for k, cell in reference[stage].items() if cell} == set(runtime_keys(stage)), stage
+        for profile in ("demo", "paper"):
+            assert set(params[stage][profile]) == keys, (stage, profile)
+
+
+def test_every_declaration_has_a_one_line_doc():
+    from spsagan.config import CONFIGS, declared
+
+    for stage, cls in CONFIGS.items():
+        for name, f in declared(cls).items():
+            doc = f.metadata.get("doc", "")
+            assert doc and "\n" not in doc and len(doc) < 160, f"{stage}.{name}"
+
+
+def test_runtime_keys_for_the_launcher():
+    from spsagan.config import runtime_keys
+
+    assert set(runtime_keys("pretrain_psnr")) == {"gpus", "workers", "log_every", "ckpt_every", "compile"}
+    assert runtime_keys("train_gan") == runtime_keys("pretrain_psnr")
+    assert set(runtime_keys("download_data")) == {"downloads_dir", "mirror"}
+    assert runtime_keys("evaluate") == ("max_attention_mb",)
+    assert runtime_keys("make_lr") == () and runtime_keys("no_such_stage") == ()
+
+
+def test_a_changed_declaration_makes_the_views_stale(tmp_path, monkeypatch):
+    import dataclasses
+
+    from spsagan import config
+    from spsagan.pipeline import param_views
+
+    assert set(param_views.write_views(tmp_path)) == {param_views.SCHEMA_FILE, param_views.REFERENCE_FILE}
+    assert param_views.stale_views(tmp_path) == []
+    field = config.declared(config.PruneConfig)["batches"]
+    monkeypatch.setitem(field.metadata["rules"]["bounds"], "ge", 2)  # metadata is read-only; its dicts are not
+    assert param_views.stale_views(tmp_path) == [param_views.SCHEMA_FILE, param_views.REFERENCE_FILE]
+    assert "integer ≥ 2" in param_views.reference_text()
+    assert dataclasses.fields(config.PruneConfig)  # untouched otherwise
+
+
+def test_schema_and_reference_are_rendered_from_the_declarations():
+    from spsagan.pipeline.param_views import describe_type, stage_schemas
+
+    props = stage_schemas()
+    assert props["train_gan"]["properties"]["adam_betas"] == {
+        "type": "array",
+        "items": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
+        "minItems": 2,
+        "maxItems": 2,
+        "description": "Adam's beta1 and beta2",
+    }
+    assert props["train_gan"]["properties"]["channels_last"]["enum"] == ["auto", True, False]
+    evaluate = props["evaluate"]["properties"]
+    assert describe_type(evaluate["timing_images"]) == "`all` or integer ≥ 1"
+    assert describe_type(props["train_gan"]["properties"]["mix"]) == "map of string → integer ≥ 1, ≥ 1 entry"
+    assert describe_type(props["make_seg_maps"]["properties"]["min_fraction"]) == "number in [0, 1]"
+
+
+def test_a_missing_key_message_says_what_the_key_is(params, schemas):
+    bad = copy.deepcopy(params)
+    bad["prune"]["paper"].pop("batches")
+    with pytest.raises(ConfigError, match=r"missing key prune\.paper\.batches \(K: batches of training crops"):
+        validate(bad, schemas)
+
+
+def test_the_batch_split_rule_is_one_function():
+    """config checks it for gpus, the sampler for its world size: the same rule and the same words."""
+    from spsagan.config import batch_share
+
+    assert batch_share(16, 4) == 4
+    with pytest.raises(ConfigError, match=r"^train_gan\.batch_size: 6 is not divisible by train_gan\.gpus 4 "):
+        batch_share(6, 4, "train_gan")
+    with pytest.raises(ConfigError, match=r"^batch_size: 6 is not divisible by gpus 4 "):
+        batch_share(6, 4)
+
+
+@pytest.mark.parametrize(
+    "size, by_torchrun, expected",
+    [
+        (1, False, "pretrain_psnr.gpus is 2, but this process was not started by torchrun"),
+        (4, True, "pretrain_psnr.gpus is 2, but torchrun started 4 processes (WORLD_SIZE)"),
+    ],
+)
+def test_the_world_is_checked_against_gpus_once(params, size, by_torchrun, expected):
+    import dataclasses
+
+    from spsagan.config import from_section
+
+    cfg = dataclasses.replace(from_section("pretrain_psnr", stage_params(params, "pretrain_psnr")), gpus=2)
+    cfg.check_world(2, True)
+    with pytest.raises(ConfigError) as err:
+        cfg.check_world(size, by_torchrun)
+    assert expected in str(err.value) and "--nproc_per_node 2 steps/pretrain_psnr.py" in str(err.value)
+
+
+def test_params_views_command(capsys):
+    from spsagan.pipeline.__main__ import main
+
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        assert main(["check-params-views"]) == 0
+    finally:
+        os.chdir(cwd)
+    assert "current" in capsys.readouterr().out
+
+
+def test_gpus_walks_through_at_most_six_files():
+    """Issue 18's measure (`grep -rln gpus spsagan steps workflow params.yaml`): params.yaml, its
+    declaration and checks (spsagan/config.py), the generated schema, the launcher and the GPU
+    profiles name it; the training code takes its world from torchrun and passes the config whole."""
+    roots = [ROOT / "spsagan", ROOT / "steps", ROOT / "workflow"]
+    files = [ROOT / "params.yaml"] + [p for r in roots for p in r.rglob("*") if p.is_file() and p.suffix != ".pyc"]
+    naming = sorted(str(p.relative_to(ROOT)) for p in files if "gpus" in p.read_text(encoding="utf-8", errors="ignore"))
+    assert len(naming) <= 6, naming

@@ -61,3 +61,13 @@ def test_compiled_pretraining_trains_the_eager_weights(tmp_path):
     print(f"pretrain_psnr, compiled vs eager after {PSNR.iters} iterations: relative difference {diff:.2e}")
     assert diff < TOLERANCE
     assert compiled["iterations_run"] == PSNR.iters and "val/psnr" in compiled["metrics"]
+
+
+def test_tf32_switches_both_float32_paths_and_restores_them():
+    from spsagan.runtime import tf32
+
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    for enabled in (False, True):
+        with tf32(enabled):
+            assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (enabled, enabled)
+        assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == before

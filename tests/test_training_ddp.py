@@ -154,6 +154,9 @@ def test_gpus_and_compile_leave_the_resume_key_unchanged():
     for stage, cfg in (("pretrain_psnr", trainer.PSNR), ("train_gan", trainer.GAN)):
         key = resume_key(stage, cfg, {"preset": "esrgan"}, {})
         assert resume_key(stage, replace(cfg, gpus=2, compile=True), {"preset": "esrgan"}, {}) == key
+        assert resume_key(stage, replace(cfg, workers=3, ckpt_every=7), {"preset": "esrgan"}, {}) == key
+        # log_every is a runtime key but stays hashed: existing checkpoints keep their key
+        assert resume_key(stage, replace(cfg, log_every=7), {"preset": "esrgan"}, {}) != key
         assert resume_key(stage, replace(cfg, batch_size=8), {"preset": "esrgan"}, {}) != key
 
 
@@ -164,7 +167,7 @@ def test_the_sampler_splits_each_global_batch_over_the_ranks():
     for step in (0, 1, 17):
         assert sum((s.draw(step) for s in shares), []) == whole.draw(step) == whole.global_draw(step)
     assert shares[1].state_dict() == whole.state_dict()  # a checkpoint does not depend on the share
-    with pytest.raises(ValueError, match="cannot split a batch of 6 into 4"):
+    with pytest.raises(ValueError, match="batch_size: 6 is not divisible by gpus 4"):
         data.sampler(6, 3, 0, 4)
 
 

@@ -3,6 +3,8 @@
 write-dvc | check-dvc     keep dvc.yaml in step with the registry (workflow/stages.yaml)
 dry-run [-S key=value]    what `dvc exp run -S key=value` would rerun (DVC's own --dry fails here)
 plots-template [--out F]  an HTML template that makes `dvc plots show` pages work offline
+params-views              write the params schema and docs/params.md from the declarations (spsagan/config.py)
+check-params-views        exit 1 if either differs from the declarations
 """
 
 import argparse
@@ -44,11 +46,28 @@ def _dry_run(overrides: list[str]) -> int:
     return 0
 
 
+def _params_views(check: bool) -> int:
+    from spsagan.pipeline import param_views
+
+    if not check:
+        changed = param_views.write_views()
+        print(f"wrote {', '.join(map(str, changed))}" if changed else "the params views were already current")
+        return 0
+    stale = param_views.stale_views()
+    if stale:
+        print(f"stale: {', '.join(map(str, stale))}; run `{param_views.COMMAND}`", file=sys.stderr)
+        return 1
+    print("the params schema and docs/params.md are current with spsagan/config.py")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m spsagan.pipeline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("command", choices=["write-dvc", "check-dvc", "dry-run", "plots-template"])
+    parser.add_argument(
+        "command", choices=["write-dvc", "check-dvc", "dry-run", "plots-template", "params-views", "check-params-views"]
+    )
     parser.add_argument("--registry", default="workflow/stages.yaml")
     parser.add_argument("--dvc-yaml", default="dvc.yaml")
     parser.add_argument(
@@ -71,6 +90,8 @@ def main(argv=None) -> int:
         path = write_offline_template(args.out, args.cache)
         print(f"wrote {path}: use it with `dvc plots show --html-template {path}` (or `dvc plots diff`)")
         return 0
+    if args.command in ("params-views", "check-params-views"):
+        return _params_views(check=args.command == "check-params-views")
     try:
         registry = load_registry(args.registry)
     except ValueError as exc:

@@ -8,7 +8,8 @@ Layout of params.yaml::
       paper: {...}           # the same keys, at the paper's scale
 
 Both profiles of a stage have the same keys (one code path); the schema
-(`workflow/schemas/params.schema.yaml`) gives each stage's keys once and is applied to both.
+(`workflow/schemas/params.schema.yaml`, generated from the declarations in `spsagan.config` by
+`spsagan.pipeline.param_views`) gives each stage's keys once and is applied to both.
 Any unknown, missing, duplicated or mistyped key stops with a `ConfigError` naming the key; then
 each section becomes its stage's typed config (`spsagan.config`), whose checks run for both profiles.
 """
@@ -91,7 +92,9 @@ def _explain(error, prefix: str = "") -> str:
     if error.validator == "required":
         # jsonschema reports one error per missing property; its message quotes the name.
         missing = error.message.split("'")[1] if "'" in error.message else "?"
-        return f"missing key {missing if where == '<top level>' else f'{where}.{missing}'}"
+        doc = error.schema.get("properties", {}).get(missing, {}).get("description")
+        about = f" ({doc})" if doc else ""
+        return f"missing key {missing if where == '<top level>' else f'{where}.{missing}'}{about}"
     if error.validator == "type":
         return (
             f"{where}: expected {error.validator_value}, got {type(error.instance).__name__} "

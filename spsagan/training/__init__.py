@@ -5,10 +5,10 @@
 - `fit`, `Run` (`spsagan.training.loop`): iterations, logging, validation, checkpoints, model file
 - `open_train_data`, `load_val_images`, `TrainData`, `SubImageSet`, `MixSampler` (`spsagan.training.data`)
 - `Preempted`: raised after a SIGTERM/SIGUSR1-triggered checkpoint; rerun to resume (`.signals`)
-- data-parallel training under torchrun when the config's `gpus` > 1 (`spsagan.training.distributed`)
+- data-parallel training over the processes torchrun starts (`spsagan.training.distributed`)
 
 cfg is the stage's typed config (`spsagan.config`: `PretrainPSNRConfig`, `TrainGANConfig`), with
-exactly the keys of its params.yaml section; docs/training.md describes each.
+exactly the keys of its params.yaml section; docs/params.md describes each.
 """
 
 from spsagan._lazy import lazy_exports

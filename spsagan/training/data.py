@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from spsagan.config import batch_share
 from spsagan.data.pairs import index_path, read_index
 from spsagan.errors import ConfigError
 from spsagan.image import read_image
@@ -263,8 +264,9 @@ class MixSampler:
         rank: int = 0,
         world_size: int = 1,
     ):
-        if world_size < 1 or not 0 <= rank < world_size or batch_size % world_size:
-            raise ValueError(f"cannot split a batch of {batch_size} into {world_size} equal shares (rank {rank})")
+        self.share = batch_share(batch_size, world_size)  # the split rule, as the config checks it
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not one of the {world_size} processes")
         if len(sizes) != len(ratios) or not sizes:
             raise ValueError(f"need one ratio per set, got sizes {list(sizes)} and ratios {list(ratios)}")
         if any(r < 0 for r in ratios) or sum(ratios) <= 0:
@@ -280,8 +282,7 @@ class MixSampler:
 
     def draw(self, step: int) -> list[Draw]:
         """This process's share of the global batch of `step`."""
-        share = self.batch_size // self.world_size
-        return self.global_draw(step)[self.rank * share : (self.rank + 1) * share]
+        return self.global_draw(step)[self.rank * self.share : (self.rank + 1) * self.share]
 
     def global_draw(self, step: int) -> list[Draw]:
         """All `batch_size` draws of `step` (what a single process trains on)."""

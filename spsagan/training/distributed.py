@@ -1,9 +1,11 @@
 """Data-parallel training across processes (torch.distributed), as torchrun launches it.
 
-torchrun starts `gpus` copies of a training step and gives each RANK, WORLD_SIZE, LOCAL_RANK,
-MASTER_ADDR and MASTER_PORT. `World` is this process's place among them, with the few collective
-operations the training loop needs. A process started without torchrun is a world of one, and
-every operation below is then a no-op: the single-process path is unchanged.
+torchrun starts copies of a training step and gives each RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR
+and MASTER_PORT. `World` is this process's place among them, taken from those variables alone, with
+the few collective operations the training loop needs. A process started without torchrun is a
+world of one, and every operation below is then a no-op: the single-process path is unchanged.
+Whether the world is the one the config asked for is the config's check (`check_world` of the
+training configs in `spsagan.config`).
 
 Two process groups: the default one (NCCL on CUDA, gloo on CPU) carries DDP's gradient all-reduce;
 a gloo group on the CPU carries the loop's small control messages (the stop flag of every
@@ -37,6 +39,7 @@ class World:
     size: int = 1
     local_rank: int = 0
     control: Any = None  # the gloo process group for control messages (None: the default group)
+    torchrun: bool = False  # started by torchrun (a world of one may be either)
 
     @property
     def is_main(self) -> bool:
@@ -83,25 +86,12 @@ def launched_by_torchrun() -> bool:
     return all(name in os.environ for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
 
 
-def world_from_env(gpus: int, stage: str) -> World:
-    """This process's `World` for a stage configured with `gpus` processes; ConfigError (one line)
-    when the launch does not match the config."""
+def world_from_env() -> World:
+    """This process's `World`, from torchrun's variables (a world of one without them)."""
     if not launched_by_torchrun():
-        if gpus > 1:
-            raise ConfigError(
-                f"{stage}.gpus is {gpus}, but this process was not started by torchrun; run "
-                f"`torchrun --standalone --nproc_per_node {gpus} steps/{stage}.py ...` "
-                f"(or set {stage}.gpus to 1)"
-            )
         return World()
     size, rank, local = (int(os.environ[k]) for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK"))
-    if size != gpus:
-        raise ConfigError(
-            f"{stage}.gpus is {gpus}, but torchrun started {size} processes (WORLD_SIZE); "
-            f"run `torchrun --standalone --nproc_per_node {gpus} steps/{stage}.py ...` "
-            f"or set {stage}.gpus to {size}"
-        )
-    return World(rank=rank, size=size, local_rank=local)
+    return World(rank=rank, size=size, local_rank=local, torchrun=True)
 
 
 def rank_device(world: World, device: torch.device) -> torch.device:

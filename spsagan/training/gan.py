@@ -11,7 +11,7 @@ data-dependent init on the first batch. Adam has two generator groups: the atten
 (SPSA's f/g/h, segmentation transform, alpha, gamma; lr_attention 5e-4) and the rest (lr_g 1e-4);
 the discriminator has its own Adam (lr_d 1e-4). All rates follow the same step schedule.
 
-Data-parallel (`gpus` > 1, torchrun): DDP averages both networks' gradients over the processes.
+Data-parallel (several processes under torchrun): DDP averages both networks' gradients over the processes.
 The discriminator's BatchNorm normalises with each process's own batch statistics and keeps its
 running statistics per process, and the relativistic average is over each process's share of the
 batch, as in BasicSR's multi-GPU training (docs/training.md).
@@ -215,7 +215,8 @@ def train_gan(
     key also covers the init model's bytes and the VGG weights file, so a retrained PSNR model restarts
     the GAN. Raises `errors.Preempted` after saving on SIGTERM/SIGUSR1.
     """
-    world = world_from_env(cfg.gpus, STAGE)
+    world = world_from_env()
+    cfg.check_world(world.size, world.torchrun)  # before anything is read or written
     device = rank_device(world, resolve_device(device))
     check_compile(device, cfg.compile, STAGE)
     out_model, init_model = Path(out_model), Path(init_model)

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from spsagan import errors
+from spsagan.config import runtime_keys
 from spsagan.image import imresize, to_tensor, to_uint8
 from spsagan.metrics.psnr_ssim import psnr
 from spsagan.models import modelfile
@@ -40,16 +41,17 @@ from spsagan.training.schedule import due
 
 VAL_CROP_BORDER = 4  # the SR convention for x4 (SPEC section 4); Y channel
 
-# Settings that change how a run executes, not what it computes: left out of the resume key.
-# gpus and compile change results only within float reduction order (the GAN's discriminator
-# also computes its batch statistics per process), so a run may resume on another world size.
-RUNTIME_FIELDS = ("workers", "ckpt_every", "gpus", "compile")
+# The runtime keys (spsagan.config) change how a run executes, not what it trains: they are left out
+# of the resume key, so a run may resume on another world size. log_every stays in: it was hashed
+# before it was declared a runtime key, and dropping it would orphan every unfinished run's checkpoints.
+_HASHED_RUNTIME_KEYS = ("log_every",)
 
 
 def resume_key(stage: str, cfg, run: dict, extra: dict) -> str:
-    """Hash of everything that determines the trained weights: the stage's config (without the
-    runtime fields), the run's own settings (preset, mask) and `extra` (data listing, init model)."""
-    hashed = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in RUNTIME_FIELDS}
+    """Hash of everything that determines the trained weights: the stage's config (without its
+    runtime keys), the run's own settings (preset, mask) and `extra` (data listing, init model)."""
+    skip = set(runtime_keys(stage)) - set(_HASHED_RUNTIME_KEYS)
+    hashed = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in skip}
     return ckpt.run_key(stage, {**hashed, **run}, extra)
 
 

@@ -3,7 +3,7 @@
 `train_psnr` trains the RRDB (or, with a pruning mask, the RRSB) with L1, Adam and a step schedule
 (ESRGAN: lr 2e-4 halved every 200k of 1M iterations), validates PSNR on held-out images, logs to
 dvclive and checkpoints for resumption, all through the shared loop (`spsagan.training.loop`).
-With `gpus` > 1 it runs as one of the processes torchrun started (`spsagan.training.distributed`).
+Under torchrun it runs as one of several data-parallel processes (`spsagan.training.distributed`).
 """
 
 from __future__ import annotations
@@ -60,7 +60,8 @@ def train_psnr(
     Raises `errors.Preempted` after saving when SIGTERM/SIGUSR1 arrives; a rerun resumes.
     Returns a summary: method, step, seconds, it/s, parameters, device, latest metrics (train/l1, val/psnr, ...).
     """
-    world = world_from_env(cfg.gpus, STAGE)
+    world = world_from_env()
+    cfg.check_world(world.size, world.torchrun)  # before anything is read or written
     arch = {**preset_arch(preset, cfg.num_feat, cfg.num_block, cfg.num_grow_ch, keep), "attention": None}
     device = rank_device(world, resolve_device(device))
     check_compile(device, cfg.compile, STAGE)
