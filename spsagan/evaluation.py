@@ -29,7 +29,7 @@ import torch
 from spsagan import errors, image
 from spsagan.errors import ConfigError
 from spsagan.image import imresize, read_image, to_tensor
-from spsagan.metrics.no_reference import niqe as niqe_score
+from spsagan.metrics.no_reference import niqe as compute_niqe
 from spsagan.metrics.no_reference import too_small as niqe_too_small
 from spsagan.metrics.psnr_ssim import psnr, ssim
 from spsagan.models import tiling
@@ -240,7 +240,7 @@ def _niqe(sr: np.ndarray, crop_border: int) -> tuple[float, str]:
         # A small test image (e.g. 80x60) is valid data; NIQE just has too few 96x96 blocks for it.
         return math.nan, f"NIQE {problem}"
     try:
-        return float(niqe_score(sr, crop_border=crop_border)), ""
+        return float(compute_niqe(sr, crop_border=crop_border)), ""
     except np.linalg.LinAlgError:
         # Degenerate statistics (e.g. a flat output of an untrained network): NIQE is undefined,
         # as in MATLAB, which returns NaN.
