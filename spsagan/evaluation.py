@@ -2,8 +2,8 @@
 
 Protocol (SPEC section 4): PSNR/SSIM on the MATLAB Y channel after cropping `crop_border` pixels on
 each side; a single-channel (gray) test image is compared as it is, never expanded to RGB. NIQE on Y
-rounded to uint8 after the same crop (`spsagan.metrics.niqe`); an image too small for NIQE (fewer than
-two 96x96 blocks) gets NaN and the `niqe_reason` column says why.
+rounded to uint8 after the same crop (`spsagan.metrics.niqe`, module `no_reference`); an image too
+small for NIQE (fewer than two 96x96 blocks) gets NaN and the `niqe_reason` column says why.
 
 PI follows the PIRM convention, PI = 0.5 * ((10 - Ma) + NIQE), with the same crop and Y channel for
 both scores. Ma (NRQM) needs its trained random forests (`NRQM_model.mat`), which only pyiqa can
@@ -26,10 +26,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from spsagan import errors, image, metrics
+from spsagan import errors, image
 from spsagan.errors import ConfigError
 from spsagan.image import imresize, read_image, to_tensor
-from spsagan.metrics.niqe import too_small as niqe_too_small
+from spsagan.metrics.no_reference import niqe as compute_niqe
+from spsagan.metrics.no_reference import too_small as niqe_too_small
+from spsagan.metrics.psnr_ssim import psnr, ssim
 from spsagan.models import tiling
 
 RESULT_COLUMNS = ["name", "psnr", "ssim", "niqe", "niqe_reason", "ma", "pi", "pi_reason"]
@@ -108,6 +110,7 @@ def sr_with_model(
     device=None,
     tile: int | None = None,
     tile_overlap: int = tiling.DEFAULT_OVERLAP,
+    attention_tile: int | None = None,
 ) -> np.ndarray:
     """Super-resolve one uint8 image with a generator; returns uint8 `(4h, 4w, 3)` or `(4h, 4w)`.
 
@@ -119,6 +122,8 @@ def sr_with_model(
     tile, tile_overlap: None runs the image in one piece; otherwise LR tiles of `tile` pixels with
         `tile_overlap` pixels of context (`spsagan.models.tiling`), each converted to uint8 at once,
         so memory follows the tile rather than the image.
+    attention_tile: None computes attention over the whole image (exact); otherwise within separate
+        tiles of that many LR pixels a side (`tiling.tiled_attention`, an approximation).
     """
     lq = np.asarray(lq)
     if lq.dtype != np.uint8 or not (lq.ndim == 2 or (lq.ndim == 3 and lq.shape[2] == 3)):
@@ -147,10 +152,12 @@ def sr_with_model(
 
     model.eval()
     with torch.no_grad():
-        if tile is None:
+        if tile is None and attention_tile is not None and getattr(model, "attention", None) is not None:
+            write(0, 0, model.tail(tiling.tiled_attention(model, model.trunk_features(x), seg_t, attention_tile)))
+        elif tile is None:
             write(0, 0, model(x, seg_t) if seg_t is not None else model(x))
         else:
-            tiling.tiled_forward(model, x, seg_t, tile, tile_overlap, emit=write)
+            tiling.tiled_forward(model, x, seg_t, tile, tile_overlap, emit=write, attention_tile=attention_tile)
     return sr
 
 
@@ -233,7 +240,7 @@ def _niqe(sr: np.ndarray, crop_border: int) -> tuple[float, str]:
         # A small test image (e.g. 80x60) is valid data; NIQE just has too few 96x96 blocks for it.
         return math.nan, f"NIQE {problem}"
     try:
-        return float(metrics.niqe(sr, crop_border=crop_border)), ""
+        return float(compute_niqe(sr, crop_border=crop_border)), ""
     except np.linalg.LinAlgError:
         # Degenerate statistics (e.g. a flat output of an untrained network): NIQE is undefined,
         # as in MATLAB, which returns NaN.
@@ -276,8 +283,8 @@ def evaluate_pairs(
         niqe_score, niqe_reason = _niqe(sr, crop_border) if niqe else (math.nan, "NIQE not requested")
         row = {
             "name": name,
-            "psnr": float(metrics.psnr(sr, gt, crop_border, test_y_channel=test_y_channel)),
-            "ssim": float(metrics.ssim(sr, gt, crop_border, test_y_channel=test_y_channel)),
+            "psnr": float(psnr(sr, gt, crop_border, test_y_channel=test_y_channel)),
+            "ssim": float(ssim(sr, gt, crop_border, test_y_channel=test_y_channel)),
             "niqe": niqe_score,
             "niqe_reason": niqe_reason,
             "ma": math.nan,

@@ -141,6 +141,28 @@ def _mask_from_ds(ds: np.ndarray, min_gap: float) -> list[list[bool]]:
     return mask
 
 
+def ds_rows(ds: np.ndarray) -> list[dict]:
+    """DS as table rows {dense_block, l, i, ds} (prune's `ds.csv`), the undefined (NaN) entries left out.
+
+    ds: (num_dense_blocks, 3, 3) from `measure_dissimilarity`, entry [d, l - 2, i - 1].
+    """
+    return [
+        {"dense_block": d, "l": l + 2, "i": i + 1, "ds": float(ds[d, l, i])}
+        for d in range(ds.shape[0])
+        for l in range(3)
+        for i in range(3)
+        if not np.isnan(ds[d, l, i])
+    ]
+
+
+def ds_from_rows(rows: Iterable[dict], dense_blocks: int) -> np.ndarray:
+    """The (dense_blocks, 3, 3) DS array back from `ds_rows` (missing entries NaN)."""
+    ds = np.full((dense_blocks, 3, 3), np.nan)
+    for row in rows:
+        ds[int(row["dense_block"]), int(row["l"]) - 2, int(row["i"]) - 1] = float(row["ds"])
+    return ds
+
+
 def pruned_connections(keep) -> list[str]:
     """Human-readable list of dropped connections of a shared mask, e.g. ['x1 -> conv4']."""
     return [f"x{i} -> conv{k}" for k, row in enumerate(keep, start=1) for i, kept in enumerate(row) if not kept]

@@ -15,6 +15,13 @@ chunking is exact up to float rounding: a different budget can move a few output
 level. Tiling is exact up to float rounding when the overlap reaches the receptive radius
 (15 per RRDB block + 4 LR pixels); smaller overlaps are approximations (docs/models.md).
 
+Time: before any inference with an attention model, the attention's time is estimated from each
+image's N and one attention call timed on this device (`spsagan.models.attention_cost`) and
+printed. Beyond `max_minutes` (`--max-minutes`, default 10) the run stops with one line, unless the
+budget is raised or `attention="tiled"` (`--attention tiled`) computes the attention within
+`attention_tile` x `attention_tile` LR tiles: minutes instead of hours, but approximate (each pixel
+attends only to its own tile), and the messages say so.
+
 Input rules (`spsagan.image.read_image`): RGB as is; gray stays gray (the network sees it
 replicated to RGB and the output is the channel mean); an alpha channel is dropped; palette and
 16-bit images are converted to 8-bit RGB/gray. Every input is read, and the output folder checked
@@ -29,6 +36,7 @@ import argparse
 import os
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -38,10 +46,13 @@ from tqdm import tqdm
 from spsagan.errors import ConfigError, ImageError
 from spsagan.evaluation import list_images, sr_with_model
 from spsagan.image import read_image, write_image
-from spsagan.models import tiling
+from spsagan.models import attention_cost, tiling
 from spsagan.models.attention import DEFAULT_MAX_BYTES, set_attention_budget
 from spsagan.models.modelfile import load_generator
 from spsagan.runtime import resolve_device
+
+DEFAULT_MAX_MINUTES = 10.0
+DEFAULT_ATTENTION_TILE = 64  # LR pixels a side for --attention tiled
 
 
 def _expand(inputs: list[str | os.PathLike]) -> list[Path]:
@@ -98,15 +109,66 @@ def _make_out_dir(out_dir: Path, outs: list[Path]) -> None:
         raise ConfigError(f"output folder {out_dir} cannot be created ({exc.strerror or exc})") from exc
 
 
-def _check_readable(files: list[Path]) -> None:
-    bad = []
+def _check_readable(files: list[Path]) -> list[tuple[int, int]]:
+    """Read every input once; returns their (h, w), or raises naming every unreadable file."""
+    bad, shapes = [], []
     for f in files:
         try:
-            read_image(f, gray="keep")
+            shapes.append(read_image(f, gray="keep").shape[:2])
         except ImageError as exc:
             bad.append(str(exc))
     if bad:
         raise ConfigError(f"{len(bad)} unreadable input(s), nothing written:\n  " + "\n  ".join(bad))
+    return shapes
+
+
+def _stderr(line: str) -> None:
+    print(f"spsagan-upscale: {line}", file=sys.stderr)
+
+
+def duration(minutes: float) -> str:
+    """A readable length of time: '40 s', '7.5 min', '56 h'."""
+    if minutes < 1.5:
+        return f"{minutes * 60:.0f} s"
+    if minutes < 90:
+        return f"{minutes:.2g} min" if minutes < 10 else f"{minutes:.0f} min"
+    return f"{minutes / 60:,.0f} h"
+
+
+def check_attention_time(
+    model: torch.nn.Module,
+    shapes: list[tuple[int, int]],
+    attention_tile: int | None,
+    max_minutes: float | None,
+    log: Callable[[str], None],
+) -> float:
+    """Estimate the attention's minutes for images of these LR `shapes`, say it, and refuse beyond the budget.
+
+    attention_tile: None for exact attention, else the approximate tiled mode's tile side.
+    max_minutes: None for no limit. Returns the estimate in minutes.
+    """
+    seconds, measured, took = attention_cost.estimate_seconds(model, shapes, attention_tile)
+    minutes = seconds / 60
+    pixels = sum(h * w for h, w in shapes)
+    basis = f"one attention call over {measured:,} pixels took {took:.3g} s here"
+    if attention_tile is None:
+        log(
+            f"exact attention over {pixels:,} LR pixels ({len(shapes)} image(s)): about {duration(minutes)} "
+            f"({basis}; time grows with the square of the pixel count)"
+        )
+    else:
+        log(
+            f"approximate attention, computed within {attention_tile}x{attention_tile} LR-pixel tiles "
+            f"(--attention tiled; no pixel attends beyond its tile): about {duration(minutes)} ({basis})"
+        )
+    if max_minutes is not None and minutes > max_minutes:
+        mode = "exact" if attention_tile is None else "tiled"
+        raise ConfigError(
+            f"{mode} attention would take about {duration(minutes)}, over the --max-minutes budget of "
+            f"{max_minutes:g}: raise --max-minutes to run it anyway"
+            + (", or pass --attention tiled for an approximate result" if attention_tile is None else "")
+        )
+    return minutes
 
 
 def parse_segmenter_label(label: str) -> tuple[str, dict]:
@@ -171,6 +233,10 @@ def upscale(
     tile: int | None = tiling.DEFAULT_TILE,
     tile_overlap: int = tiling.DEFAULT_OVERLAP,
     progress: bool = True,
+    max_minutes: float | None = DEFAULT_MAX_MINUTES,
+    attention: str = "exact",
+    attention_tile: int = DEFAULT_ATTENTION_TILE,
+    log: Callable[[str], None] = _stderr,
 ) -> list[Path]:
     """Super-resolve image files x4 with a checkpoint; returns the written PNG paths, in input order.
 
@@ -180,7 +246,19 @@ def upscale(
     segmenter_weights: the OutdoorSceneSeg weights file, when the checkpoint was trained with it.
     segmenter_seed: the stand-in's clustering seed; None takes the one recorded in the checkpoint.
     tile, tile_overlap: LR tile side and context in pixels (`spsagan.models.tiling`); tile None: untiled.
+    max_minutes: budget for the estimated attention time (module docstring); None: no limit.
+    attention: "exact" (over the whole image, as trained) or "tiled" (approximate, within
+        `attention_tile` x `attention_tile` LR tiles). log: where the estimate line goes (stderr).
     """
+    if attention not in ("exact", "tiled"):
+        raise ConfigError(f"--attention must be exact or tiled, got {attention!r}")
+    if attention == "tiled":
+        try:
+            tiling.check_tiling(attention_tile, 0)
+        except ValueError as exc:
+            raise ConfigError(f"--attention-tile: {exc}") from exc
+    if max_minutes is not None and not max_minutes > 0:
+        raise ConfigError(f"--max-minutes must be positive, got {max_minutes!r}")
     checkpoint = Path(checkpoint)
     if tile is not None:
         try:
@@ -189,7 +267,7 @@ def upscale(
             raise ConfigError(str(exc)) from exc
     files = _expand(inputs)
     outs = _outputs(files, Path(out_dir), suffix)
-    _check_readable(files)
+    shapes = _check_readable(files)
     _make_out_dir(Path(out_dir), outs)
     device = resolve_device(device or "auto")
     try:
@@ -200,6 +278,9 @@ def upscale(
     if int(max_attention_bytes) < 1:
         raise ConfigError(f"max_attention_bytes must be positive, got {max_attention_bytes}")
     set_attention_budget(model, max_attention_bytes)
+    attention_tile = attention_tile if attention == "tiled" else None
+    if model.attention is not None:
+        check_attention_time(model, shapes, attention_tile, max_minutes, log)
     needs_seg = model.arch.get("attention") == "spsa"
     segmenter = load_segmenter(ckpt, checkpoint, segmenter_weights, segmenter_seed, device) if needs_seg else None
 
@@ -207,7 +288,7 @@ def upscale(
     for path, out in tqdm(list(zip(files, outs)), desc="upscale x4", unit="image", disable=not progress):
         lq = read_image(path, gray="keep")
         seg = stored_prior(segmenter, lq) if segmenter is not None else None
-        sr = sr_with_model(model, lq, seg=seg, tile=tile, tile_overlap=tile_overlap)
+        sr = sr_with_model(model, lq, seg=seg, tile=tile, tile_overlap=tile_overlap, attention_tile=attention_tile)
         write_image(out, sr)
         written.append(out)
     return written
@@ -265,6 +346,26 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="seed of the stand-in segmenter (default: the one recorded in the checkpoint)",
     )
+    parser.add_argument(
+        "--max-minutes",
+        type=float,
+        default=DEFAULT_MAX_MINUTES,
+        help="stop before starting when the attention is estimated to take longer (default %(default)g); "
+        "the estimate is printed either way",
+    )
+    parser.add_argument(
+        "--attention",
+        choices=["exact", "tiled"],
+        default="exact",
+        help="exact: attention over the whole image, as trained (time grows with N^2); tiled: APPROXIMATE, "
+        "computed within --attention-tile tiles (default %(default)s)",
+    )
+    parser.add_argument(
+        "--attention-tile",
+        type=int,
+        default=DEFAULT_ATTENTION_TILE,
+        help="LR pixels a side of the tiles of --attention tiled (default %(default)s)",
+    )
     parser.add_argument("--suffix", default="_x4", help="appended to each output's file stem (default %(default)s)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return parser
@@ -286,6 +387,9 @@ def main(argv: list[str] | None = None) -> int:
             tile=args.tile or None,
             tile_overlap=args.tile_overlap,
             progress=not args.quiet,
+            max_minutes=args.max_minutes,
+            attention=args.attention,
+            attention_tile=args.attention_tile,
         )
     except (ConfigError, ImageError, FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"spsagan-upscale: error: {exc}", file=sys.stderr)

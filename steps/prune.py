@@ -1,24 +1,22 @@
 """prune: measure connection dissimilarity (eq. 8) on the converged RRDB and decide the RRSB mask.
 
 Writes `--mask` (the SPEC mask format: shared pattern, or one per dense block) and, in `--out`,
-`ds.csv` (DS(i, l) per dense block, averaged over K batches of training crops), `summary.json`
-(pruned connections, parameter counts) and `pruning.png` (the pattern, like the paper's Fig. 5).
+`ds.csv` (DS(i, l) per dense block, averaged over K batches of training crops) and `summary.json`
+(pruned connections, parameter counts, the mask again and the training sets measured on). Data only:
+render_reports draws Fig. 5 from these, so editing the figure code never reruns pruning.
 Runs on the CPU (the stage holds no GPU token): forward passes only, minutes even at paper size.
 """
 
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
 from spsagan.atomic import atomic_dir, atomic_path, write_json
 from spsagan.models.modelfile import load_generator
 from spsagan.pipeline.step import main_guard, parse, stage_parser
-from spsagan.pruning import arch_parameter_count, decide_mask, measure_dissimilarity, pruned_connections
-from spsagan.reports import data_standins
-from spsagan.reports.figures import pruning_figure
+from spsagan.pruning import arch_parameter_count, decide_mask, ds_rows, measure_dissimilarity, pruned_connections
 from spsagan.training.data import open_train_data
 
 
@@ -27,7 +25,7 @@ def main() -> None:
     parser.add_argument("--data", required=True, type=Path, help="make_lr's output folder")
     parser.add_argument("--model", required=True, type=Path, help="the PSNR-pretrained RRDB")
     parser.add_argument("--mask", required=True, type=Path, help="the mask file to write")
-    parser.add_argument("--out", required=True, type=Path, help="folder for the DS table, summary and figure")
+    parser.add_argument("--out", required=True, type=Path, help="folder for the DS table and summary")
     args, cfg = parse(parser, "prune")
     model, ckpt = load_generator(args.model)
     data = open_train_data(args.data, {name: 1.0 for name in cfg.train_sets})
@@ -41,19 +39,15 @@ def main() -> None:
     seconds = time.perf_counter() - started
     keep = decide_mask(ds, scope=cfg.scope, min_gap=cfg.min_gap)
 
-    rows = [
-        {"dense_block": d, "l": l + 2, "i": i + 1, "ds": ds[d, l, i]}
-        for d in range(ds.shape[0])
-        for l in range(3)
-        for i in range(3)
-        if not np.isnan(ds[d, l, i])
-    ]
     rrdb_arch = {**ckpt["arch"], "attention": None}
     summary = {
         "profile": args.profile,
         "scope": cfg.scope,
         "min_gap": cfg.min_gap,
         "batches": cfg.batches,
+        "train_sets": list(cfg.train_sets),
+        "dense_blocks": int(ds.shape[0]),
+        "keep": keep,
         "pruned": pruned_connections(keep) if cfg.scope == "shared" else None,
         "params_rrdb": arch_parameter_count(rrdb_arch),
         "params_rrsb": arch_parameter_count({**rrdb_arch, "keep": keep}),
@@ -62,17 +56,8 @@ def main() -> None:
     }
     with atomic_dir(args.out) as tmp:
         with atomic_path(tmp / "ds.csv") as csv:
-            pd.DataFrame(rows).to_csv(csv, index=False, float_format="%.6f")
+            pd.DataFrame(ds_rows(ds)).to_csv(csv, index=False, float_format="%.6f")
         write_json(tmp / "summary.json", summary)
-        shared = keep if cfg.scope == "shared" else keep[0]
-        pruning_figure(
-            ds,
-            shared,
-            tmp / "pruning.png",
-            "RRSB connection pattern (kept / pruned)",
-            args.profile,
-            data_standins(args.data, cfg.train_sets),
-        )
     write_json(args.mask, keep)  # last: the mask exists only with its analysis beside it
     print(
         f"prune: pruned {summary['pruned']}; parameters {summary['params_rrdb']:,} -> {summary['params_rrsb']:,}; "

@@ -23,10 +23,17 @@ from spsagan.image import read_image, to_tensor
 from spsagan.models.modelfile import load_generator
 from spsagan.models.presets import PRESETS
 from spsagan.pipeline.step import labelled, main_guard, parse, stage_parser
+from spsagan.pruning import ds_from_rows
 from spsagan.reports import data_standins, reductions
 from spsagan.reports.ablation import render_ablation
 from spsagan.reports.claims import VOTE_COLUMNS, claims_html, evaluate_claims, render_claims
-from spsagan.reports.figures import attention_figure, crop_grid, inference_time_chart, training_curves_by_stage
+from spsagan.reports.figures import (
+    attention_figure,
+    crop_grid,
+    inference_time_chart,
+    pruning_figure,
+    training_curves_by_stage,
+)
 from spsagan.reports.names import FIXED, RETRAINED, display_name
 from spsagan.reports.paper import PAPER_SETTING
 from spsagan.reports.table1 import render_table1
@@ -153,12 +160,21 @@ def attention_panel(args, dataset: str, name: str, query_frac, out: Path, profil
     )
 
 
+def pruning_panel(analysis: Path, lr_root: Path, out: Path, profile: str) -> None:
+    """Fig. 5 from prune's data: `ds.csv` (DS per dense block) and `summary.json` (the mask)."""
+    summary = json.loads((analysis / "summary.json").read_text())
+    ds = ds_from_rows(pd.read_csv(analysis / "ds.csv").to_dict("records"), summary["dense_blocks"])
+    keep = summary["keep"] if summary["scope"] == "shared" else summary["keep"][0]
+    title = "RRSB connection pattern (kept / pruned)"
+    pruning_figure(ds, keep, out, title, profile, data_standins(lr_root, summary["train_sets"]))
+
+
 def main() -> None:
     parser = stage_parser(__doc__)
     for flag, help_text in (
         ("--lr-root", "make_lr's output folder"),
         ("--seg", "make_seg_maps' output folder"),
-        ("--prune", "prune's analysis folder"),
+        ("--prune", "prune's analysis folder (ds.csv, summary.json)"),
         ("--summary", "evaluate's summary.json"),
         ("--per-image", "evaluate's per_image.csv"),
         ("--sr", "evaluate's SR images"),
@@ -251,7 +267,7 @@ def main() -> None:
         )
         live = {label: path for label, path in labelled(args.live, "--live").items() if path.exists()}
         training_curves_by_stage(live, fig, args.profile, notes)
-        shutil.copy(args.prune / "pruning.png", fig / "fig5_pruning.png")
+        pruning_panel(args.prune, args.lr_root, fig / "fig5_pruning.png", args.profile)
         for path in sorted((args.seg / "figures").glob("*.png")):
             shutil.copy(path, fig / f"segmentation_{path.name}")
 

@@ -7,7 +7,9 @@ import io
 import json
 import os
 import re
+import socket
 import threading
+import time
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -17,7 +19,7 @@ from PIL import Image
 
 from spsagan.data import assets as registry
 from spsagan.data.assets import Asset, Checksum, DatasetSource
-from spsagan.data.download import download_url, fetch_asset, prepare_dataset, verify_file
+from spsagan.data.download import _file_lock, download_url, fetch_asset, prepare_dataset, verify_file
 from spsagan.errors import ArchiveError, ChecksumMismatch, ConfigError, DownloadError, ManualDownloadRequired
 
 PAYLOAD = os.urandom(300_000)
@@ -101,7 +103,7 @@ def _asset(url, checksum=Checksum("sha256", SHA256), size=len(PAYLOAD), manual=F
 
 
 def _leftovers(folder):
-    return sorted(p.name for p in folder.iterdir() if not p.name.endswith(".lock"))
+    return sorted(p.name for p in folder.iterdir())  # .lock files included: none may stay behind
 
 
 def test_full_download_verified(server, tmp_path):
@@ -207,6 +209,56 @@ def test_dropped_connection_retried_within_one_call(server, tmp_path):
     )
     assert (tmp_path / "file.bin").read_bytes() == PAYLOAD
     assert [r for _, r in server.requests] == [None, "bytes=50000-"]
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:  # bound, never listening: connections are refused
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_offline_fetch_says_nothing_was_downloaded_and_leaves_nothing(tmp_path):
+    asset = _asset(f"http://127.0.0.1:{_closed_port()}/data/file.bin")
+    with pytest.raises(DownloadError) as err:
+        fetch_asset(asset, tmp_path, progress=False, retries=1, retry_wait=0)
+    message = str(err.value)
+    assert "nothing was downloaded" in message and "bytes kept" not in message and ".part" not in message
+    assert _leftovers(tmp_path) == []  # no .part, no .lock
+
+
+def test_connection_closed_before_any_byte_leaves_nothing(server, tmp_path):
+    server.drop_after = 0
+    with pytest.raises(DownloadError, match="nothing was downloaded") as err:
+        fetch_asset(_asset(server.url + "/data/file.bin"), tmp_path, progress=False, retries=0)
+    assert "bytes kept" not in str(err.value)
+    assert _leftovers(tmp_path) == []
+
+
+def test_partial_download_says_what_it_kept_and_leaves_no_lock(server, tmp_path):
+    server.drop_after = 1000
+    with pytest.raises(DownloadError, match=r"1,000 bytes kept in .*file\.bin\.part, run again to resume"):
+        fetch_asset(_asset(server.url + "/data/file.bin"), tmp_path, progress=False, retries=0)
+    assert _leftovers(tmp_path) == ["file.bin.part"]
+
+
+def test_file_lock_is_exclusive_although_each_holder_removes_it(tmp_path):
+    lock, inside, overlaps = tmp_path / "a.lock", [], []
+
+    def worker():
+        for _ in range(20):
+            with _file_lock(lock):
+                inside.append(1)
+                overlaps.append(len(inside) > 1)
+                time.sleep(0.001)
+                inside.pop()
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(overlaps) == 80 and not any(overlaps)
+    assert not lock.exists()
 
 
 def test_http_404_names_alternatives(server, tmp_path):

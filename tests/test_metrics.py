@@ -10,7 +10,7 @@ import torch
 
 from spsagan.image import imresize, modcrop, read_image
 from spsagan.metrics import niqe, psnr, ssim
-from spsagan.metrics.niqe import PARAMS_FILE, aggd_fit, gaussian_window_2d, pristine_params
+from spsagan.metrics.no_reference import PARAMS_FILE, aggd_fit, gaussian_window_2d, pristine_params
 
 torch.set_num_threads(1)
 BENCH = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
@@ -92,6 +92,25 @@ def test_float_input_same_as_uint8(pair):
     img, ref = pair
     assert psnr(img.astype(np.float32), ref, 4) == pytest.approx(psnr(img, ref, 4), rel=1e-12)
     assert ssim(img.astype(np.float64), ref, 4) == pytest.approx(ssim(img, ref, 4), rel=1e-12)
+
+
+def test_images_off_the_0_255_scale_are_refused(pair):
+    img, ref = pair
+    unit = img.astype(np.float64) / 255.0  # a network output not yet multiplied by 255
+    for call in (lambda: psnr(unit, ref / 255.0, 4), lambda: ssim(unit, ref / 255.0, 4)):
+        with pytest.raises(ValueError, match=r"0\.\.255 scale .*\[0, 1\].*multiply by 255"):
+            call()
+    big = np.tile(unit, (5, 5, 1))  # large enough for NIQE's two 96x96 blocks
+    with pytest.raises(ValueError, match=r"^niqe: .*multiply by 255"):
+        niqe(big)
+    with pytest.raises(ValueError, match=r"^psnr: .*reference"):
+        psnr(img, ref / 255.0, 4)
+    with pytest.raises(ValueError, match=r"^ssim: expects image values in 0\.\.255, got -1\.\.25"):
+        ssim(img.astype(np.int16) - 1, ref, 4)  # neither uint16 data nor out-of-range values pass
+    with pytest.raises(ValueError, match=r"dtype bool"):
+        psnr(img > 128, ref > 128, 0)
+    black = np.zeros_like(unit)  # all-zero reads the same on either scale
+    assert psnr(black, black + 2.0, 0, test_y_channel=False) == pytest.approx(10 * math.log10(255.0**2 / 4))
 
 
 def test_bad_input(pair):

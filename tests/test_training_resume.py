@@ -7,6 +7,7 @@ smallest input), a random VGG cut at conv1_2.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 from dataclasses import replace
@@ -230,6 +231,30 @@ def test_gan_resumes_to_identical_weights(data, reference, tmp_path):
     for k, v in sa["models"]["d"].items():
         assert torch.equal(v, sb["models"]["d"][k]), k
     assert sa["history"] == sb["history"]
+    for run in ("full", "cut"):  # the resumed run's plots too
+        assert_gan_curves(tmp_path / run / "live_gan")
+
+
+def tsv(path):
+    """A dvclive plot file as {step: value}, the step column read as the iteration it was logged at."""
+    head, *rows = (line.split("\t") for line in path.read_text().splitlines())
+    assert head[0] == "step"
+    return {int(step): float(value) for step, value in rows}
+
+
+def assert_gan_curves(live):
+    """Every series carries the real iteration as its step, and the rates are the optimisers' own."""
+    plots = live / "plots" / "metrics"
+
+    def rates(initial):  # logged every iteration (log_every 1), halved after lr_step
+        return {s: initial * (1 if s <= GAN.lr_step else GAN.lr_gamma) for s in range(1, GAN.iters + 1)}
+
+    for name, initial in (("g", GAN.lr_g), ("d", GAN.lr_d), ("attention", GAN.lr_attention)):
+        assert tsv(plots / "lr" / f"{name}.tsv") == pytest.approx(rates(initial), rel=1e-12), name
+    assert set(tsv(plots / "val" / "psnr.tsv")) == {GAN.val_every, 2 * GAN.val_every}
+    assert set(tsv(plots / "train" / "total_g.tsv")) == set(range(1, GAN.iters + 1))
+    summary = json.loads((live / "metrics.json").read_text())
+    assert summary["step"] == GAN.iters and summary["lr"]["g"] == GAN.lr_g * GAN.lr_gamma > 0
 
 
 def test_gan_init_checks_the_preset(reference):

@@ -209,3 +209,65 @@ def test_main_console_script(tmp_path, images, capsys):
     not_ckpt.write_bytes(b"garbage")
     assert up.main([str(not_ckpt), str(images["rgb"]), "-o", str(out_dir), "-q"]) == 1
     assert "x.pth" in capsys.readouterr().err
+
+
+def _photo(path: Path, height: int, width: int) -> Path:
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def test_attention_estimate_scales_with_the_square_of_the_pixels(monkeypatch):
+    from spsagan.models import attention_cost
+
+    asked = []
+    monkeypatch.setattr(attention_cost, "time_attention", lambda model, pixels: asked.append(pixels) or (4096, 1.0))
+    model = torch.nn.Conv2d(1, 1, 1)  # only its device is read
+    exact, measured, took = attention_cost.estimate_seconds(model, [(128, 128), (64, 64)])
+    assert asked == [64 * 64] and (measured, took) == (4096, 1.0) and exact == pytest.approx(16.0 + 1.0)
+    tiled, _, _ = attention_cost.estimate_seconds(model, [(128, 128)], attention_tile=64)
+    assert tiled == pytest.approx(4.0)  # four 64x64 tiles, each one measured call
+    assert [up.duration(m) for m in (0.5, 7.46, 42.4, 3350.0)] == ["30 s", "7.5 min", "42 min", "56 h"]
+
+
+def test_upscale_prints_the_attention_estimate_before_it_starts(tmp_path, images):
+    ckpt = _checkpoint(tmp_path / "fa.pth", "+fa")
+    lines = []
+    up.upscale(ckpt, [images["rgb"], images["gray"]], tmp_path / "out", device="cpu", progress=False, log=lines.append)
+    (line,) = lines
+    assert line.startswith("exact attention over 240 LR pixels (2 image(s)): about ") and " s (one attention" in line
+    assert "square of the pixel count" in line
+    lines.clear()
+    plain = _checkpoint(tmp_path / "esrgan.pth", "esrgan")
+    up.upscale(plain, [images["rgb"]], tmp_path / "e", device="cpu", progress=False, log=lines.append)
+    assert lines == []  # no attention, nothing to estimate
+
+
+def test_over_the_time_budget_stops_with_one_line_naming_the_flags(tmp_path, capsys):
+    ckpt = _checkpoint(tmp_path / "spsa.pth", "+spsa", segmenter=StandInSegmenter(seed=0).label)
+    photo = _photo(tmp_path / "photo.png", 40, 56)
+    out = tmp_path / "out"
+    assert up.main([str(ckpt), str(photo), "-o", str(out), "--device", "cpu", "--max-minutes", "1e-9", "-q"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("spsagan-upscale: exact attention over 2,240 LR pixels")
+    (error,) = err[1:]
+    assert error.startswith("spsagan-upscale: error: exact attention would take about ")
+    assert "--max-minutes budget of 1e-09: raise --max-minutes" in error and "--attention tiled" in error
+    assert error.endswith("for an approximate result")
+    assert not any(out.iterdir())  # stopped before any inference
+
+
+def test_tiled_attention_runs_and_says_approximate(tmp_path, capsys):
+    ckpt = _checkpoint(tmp_path / "spsa.pth", "+spsa", segmenter=StandInSegmenter(seed=0).label)
+    photo = _photo(tmp_path / "photo.png", 40, 56)
+    common = [str(ckpt), str(photo), "--device", "cpu", "-q", "--tile", "0"]
+    assert up.main([*common, "-o", str(tmp_path / "exact")]) == 0
+    assert up.main([*common, "-o", str(tmp_path / "tiled"), "--attention", "tiled", "--attention-tile", "16"]) == 0
+    err = capsys.readouterr().err
+    assert "approximate attention, computed within 16x16 LR-pixel tiles (--attention tiled" in err
+    tiled, exact = read_image(tmp_path / "tiled" / "photo_x4.png"), read_image(tmp_path / "exact" / "photo_x4.png")
+    assert tiled.shape == exact.shape == (160, 224, 3) and not np.array_equal(tiled, exact)
+    # one tile covering the image is exact attention again (tiled trunk and tail too)
+    assert up.main([*common[:-2], "-o", str(tmp_path / "one"), "--attention", "tiled", "--attention-tile", "64"]) == 0
+    one = read_image(tmp_path / "one" / "photo_x4.png")
+    assert np.abs(one.astype(int) - exact.astype(int)).max() <= 1

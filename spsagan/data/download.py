@@ -2,7 +2,9 @@
 
 A file is downloaded into `<name>.part` (resumed with an HTTP Range request when a part exists),
 verified against its checksum and size, and only then renamed to `<name>`. A killed or dropped
-download therefore leaves only `*.part`, never a file that looks complete. A mismatching file is
+download therefore leaves only `*.part`, never a file that looks complete; a download that got no
+byte (offline, connection refused) leaves nothing, and says so. The `<name>.lock` file that keeps
+parallel jobs apart is removed when the job is done with it, successful or not. A mismatching file is
 deleted and reported with the expected and actual digests.
 
 Where the file comes from, in order: a user-supplied local file (`local=`), an existing verified
@@ -111,10 +113,7 @@ def download_url(
                 raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
         except (_Incomplete, urllib.error.URLError, http.client.HTTPException, OSError) as exc:
             if attempt == retries:
-                got = part.stat().st_size if part.exists() else 0
-                raise DownloadError(
-                    f"{url}: download interrupted ({exc}); {got:,} bytes kept in {part}, run again to resume"
-                ) from exc
+                raise DownloadError(_failure_message(url, part, exc)) from exc
         time.sleep(retry_wait * (2**attempt))
     try:
         sha256 = verify_file(part, size, checksum, label=f"{dest.name} (downloaded from {url})")
@@ -125,6 +124,15 @@ def download_url(
         os.fsync(f.fileno())
     os.replace(part, dest)
     return sha256
+
+
+def _failure_message(url: str, part: Path, exc: BaseException) -> str:
+    """What a failed download leaves, said truthfully: the bytes kept for resuming, or nothing at all."""
+    got = part.stat().st_size if part.exists() else 0
+    if got:
+        return f"{url}: download interrupted ({exc}); {got:,} bytes kept in {part}, run again to resume"
+    part.unlink(missing_ok=True)  # an empty part holds nothing to resume
+    return f"{url}: download failed ({exc}); nothing was downloaded, check the network and run again"
 
 
 def _fetch_into(url: str, part: Path, size: int | None, progress: bool, timeout: float) -> None:
@@ -183,19 +191,33 @@ def _content_range_start(value: str) -> int | None:
 
 @contextlib.contextmanager
 def _file_lock(path: Path) -> Iterator[None]:
-    """Exclusive lock so two jobs sharing an archive (Set5 and Set14) never write the same .part."""
+    """Exclusive lock so two jobs sharing an archive (Set5 and Set14) never write the same .part.
+
+    The lock file is removed when the holder is done, whether it succeeded or failed. A waiter that
+    then wins the lock on the removed file sees that `path` is no longer the file it locked, and
+    locks afresh, so removing never lets two holders in at once.
+    """
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX: no locking
         yield
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
+    while True:
+        handle = open(path, "a")
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            if os.path.samestat(os.fstat(handle.fileno()), os.stat(path)):
+                break
+        except FileNotFoundError:
+            pass
+        handle.close()  # the previous holder removed it: lock the current file
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)  # while still holding it (see above)
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """PSNR and SSIM with the MATLAB super-resolution protocol.
 
 Images are numpy `(H, W, 3)` RGB or `(H, W)` gray, uint8 or float on the 0..255 scale; both images
-of a pair have the same shape. Steps, in order:
+of a pair have the same shape. Anything else (a float image in [0, 1], values outside 0..255, other
+dtypes) raises ValueError (`spsagan.metrics.scale`). Steps, in order:
 
 1. crop `crop_border` pixels from every side;
 2. with `test_y_channel=True`, RGB becomes MATLAB's BT.601 luma Y in [16, 235] (float64, not
@@ -19,16 +20,21 @@ import numpy as np
 from scipy.ndimage import correlate1d
 
 from spsagan.image import rgb_to_y
+from spsagan.metrics.scale import check_scale
 
 PEAK = 255.0
 
 
-def _prepare(img: np.ndarray, ref: np.ndarray, crop_border: int, test_y_channel: bool) -> tuple[np.ndarray, np.ndarray]:
+def _prepare(
+    metric: str, img: np.ndarray, ref: np.ndarray, crop_border: int, test_y_channel: bool
+) -> tuple[np.ndarray, np.ndarray]:
     img, ref = np.asarray(img), np.asarray(ref)
     if img.shape != ref.shape:
         raise ValueError(f"image shapes differ: {img.shape} vs reference {ref.shape}; crop or resize them to match")
     if img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] != 3):
         raise ValueError(f"expected (H, W) gray or (H, W, 3) RGB images, got shape {img.shape}")
+    check_scale(metric, img, "image")
+    check_scale(metric, ref, "reference")
     if int(crop_border) != crop_border or crop_border < 0:
         raise ValueError(f"crop_border must be a non-negative integer, got {crop_border!r}")
     c = int(crop_border)
@@ -44,9 +50,10 @@ def _prepare(img: np.ndarray, ref: np.ndarray, crop_border: int, test_y_channel:
 def psnr(img: np.ndarray, ref: np.ndarray, crop_border: int, test_y_channel: bool = True) -> float:
     """Peak signal-to-noise ratio in dB, 10 log10(255^2 / MSE); inf for identical images.
 
-    img, ref: `(H, W, 3)` or `(H, W)`, 0..255 scale. Without Y conversion the MSE is over all channels.
+    img, ref: `(H, W, 3)` or `(H, W)`, uint8 or float on the 0..255 scale (a float image in [0, 1]
+    is refused). Without Y conversion the MSE is over all channels.
     """
-    a, b = _prepare(img, ref, crop_border, test_y_channel)
+    a, b = _prepare("psnr", img, ref, crop_border, test_y_channel)
     mse = np.mean((a - b) ** 2)
     if mse == 0:
         return float("inf")
@@ -86,9 +93,10 @@ def _ssim_single(a: np.ndarray, b: np.ndarray) -> float:
 def ssim(img: np.ndarray, ref: np.ndarray, crop_border: int, test_y_channel: bool = True) -> float:
     """Structural similarity (Wang et al. 2004, MATLAB `ssim_index` settings), in (-1, 1].
 
-    img, ref: `(H, W, 3)` or `(H, W)`, 0..255 scale. Without Y conversion: mean over channels.
+    img, ref: `(H, W, 3)` or `(H, W)`, uint8 or float on the 0..255 scale (a float image in [0, 1]
+    is refused). Without Y conversion: mean over channels.
     """
-    a, b = _prepare(img, ref, crop_border, test_y_channel)
+    a, b = _prepare("ssim", img, ref, crop_border, test_y_channel)
     if a.ndim == 2:
         return _ssim_single(a, b)
     return float(np.mean([_ssim_single(a[:, :, k], b[:, :, k]) for k in range(a.shape[2])]))

@@ -8,7 +8,9 @@ What is tiled depends on the generator (`RRDBNet`):
 - no attention (ESRGAN, RRSB): the whole network, which is convolutional;
 - attention (`+fa`, SPSA): the trunk (`trunk_features`) in tiles, the attention on the whole feature
   map (it reads every LR pixel; its query-row chunks bound its maps by `max_bytes`), then the
-  upsampling tail (`tail`) in tiles with `TAIL_OVERLAP`, which makes the tail exact.
+  upsampling tail (`tail`) in tiles with `TAIL_OVERLAP`, which makes the tail exact. Exact attention
+  takes time N^2 in the N LR pixels; `attention_tile` instead computes it within separate tiles of the
+  feature map (`tiled_attention`), an approximation: no pixel attends to one outside its tile.
 
 Accuracy: a convolution near a window edge sees zero padding where the whole image has pixels. An
 output pixel depends on the LR pixels within `receptive_radius(arch)` (15 per RRDB block + 4), so an
@@ -115,24 +117,47 @@ def tiled_forward(
     tile: int,
     overlap: int,
     emit: Emit | None = None,
+    attention_tile: int | None = None,
 ) -> torch.Tensor | None:
     """model(lq, seg) in tiles (module docstring); call under torch.no_grad().
 
     lq: (B, 3, h, w) in [0, 1]; seg: (B, 8, 4h, 4w) or None. With `emit`, each sr core
     (B, 3, .., ..) at its x4 position goes to emit(top, left, core) and nothing is returned, so the
     caller can convert it at once (spsagan.evaluation.sr_with_model writes uint8); without, the
-    stitched sr (B, 3, 4h, 4w) is returned.
+    stitched sr (B, 3, 4h, 4w) is returned. attention_tile: None for exact attention, else the
+    approximate `tiled_attention` with tiles of that many LR pixels a side.
     """
-    fn, x, window_overlap = _final_stage(model, lq, seg, tile, overlap)
+    fn, x, window_overlap = _final_stage(model, lq, seg, tile, overlap, attention_tile)
     if emit is None:
         return tiled(fn, x, tile, window_overlap, SCALE)
     run_tiled(fn, x, tile, window_overlap, SCALE, emit)
     return None
 
 
-def _final_stage(model, lq, seg, tile, overlap):
+def _final_stage(model, lq, seg, tile, overlap, attention_tile=None):
     """(fn, its input, overlap) of the part that makes the x4 output, after running what precedes it."""
     if getattr(model, "attention", None) is None:
         return model, lq, overlap  # the whole network; seg only matters to SPSA
     feat = tiled(model.trunk_features, lq, tile, overlap, 1)
-    return model.tail, model.apply_attention(feat, seg), TAIL_OVERLAP
+    if attention_tile is None:
+        return model.tail, model.apply_attention(feat, seg), TAIL_OVERLAP
+    return model.tail, tiled_attention(model, feat, seg, attention_tile), TAIL_OVERLAP
+
+
+def tiled_attention(model: torch.nn.Module, feat: torch.Tensor, seg: torch.Tensor | None, tile: int) -> torch.Tensor:
+    """Approximate attention: `model.apply_attention` on each `tile` x `tile` tile of the features alone.
+
+    feat: (B, C, h, w) trunk features; seg: (B, 8, 4h, 4w) or None (feature attention). Returns
+    (B, C, h, w). Each pixel attends only to the pixels of its own tile, so the cost is about
+    N * tile^2 instead of N^2, and the result differs from exact attention wherever the layer looks
+    beyond the tile (seams between tiles can show).
+    """
+    check_tiling(tile, 0)
+    out = torch.empty_like(feat)
+    height, width = feat.shape[-2:]
+    for top in range(0, height, tile):
+        for left in range(0, width, tile):
+            rows, cols = slice(top, top + tile), slice(left, left + tile)
+            part = None if seg is None else seg[..., 4 * top : 4 * (top + tile), 4 * left : 4 * (left + tile)]
+            out[..., rows, cols] = model.apply_attention(feat[..., rows, cols], part)
+    return out

@@ -29,6 +29,7 @@ from scipy.ndimage import correlate
 from scipy.special import gamma as gamma_fn
 
 from spsagan.image import imresize, rgb_to_y
+from spsagan.metrics.scale import check_scale
 
 BLOCK = 96
 PARAMS_FILE = Path(__file__).with_name("niqe_pris_params.npz")
@@ -148,7 +149,8 @@ def too_small(shape: tuple[int, ...], crop_border: int = 0) -> str:
 
 
 def niqe(img: np.ndarray, crop_border: int = 0) -> float:
-    """NIQE score (lower is better) of an `(H, W, 3)` RGB or `(H, W)` gray image, 0..255 scale.
+    """NIQE score (lower is better) of an `(H, W, 3)` RGB or `(H, W)` gray image, uint8 or float on
+    the 0..255 scale (a float image in [0, 1] is refused: see `spsagan.metrics.scale`).
 
     At least two 96x96 blocks must remain after cropping (the covariance needs them).
     """
@@ -159,6 +161,7 @@ def niqe(img: np.ndarray, crop_border: int = 0) -> float:
         y = img.astype(np.float64)
     else:
         raise ValueError(f"niqe expects an (H, W) gray or (H, W, 3) RGB image, got shape {img.shape}")
+    check_scale("niqe", img)
     if int(crop_border) != crop_border or crop_border < 0:
         raise ValueError(f"crop_border must be a non-negative integer, got {crop_border!r}")
     c = int(crop_border)
