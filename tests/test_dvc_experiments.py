@@ -120,6 +120,7 @@ def toy(tmp_path_factory):
     (repo / "workflow" / "schemas").mkdir(parents=True)
     shutil.copy(ROOT / "workflow" / "Snakefile", repo / "workflow" / "Snakefile")
     shutil.copytree(ROOT / "workflow" / "profiles", repo / "workflow" / "profiles")
+    shutil.copytree(ROOT / "workflow" / "plots", repo / "workflow" / "plots")  # training-curve template
     for name in (".dvcignore", ".gitignore"):  # results/ is git-ignored, metrics/ is not
         shutil.copy(ROOT / name, repo / name)
     (repo / "workflow" / "stages.yaml").write_text(yaml.safe_dump(TOY_STAGES))
@@ -184,7 +185,8 @@ def test_metrics_and_plots_diff_between_experiments(experiments):
     plots = json.loads(dvc("plots", "diff", "lr2", "lr3", "--json", cwd=experiments))
     assert not plots.get("errors"), plots.get("errors")
     curve = plots["data"]["results/train/spsagan/live/plots/metrics/train/l1.tsv"][0]["content"]["data"]["values"]
-    assert {(row["rev"], float(row["l1"])) for row in curve if row["step"] == 1} == {("lr2", 0.3333), ("lr3", 0.25)}
+    at_step_1 = {(row["rev"], float(row["l1"])) for row in curve if int(row["step"]) == 1}  # x: the logged step
+    assert at_step_1 == {("lr2", 0.3333), ("lr3", 0.25)}
 
 
 @pytest.mark.slow
@@ -331,7 +333,9 @@ def test_dvc_yaml_commits_metrics_and_caches_what_git_ignores():
     assert {"results/evaluate/summary.json": {"persist": True}} in evaluate["outs"]  # no longer a metric
     assert train["metrics"] == [{"metrics/train_gan/${key}.json": {"cache": False, "persist": True}}]
     assert {"results/train_gan/${key}/live/metrics.json": {"persist": True}} in train["outs"]  # dvclive's summary
-    assert train["plots"] == [{"results/train_gan/${key}/live/plots": {"persist": True}}]  # cached: under results/
+    # cached (under results/); plotted against the logged step, through the template that shows small rates
+    plot = {"persist": True, "x": "step", "template": "workflow/plots/training_curve.json"}
+    assert train["plots"] == [{"results/train_gan/${key}/live/plots": plot}]
     for name, stage in stages.items():
         body = stage.get("do", stage)
         for entry in [*body.get("metrics", []), *body.get("plots", [])]:

@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from PIL import Image
 
 from spsagan.image import write_image
 from spsagan.models.modelfile import save_model
 from spsagan.models.presets import build_generator, preset_arch
+from spsagan.pruning import decide_mask, ds_rows
 from spsagan.reports import claims
 from spsagan.segmentation.run import prior_from_lq
 from spsagan.segmentation.standin import StandInSegmenter
@@ -44,8 +44,13 @@ def _inputs(root: Path) -> dict[str, Path]:
     (root / "make_lr" / DATASET / "provenance.json").write_text(json.dumps({"stand_in": True}))
     (root / "seg" / "summary.json").write_text(json.dumps({"semantic": False, "segmenter": "standin"}))
     (root / "seg" / "figures").mkdir()
-    (root / "prune").mkdir()
-    Image.new("RGB", (8, 8)).save(root / "prune" / "pruning.png")
+    (root / "prune").mkdir()  # prune's data, as steps/prune.py writes it (render_reports draws Fig. 5)
+    ds = np.random.default_rng(1).uniform(0.05, 0.6, (1, 3, 3))
+    upper, lower = np.triu_indices(3, k=1)
+    ds[:, upper, lower] = np.nan  # i >= l: undefined, as measure_dissimilarity leaves it
+    pd.DataFrame(ds_rows(ds)).to_csv(root / "prune" / "ds.csv", index=False)
+    prune_summary = {"scope": "shared", "dense_blocks": 1, "keep": decide_mask(ds), "train_sets": [DATASET]}
+    (root / "prune" / "summary.json").write_text(json.dumps(prune_summary))
     torch.manual_seed(0)
     model = build_generator(preset_arch("+spsa", num_feat=8, num_block=1, num_grow_ch=4))
     save_model(root / "model.pt", model, preset="+spsa", step=1, params={}, segmenter=segmenter.label)

@@ -154,6 +154,7 @@ def build_toy(
     (repo / "workflow" / "schemas").mkdir(parents=True)
     shutil.copy(ROOT / "workflow" / "Snakefile", repo / "workflow" / "Snakefile")
     shutil.copytree(ROOT / "workflow" / "profiles", repo / "workflow" / "profiles")
+    shutil.copytree(ROOT / "workflow" / "plots", repo / "workflow" / "plots")  # training-curve template
     for name in (".dvcignore", ".gitignore"):
         shutil.copy(ROOT / name, repo / name)
     (repo / "workflow" / "stages.yaml").write_text(yaml.safe_dump(stages, sort_keys=False))

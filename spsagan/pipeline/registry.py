@@ -101,6 +101,8 @@ def _as_tuple(value) -> tuple[str, ...]:
     return tuple(value) if isinstance(value, (list, tuple)) else (value,)
 
 
+PLOT_TEMPLATE = "workflow/plots/training_curve.json"  # dvclive series: step on x, true values on y
+
 # Metrics and plots under this folder are committed to git (dvc.yaml: `cache: false`); all others are
 # in git-ignored folders and cached by DVC.
 GIT_KEPT = "metrics/"
@@ -370,7 +372,9 @@ def _dvc_stage(stage: Stage) -> dict:
     if metrics:
         body["metrics"] = [{_dvc_path(m): _dvc_kept(m)} for m in metrics]
     if plots:
-        body["plots"] = [{_dvc_path(p): _dvc_kept(p)} for p in plots]
+        # x: the logged step (DVC would plot against the row number), and a template whose y axis shows
+        # small rates such as 1e-4 as they are (DVC's own label them 0).
+        body["plots"] = [{_dvc_path(p): {**_dvc_kept(p), "x": "step", "template": PLOT_TEMPLATE}} for p in plots]
     return body
 
 
