@@ -11,7 +11,9 @@ written atomically (temporary name, then rename); the last `keep` files are kept
 the newest file that reads back completely and has every expected entry, skipping corrupt ones.
 
 One trainer at a time: `ResumeDir.exclusive` locks `<ckpt_root>/<stage>-<instance>/` for the whole
-run (`exclusive_folder`); a second trainer stops at once with `InUse`. Holding the lock,
+run (`exclusive_folder`); a second trainer stops at once with `InUse`. A pipeline run refuses to
+start while any trainer holds such a lock (`refuse_live_trainers`, the Snakefile's `onstart`), before
+Snakemake deletes outputs that trainer writes. Holding the lock,
 a trainer removes the temporary files that a kill during a write left (`remove_partial_writes`).
 Stopping on a signal is `spsagan.training.signals`; the final model file is `spsagan.models.modelfile`.
 """
@@ -260,6 +262,47 @@ def _in_use_message(path: Path) -> str:
         f"or stop it with `kill {pid}` (it saves a checkpoint and exits) and run again; if that process "
         "no longer exists, its batch workers are still exiting: retry in a few seconds"
     )
+
+
+def live_trainers(ckpt_root: str | Path) -> list[str]:
+    """One line per folder `<ckpt_root>/<stage>-<instance>/` that a running trainer holds, naming it.
+
+    For the pipeline's start (`refuse_live_trainers`). Each `trainer.lock` is probed by taking its
+    lock without waiting and releasing it at once; a trainer starting in that instant would stop
+    with `InUse` (rerun it). Folders whose file system cannot lock are skipped.
+    """
+    found = []
+    for path in sorted(Path(ckpt_root).glob(f"*/{LOCK_FILE}")):
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            _try_lock(fd, path)
+        except InUse as err:
+            found.append(str(err))
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return found
+
+
+def refuse_live_trainers(ckpt_roots: Iterable[str | Path]) -> None:
+    """Raise `InUse` if a trainer still runs on a checkpoint folder under any of `ckpt_roots`.
+
+    Called where a pipeline run starts (the Snakefile's `onstart`), before any job: Snakemake
+    deletes a job's old outputs before running it and after it fails, and a trainer left running by a
+    killed Snakemake (or started by hand) writes those very files. Its rerun would stop with `InUse`
+    too, but only after Snakemake deleted that trainer's live metrics and plots.
+    """
+    held = [line for root in dict.fromkeys(str(r) for r in ckpt_roots) for line in live_trainers(root)]
+    if held:
+        raise InUse(
+            f"{len(held)} trainer(s) from an earlier run are still running, and this run would delete "
+            "what they write; nothing was started or deleted. "
+            + " ".join(f"({i}) {line}" for i, line in enumerate(held, 1))
+        )
 
 
 def optimizer_states(optimizers: dict[str, torch.optim.Optimizer]) -> dict:

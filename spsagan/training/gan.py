@@ -215,7 +215,7 @@ def train_gan(
     The VGG weights file is checked first (torchvision's sha256 prefix, `vgg.verify_weights`). The resume
     key also covers the init model's weights (`modelfile.weights_digest`: its arch and tensors, not its
     file's bytes) and the VGG weights file, so a retrained PSNR model restarts the GAN and a re-saved
-    one does not. Raises `errors.Preempted` after saving on SIGTERM/SIGUSR1.
+    one does not. Raises `errors.Preempted` after saving on SIGTERM/SIGUSR1/SIGINT/SIGHUP.
     """
     world = world_from_env()
     cfg.check_world(world.size, world.torchrun)  # before anything is read or written

@@ -2,7 +2,7 @@
 
 `fit` calls a stage's `train_step(batch, step)` once per iteration, averages its losses over
 `log_every` iterations into the run log (mirrored to dvclive), validates PSNR every `val_every`,
-checkpoints every `ckpt_every` and when SIGTERM/SIGUSR1/SIGINT arrives or the processes that
+checkpoints every `ckpt_every` and when SIGTERM/SIGUSR1/SIGINT/SIGHUP arrives or the processes that
 started it exit (`signals.StopSignals`), and at the end writes the model file. A rerun with the
 same resume key continues from the newest checkpoint (`checkpoint.ResumeDir`), with the same
 batches and the same metric history. A run holds its instance's checkpoint folder exclusively,
@@ -209,7 +209,7 @@ def fit(
     Writes the final `generator` (the module itself, not a DDP or compiled wrapper) to
     `run.out_model`; returns a summary dict.
     Raises `errors.InUse` at once if another trainer holds this instance's folder,
-    and `errors.Preempted` after saving on SIGTERM/SIGUSR1/SIGINT or when its parent exits.
+    and `errors.Preempted` after saving on SIGTERM/SIGUSR1/SIGINT/SIGHUP or when its parent exits.
     """
     with contextlib.ExitStack() as held:
         in_use = None
