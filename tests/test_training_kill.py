@@ -331,6 +331,20 @@ def test_a_second_trainer_on_the_same_folder_stops_at_once_naming_the_holder(dat
     assert run_psnr(data, tmp_path)["iterations_run"] == PSNR.iters  # free again once the holder is gone
 
 
+def test_a_pipeline_run_refuses_to_start_while_a_trainer_holds_a_checkpoint_folder(tmp_path):
+    folder = tmp_path / "ckpt" / "train_gan-spsa"
+    (tmp_path / "ckpt" / "pretrain_psnr-rrdb").mkdir(parents=True)
+    (tmp_path / "ckpt" / "pretrain_psnr-rrdb" / ckpt.LOCK_FILE).write_text("1 node7 2026-01-01T00:00:00\n")  # stale
+    with ckpt.exclusive_folder(folder):  # a trainer, still running
+        (line,) = ckpt.live_trainers(tmp_path / "ckpt")
+        assert f"{folder} is in use by another trainer (PID {os.getpid()}" in line
+        with pytest.raises(errors.InUse, match="nothing was started or deleted") as info:
+            ckpt.refuse_live_trainers([tmp_path / "ckpt", tmp_path / "ckpt", tmp_path / "elsewhere"])
+        assert str(info.value).count("(PID") == 1 and "\n" not in str(info.value)
+    assert ckpt.live_trainers(tmp_path / "ckpt") == []  # the stale file blocks nothing
+    ckpt.refuse_live_trainers([tmp_path / "ckpt"])
+
+
 def test_leftovers_of_a_kill_during_a_checkpoint_write_are_removed_and_the_run_resumes(data, tmp_path):
     def crash(done):
         if done == 6:
@@ -385,7 +399,7 @@ def test_ctrl_c_saves_like_sigterm_and_a_second_one_interrupts_at_once(data, tmp
 SNAKEFILE = textwrap.dedent("""
     import sys
     from spsagan.errors import InUse
-    from spsagan.training.checkpoint import refuse_live_trainers
+    from spsagan.training.lock import refuse_live_trainers
 
     onstart:
         try:
