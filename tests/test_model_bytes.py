@@ -66,6 +66,11 @@ def test_the_same_tensors_saved_under_two_names_give_the_same_bytes(tmp_path):
     note = json.loads((tmp_path / "x1.provenance.json").read_text())
     assert note["model"] == "x1.pt" and note["model_sha256"] == modelfile._sha256(tmp_path / "x1.pt")
     assert {"git_rev", "host", "written", "torch"} <= set(note)
+    # Weights in another memory format (channels_last, as trained on a GPU) save the same bytes too.
+    modelfile.save_model(
+        tmp_path / "x3.pt", model.to(memory_format=torch.channels_last), "esrgan", 1, {"lr": 1e-3}, None
+    )
+    assert (tmp_path / "x3.pt").read_bytes() == (tmp_path / "x1.pt").read_bytes()
     _, ckpt = modelfile.load_generator(tmp_path / "x2.pt")
     assert "git_rev" not in ckpt and set(ckpt) == {
         "arch",
