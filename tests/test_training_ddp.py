@@ -27,6 +27,7 @@ import pytest
 import torch
 
 import spsagan
+import spsagan.training.torchrun
 from spsagan.errors import ConfigError
 from spsagan.training import checkpoint as ckpt
 
@@ -42,16 +43,19 @@ RUN_TIMEOUT = 300  # torch imported by three processes on a busy shared CPU
 SAME = 1e-5  # relative difference of weights that counts as the same training (float reduction order)
 
 
-def torchrun(root: Path, jobs: str, init: Path | None = None, **popen) -> subprocess.Popen:
+def torchrun(
+    root: Path, jobs: str, init: Path | None = None, launcher: str = "torch.distributed.run", env=None, **popen
+) -> subprocess.Popen:
     """Start `ddp_trainer.py` on two processes under torchrun (a free rendezvous port: --standalone);
-    its output goes to root/torchrun-<n>.log (a file: the workers outlive a killed torchrun)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    its output goes to root/torchrun-<n>.log (a file: the workers outlive a killed torchrun).
+    launcher: the module that runs torchrun (spsagan.training.torchrun: the pipeline's); env: extra variables."""
+    env = {**{k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}, **(env or {})}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env["OMP_NUM_THREADS"] = "1"
     argv = [
         sys.executable,
         "-m",
-        "torch.distributed.run",
+        launcher,
         "--standalone",
         "--nproc_per_node",
         "2",
@@ -221,9 +225,9 @@ def stopped_at(out: str) -> list[int]:
     return [int(s) for s in re.findall(r"saved a resumable checkpoint at step (\d+)", out)]
 
 
-def stop_paced_run(root: Path, send, new_session: bool = True) -> tuple[int, str]:
+def stop_paced_run(root: Path, send, new_session: bool = True, **launch) -> tuple[int, str]:
     """Start the paced two-process run, call `send(torchrun)` once it trained 3 iterations, wait for the end."""
-    proc = torchrun(root, "psnr-paced", start_new_session=new_session)
+    proc = torchrun(root, "psnr-paced", start_new_session=new_session, **launch)
     try:
         deadline = time.monotonic() + RUN_TIMEOUT
         while not (root / "started").exists():
@@ -261,6 +265,43 @@ def test_sigterm_stops_both_ranks_at_one_step_and_any_world_size_resumes_to_the_
     diff = relative_difference(uninterrupted, model_weights(tmp_path / "cut1" / "psnr" / "model.pt"))
     print(f"stopped at step {step} on 2 processes, resumed on 1: relative difference {diff:.2e}")
     assert diff < SAME
+
+
+# What the launcher sets for torchrun in the pipeline (workflow/Snakefile): torchrun ignores it (below).
+LAUNCHER_ENV = {"TORCHELASTIC_SIGNALS_TO_HANDLE": "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1"}
+
+
+def test_torchrun_takes_the_signals_it_passes_on_from_its_option_not_torchelastic_signals_to_handle(monkeypatch):
+    from torch.distributed.run import parse_args
+
+    for name, value in LAUNCHER_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("PET_SIGNALS_TO_HANDLE", raising=False)
+    assert "SIGUSR1" not in parse_args(["--standalone", "x.py"]).signals_to_handle  # and it overwrites the variable
+    monkeypatch.setenv("PET_SIGNALS_TO_HANDLE", spsagan.training.torchrun.SIGNALS)  # what our wrapper defaults to
+    assert "SIGUSR1" in parse_args(["--standalone", "x.py"]).signals_to_handle.split(",")
+
+
+@pytest.mark.slow  # two torchrun launches: a minute on a shared CPU
+def test_sigusr1_to_the_torchrun_agent_saves_exits_75_and_the_rerun_resumes_bitwise(two, tmp_path):
+    # SLURM's --signal=USR1@300 reaches torchrun (here alone, not its group): the pipeline's wrapper
+    # makes torchrun pass it on, and turns torchrun's own exit status 1 into the step's 75.
+    code, out = stop_paced_run(
+        tmp_path,
+        lambda proc: os.kill(proc.pid, signal.SIGUSR1),
+        launcher="spsagan.training.torchrun",
+        env=LAUNCHER_ENV,
+    )
+    steps = stopped_at(out)
+    assert code == 75 and len(steps) == 2 and steps[0] == steps[1], out[-3000:]
+    assert out.count("Preempted: received SIGUSR1: saved") == 2, out[-3000:]  # both ranks got it from torchrun
+    assert list((tmp_path / "ckpt" / "pretrain_psnr-psnr").glob(f"*/step_{steps[0]:08d}.pt"))
+    assert not (tmp_path / "psnr" / "model.pt").exists()
+
+    code, out = finish(torchrun(tmp_path, "psnr", launcher="spsagan.training.torchrun"))
+    assert code == 0, out[-3000:]
+    assert json.loads((tmp_path / "psnr.json").read_text())["resumed_from"] == steps[0]
+    assert (tmp_path / "psnr" / "model.pt").read_bytes() == (two / "psnr" / "model.pt").read_bytes()
 
 
 @pytest.mark.slow  # torchrun on two processes: tens of seconds on a shared CPU

@@ -47,6 +47,7 @@ TRAINER = textwrap.dedent("""
     import numpy as np
     import torch
 
+    import spsagan
     from spsagan.image import imresize
     from spsagan.pipeline.params import load_config
     from spsagan.pipeline.step import main_guard
@@ -54,12 +55,17 @@ TRAINER = textwrap.dedent("""
 
     torch.set_num_threads(1)
     root = Path(sys.argv[1])
+    REPO = Path(spsagan.__file__).resolve().parent.parent  # params.yaml, wherever the trainer runs
+    repo = dict(params_path=REPO / "params.yaml", schema_path=REPO / "workflow" / "schemas" / "params.schema.yaml")
+    iters = int(sys.argv[2]) if len(sys.argv) > 2 else 1_000_000  # the rerun-while-alive test: 40, with live files
 
 
     def started(done):
         if done == 1:
             (root / "started").write_text(str(os.getpid()))
         time.sleep(0.02)
+        while done >= 20 and (root / "hold").exists():  # a test holds the run here while it reruns the pipeline
+            time.sleep(0.05)
 
 
     def main():
@@ -67,10 +73,11 @@ TRAINER = textwrap.dedent("""
         rng = np.random.default_rng(0)
         gts = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(2)]
         data = TrainData([SubImageSet.from_arrays("toy", gts, [imresize(g, 0.25) for g in gts])], [1.0])
-        cfg = replace(load_config("pretrain_psnr", "demo"), num_feat=4, num_block=1, num_grow_ch=4,
-                      iters=1_000_000, batch_size=1, crop_size=32, val_every=1_000_000,
+        cfg = replace(load_config("pretrain_psnr", "demo", **repo), num_feat=4, num_block=1, num_grow_ch=4,
+                      iters=iters, batch_size=1, crop_size=32, val_every=1_000_000,
                       ckpt_every=1_000_000, log_every=10, seed=1)
-        train_psnr(cfg, "esrgan", data, root / "out" / "model.pt", root / "ckpt", None, device="cpu",
+        live = root / "out" / "live" if iters < 1_000_000 else None
+        train_psnr(cfg, "esrgan", data, root / "out" / "model.pt", root / "ckpt", live, device="cpu",
                    progress=True, on_step=started)
 
 
@@ -155,6 +162,24 @@ def test_sigterm_to_the_group_with_output_to_a_file_exits_75_and_says_preempted(
     assert checkpoints(tmp_path)
 
 
+@pytest.mark.slow  # a subprocess that imports torch: several seconds
+def test_sighup_to_the_session_saves_and_exits_75(tmp_path):
+    # A closing terminal, or tmux after its Snakemake was SIGKILLed, hangs up on the step's processes.
+    log = tmp_path / "step.log"
+    with open(log, "wb") as out:
+        proc = start_trainer(tmp_path, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_started(tmp_path, proc)
+        os.killpg(proc.pid, signal.SIGHUP)
+        code = proc.wait(timeout=STOP_TIMEOUT)
+    finally:
+        end(proc)
+    text = log.read_text(errors="replace")
+    assert code == 75, text
+    assert "Preempted: received SIGHUP: saved a resumable checkpoint" in text
+    assert checkpoints(tmp_path)
+
+
 # --------------------------------------------------------------------------------------------------
 # B: a trainer left behind by a killed Snakemake
 
@@ -211,6 +236,39 @@ def test_a_trainer_whose_launcher_is_gone_saves_a_checkpoint_and_stops(tmp_path,
     text = log.read_text(errors="replace")
     assert checkpoints(tmp_path), text
     assert f"the process {launcher.pid} (python" in text and "that started this run exited" in text
+
+
+@pytest.mark.slow  # a subprocess that imports torch: several seconds
+def test_a_trainer_whose_session_leading_snakemake_is_killed_saves_and_stops(tmp_path):
+    # `setsid snakemake ...`: Snakemake leads its session, so the trainer's ancestors stop there. The
+    # launcher plays Snakemake (a script named snakemake, as a venv's bin/snakemake runs) and starts the
+    # step through `bash -c`, which outlives it.
+    (tmp_path / "trainer.py").write_text(TRAINER)
+    (tmp_path / "snakemake").write_text(LAUNCHER)
+    launcher = subprocess.Popen(
+        [sys.executable, str(tmp_path / "snakemake"), str(tmp_path), "bash", str(STARTED_TIMEOUT)],
+        env=trainer_env(),
+        cwd=REPO,
+        start_new_session=True,
+    )
+    log = tmp_path / "trainer.log"
+    pid = None
+    try:
+        started = tmp_path / "started"
+        wait_for(
+            lambda: started.exists() and started.read_text().isdigit(), STARTED_TIMEOUT, "the first training iteration"
+        )
+        pid = int(started.read_text())
+        launcher.kill()
+        assert launcher.wait(timeout=STOP_TIMEOUT) == -signal.SIGKILL
+        wait_for(lambda: not _running(pid), STOP_TIMEOUT, "the trainer to save and exit")
+    finally:
+        end(launcher)
+        if pid is not None and _running(pid):
+            os.kill(pid, signal.SIGKILL)  # the trainer this test started, by its id
+    text = log.read_text(errors="replace")
+    assert checkpoints(tmp_path), text
+    assert f"Preempted: the process {launcher.pid} (" in text and "that started this run exited" in text, text
 
 
 def _running(pid: int) -> bool:
@@ -273,6 +331,20 @@ def test_a_second_trainer_on_the_same_folder_stops_at_once_naming_the_holder(dat
     assert run_psnr(data, tmp_path)["iterations_run"] == PSNR.iters  # free again once the holder is gone
 
 
+def test_a_pipeline_run_refuses_to_start_while_a_trainer_holds_a_checkpoint_folder(tmp_path):
+    folder = tmp_path / "ckpt" / "train_gan-spsa"
+    (tmp_path / "ckpt" / "pretrain_psnr-rrdb").mkdir(parents=True)
+    (tmp_path / "ckpt" / "pretrain_psnr-rrdb" / ckpt.LOCK_FILE).write_text("1 node7 2026-01-01T00:00:00\n")  # stale
+    with ckpt.exclusive_folder(folder):  # a trainer, still running
+        (line,) = ckpt.live_trainers(tmp_path / "ckpt")
+        assert f"{folder} is in use by another trainer (PID {os.getpid()}" in line
+        with pytest.raises(errors.InUse, match="nothing was started or deleted") as info:
+            ckpt.refuse_live_trainers([tmp_path / "ckpt", tmp_path / "ckpt", tmp_path / "elsewhere"])
+        assert str(info.value).count("(PID") == 1 and "\n" not in str(info.value)
+    assert ckpt.live_trainers(tmp_path / "ckpt") == []  # the stale file blocks nothing
+    ckpt.refuse_live_trainers([tmp_path / "ckpt"])
+
+
 def test_leftovers_of_a_kill_during_a_checkpoint_write_are_removed_and_the_run_resumes(data, tmp_path):
     def crash(done):
         if done == 6:
@@ -317,3 +389,84 @@ def test_ctrl_c_saves_like_sigterm_and_a_second_one_interrupts_at_once(data, tmp
         run_psnr(data, tmp_path / "twice", on_step=ctrl_c(2))
     assert not list((tmp_path / "twice" / "ckpt").glob("*/*/step_*.pt"))
     assert signal.getsignal(signal.SIGINT) is previous  # restored
+
+
+# --------------------------------------------------------------------------------------------------
+# C: rerunning the pipeline while a trainer from an earlier run still runs
+
+# A one-rule workflow as workflow/Snakefile builds them: the step writes a model and a dvclive folder,
+# and `onstart` refuses to start while a trainer holds a checkpoint folder (the Snakefile's hook).
+SNAKEFILE = textwrap.dedent("""
+    import sys
+    from spsagan.errors import InUse
+    from spsagan.training.lock import refuse_live_trainers
+
+    onstart:
+        try:
+            refuse_live_trainers(["ckpt"])
+        except InUse as exc:
+            raise WorkflowError(str(exc)) from None
+
+    rule train:
+        output: "out/model.pt", "out/live/metrics.json", directory("out/live/plots")
+        log: "train.log"
+        shell: "SPSAGAN_DETACHED=1 {sys.executable:q} trainer.py . 40 > {log} 2>&1"
+""")
+
+
+def snakemake(root: Path, *args: str, **popen) -> subprocess.Popen:
+    """Snakemake in `root` as the workflow profile runs it (`rerun-incomplete`); output to a pipe."""
+    argv = [sys.executable, "-m", "snakemake", "--cores", "1", "--rerun-incomplete", *args]
+    popen = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, **popen}
+    return subprocess.Popen(argv, cwd=root, env=trainer_env(), **popen)
+
+
+def said(proc: subprocess.Popen) -> str:
+    return proc.communicate(timeout=STARTED_TIMEOUT)[0].decode(errors="replace")
+
+
+def outputs(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in (root / "out").rglob("*") if p.is_file())
+
+
+@pytest.mark.slow  # Snakemake three times and a trainer: tens of seconds
+def test_a_rerun_while_the_trainer_lives_deletes_nothing_and_accepts_nothing_half_done(tmp_path):
+    # A detached trainer (as a SLURM job, which outlives the Snakemake on the login node) keeps
+    # training after its Snakemake is SIGKILLed; it then waits at step 20 while the test reruns.
+    (tmp_path / "trainer.py").write_text(TRAINER)
+    (tmp_path / "Snakefile").write_text(SNAKEFILE)
+    (tmp_path / "hold").touch()
+    first = snakemake(tmp_path, start_new_session=True, stdout=subprocess.DEVNULL)
+    pid = None
+    try:
+
+        def live():
+            assert first.poll() is None, (tmp_path / "train.log").read_text(errors="replace")
+            return (tmp_path / "out" / "live" / "metrics.json").exists()
+
+        wait_for(live, STARTED_TIMEOUT, "live metrics")
+        pid = int((tmp_path / "started").read_text())
+        first.kill()
+        first.wait(timeout=STOP_TIMEOUT)
+        before = outputs(tmp_path)
+        assert "out/live/metrics.json" in before and "out/model.pt" not in before
+
+        assert said(snakemake(tmp_path, "--unlock")) is not None  # the documented recovery: unlock, rerun
+        rerun = snakemake(tmp_path)
+        text = said(rerun)
+        assert rerun.returncode != 0 and f"(PID {pid} " in text and "nothing was started or deleted" in text, text
+        assert outputs(tmp_path) == before and _running(pid)  # nothing deleted, the trainer unharmed
+
+        (tmp_path / "hold").unlink()  # the trainer finishes on its own, without a Snakemake
+        wait_for(lambda: not _running(pid), STARTED_TIMEOUT, "the trainer to finish")
+        assert (tmp_path / "out" / "model.pt").exists()
+        rows = (tmp_path / "out" / "live" / "plots" / "metrics" / "train" / "l1.tsv").read_text().split()
+        assert rows[2::2] == ["10", "20", "30", "40"]  # the live files are whole
+
+        # The killed run's job never ended in a Snakemake: its outputs are not taken as up to date.
+        text = said(snakemake(tmp_path, "-n"))
+        assert "Nothing to be done" not in text and "train" in text and "incomplete" in text.lower(), text
+    finally:
+        end(first)
+        if pid is not None and _running(pid):
+            os.kill(pid, signal.SIGKILL)  # the trainer this test started, by its id

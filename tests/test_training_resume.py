@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 import torch
 
+from spsagan.config import runtime_keys
 from spsagan.errors import ConfigError, Preempted
 from spsagan.image import imresize
-from spsagan.models.modelfile import load_generator
+from spsagan.models.modelfile import load_generator, provenance_path
 from spsagan.pipeline.params import load_config
 from spsagan.training import SubImageSet, TrainData, ValImage, train_gan, train_psnr
 from spsagan.training.gan import init_generator
@@ -123,10 +124,14 @@ def reference(data, tmp_path_factory):
 def test_uninterrupted_run_writes_the_contract_checkpoint(reference):
     root, summary = reference
     model, ckpt = load_generator(root / "psnr" / "model.pt")
-    assert set(ckpt) == {"arch", "params_g", "preset", "method", "step", "segmenter", "params", "info", "git_rev"}
+    assert set(ckpt) == {"arch", "params_g", "preset", "method", "step", "segmenter", "params", "info"}
     assert ckpt["preset"] == "esrgan" and ckpt["step"] == 12 and ckpt["segmenter"] is None
     assert ckpt["method"] == "rrdb_psnr" and ckpt["info"]["precision"] == "float32"
-    assert ckpt["arch"]["attention"] is None and ckpt["params"] == dataclasses.asdict(PSNR)
+    runtime = runtime_keys("pretrain_psnr")  # in the provenance sidecar, not the model file
+    params = dataclasses.asdict(PSNR)
+    assert ckpt["arch"]["attention"] is None and ckpt["params"] == {k: v for k, v in params.items() if k not in runtime}
+    note = json.loads(provenance_path(root / "psnr" / "model.pt").read_text())
+    assert note["runtime_params"] == {k: params[k] for k in runtime} and note["device"].startswith("cpu")
     assert summary["resumed_from"] is None and summary["iterations_run"] == 12
     assert {"train/l1", "lr/g", "val/psnr", "val/psnr_bicubic"} <= set(summary["metrics"])
     assert summary["metrics"]["lr/g"] == 0.5e-3  # halved at the milestone

@@ -8,23 +8,38 @@ A model file is a dict saved with `torch.save` that loads with weights_only=True
      "method": name,                # the name reports give it ("rrdb_psnr", "spsagan", ...)
      "step": int,                   # training iterations done
      "segmenter": str | None,       # which segmentation priors it was trained with (SPSA models)
-     "params": dict,                # the training stage's config
-     "info": dict,                  # extra facts of the run (e.g. the perceptual extractor)
-     "git_rev": str | None}         # the commit that trained it
+     "params": dict,                # the training stage's config, without its runtime keys
+     "info": dict}                  # facts that shape the weights (precision, perceptual extractor)
 
-`save_model` writes it (atomically), `load_generator` reads it back into a network.
+Byte-stable: the same weights and settings give the same bytes, whatever the file's name, the
+commit, the device or the day. Downstream stages hash model.pt, so anything that varies between
+identical trainings stays out of it: `torch.save` is given an open file (its zip archive's root
+folder is then always "archive", never the temporary name the atomic write uses; zip timestamps are
+fixed by torch), tensors are saved as fresh contiguous CPU copies (no shared or oversized storage),
+and what only describes one run goes to a provenance sidecar, `<stem>.provenance.json` next to the
+model (`provenance_path`): the git revision, host, date, torch version, device, the runtime keys
+(`spsagan.config.runtime_keys`: workers, gpus, ...) and the model file's sha256. The sidecar is
+written right after the model by `save_model`, is no declared output of any stage (nothing hashes
+or reads it), and is not copied by `dvc pull`: it is a note for people.
+
+`weights_digest` hashes what a model computes (arch and tensors), not its file: resume keys use it.
+`save_model` writes a model file (atomically), `load_generator` reads it back into a network.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+import socket
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from spsagan.atomic import atomic_path
+from spsagan.atomic import atomic_path, write_json
 from spsagan.models.presets import build_generator
 from spsagan.models.rrdb import RRDBNet
 
@@ -48,28 +63,74 @@ def save_model(
     segmenter: str | None,
     method: str | None = None,
     info: dict | None = None,
+    provenance: dict | None = None,
 ) -> None:
-    """Write the final generator in the checkpoint format of the contracts, atomically.
+    """Write the final generator in the format of the contracts, atomically, then its sidecar.
 
-    {"arch", "params_g", "preset", "method", "step", "segmenter", "params", "info", "git_rev"}:
-    params is the stage's config, method the name reports show (default: the preset), info extra
-    facts of the run (e.g. the perceptual extractor). Loads with `load_generator`
-    (weights_only=True).
+    {"arch", "params_g", "preset", "method", "step", "segmenter", "params", "info"}: params is the
+    stage's config (runtime keys left out by the caller), method the name reports show (default:
+    the preset), info facts that shape the weights (precision, perceptual extractor). Loads with
+    `load_generator` (weights_only=True). `provenance` (e.g. the device and runtime keys) goes to
+    the sidecar with the git revision, host, date and torch version (module docstring).
     """
-    params_g = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     ckpt = {
         "arch": model.arch,
-        "params_g": params_g,
+        "params_g": canonical_state(model),
         "preset": preset,
         "method": method or preset,
         "step": int(step),
         "segmenter": segmenter,
         "params": _plain(params),
         "info": _plain(info or {}),
-        "git_rev": git_revision(),
     }
-    with atomic_path(path) as tmp:
-        torch.save(ckpt, tmp)
+    path = Path(path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(ckpt, fh)  # a file object: the archive's root folder is "archive", not the temporary name
+    note = {
+        "model": path.name,
+        "model_sha256": _sha256(path),
+        "git_rev": git_revision(),
+        "host": socket.gethostname(),
+        "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "torch": torch.__version__,
+        **_plain(provenance or {}),
+    }
+    write_json(provenance_path(path), note)
+
+
+def provenance_path(model_path: str | Path) -> Path:
+    """The sidecar of a model file: `results/.../model.pt` -> `results/.../model.provenance.json`."""
+    model_path = Path(model_path)
+    return model_path.with_name(f"{model_path.stem}.provenance.json")
+
+
+def canonical_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The model's state dict as fresh contiguous CPU tensors, one storage each, so that the bytes
+    saved depend on the values alone (not on the device, memory format or shared storage)."""
+    return {k: v.detach().to("cpu").clone(memory_format=torch.contiguous_format) for k, v in model.state_dict().items()}
+
+
+def weights_digest(path: str | Path) -> str:
+    """sha256 of what a model file computes: its arch and every tensor's name, dtype, shape and values.
+
+    Resume keys use it instead of the file's bytes, so re-saving the same weights (another commit,
+    another name, another torch) never restarts a training that starts from them.
+    """
+    ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
+    h = hashlib.sha256(json.dumps(_plain(ckpt["arch"]), sort_keys=True).encode())
+    for name in sorted(ckpt["params_g"]):
+        t = ckpt["params_g"][name].detach()
+        h.update(f"\n{name} {t.dtype} {tuple(t.shape)}\n".encode())
+        h.update(t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _plain(obj: Any):

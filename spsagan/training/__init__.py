@@ -4,7 +4,7 @@
 - `train_gan(cfg, preset, init_model, data, out_model, ckpt_root, live_dir)` (`spsagan.training.gan`)
 - `fit`, `Run` (`spsagan.training.loop`): iterations, logging, validation, checkpoints, model file
 - `open_train_data`, `load_val_images`, `TrainData`, `SubImageSet`, `MixSampler` (`spsagan.training.data`)
-- `Preempted`: raised after a SIGTERM/SIGUSR1-triggered checkpoint; rerun to resume (`.signals`)
+- `Preempted`: raised after a checkpoint on a stop signal or a vanished starter; rerun to resume (`.signals`)
 - data-parallel training over the processes torchrun starts (`spsagan.training.distributed`)
 
 cfg is the stage's typed config (`spsagan.config`: `PretrainPSNRConfig`, `TrainGANConfig`), with

@@ -11,7 +11,8 @@ written atomically (temporary name, then rename); the last `keep` files are kept
 the newest file that reads back completely and has every expected entry, skipping corrupt ones.
 
 One trainer at a time: `ResumeDir.exclusive` locks `<ckpt_root>/<stage>-<instance>/` for the whole
-run (`exclusive_folder`); a second trainer stops at once with `InUse`. Holding the lock,
+run (`spsagan.training.lock`); a second trainer stops at once with `InUse`, and a pipeline run
+refuses to start while any trainer holds such a lock (`refuse_live_trainers`). Holding the lock,
 a trainer removes the temporary files that a kill during a write left (`remove_partial_writes`).
 Stopping on a signal is `spsagan.training.signals`; the final model file is `spsagan.models.modelfile`.
 """
@@ -19,27 +20,25 @@ Stopping on a signal is `spsagan.training.signals`; the final model file is `sps
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
 import os
 import random
 import re
-import socket
-import time
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from spsagan.atomic import atomic_path
-from spsagan.errors import InUse
+from spsagan.training.lock import LOCK_FILE, exclusive_folder, live_trainers, refuse_live_trainers
+
+__all__ = ["LOCK_FILE", "ResumeDir", "exclusive_folder", "live_trainers", "refuse_live_trainers", "run_key"]
 
 STATE_KEYS = ("step", "models", "optimizers", "rng", "sampler", "history")
 _STEP_FILE = re.compile(r"^step_(\d{8,})\.pt$")
-LOCK_FILE = "trainer.lock"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -195,71 +194,6 @@ def partial_writes(folder: str | Path, stem: str, suffix: str) -> list[Path]:
         return []
     pattern = re.compile(rf"^\.(?:{stem})\.[A-Za-z0-9_]+\.tmp{re.escape(suffix)}$")
     return sorted(p for p in folder.iterdir() if pattern.match(p.name) and p.is_file())
-
-
-# --------------------------------------------------------------------------------------------------
-# One trainer per checkpoint folder
-
-
-@contextlib.contextmanager
-def exclusive_folder(folder: str | Path) -> Iterator[Path]:
-    """Hold an exclusive lock on `folder` while inside; raise `InUse` at once if another
-    process (or another open of the lock in this one) holds it.
-
-    The lock is `flock` on `<folder>/trainer.lock`, which names the holder ("<pid> <host> <start>").
-    The kernel releases it when the holder exits, however it dies, so a stale file never blocks a
-    run. The file stays in place (deleting it would let two processes lock two different files).
-    On a file system without flock (some Lustre mounts) this warns and runs unlocked.
-    """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        if _try_lock(fd, path):
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()} {socket.gethostname()} {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode(), 0)
-        yield path
-    finally:
-        os.close(fd)  # releases the lock (batch workers forked meanwhile hold it until they exit)
-
-
-def _try_lock(fd: int, path: Path) -> bool:
-    """Lock `fd` exclusively without waiting: True if locked, False if locks are unsupported here."""
-    import fcntl
-
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except BlockingIOError:
-        raise InUse(_in_use_message(path)) from None
-    except OSError as err:
-        if err.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
-            raise
-        warnings.warn(
-            f"{path}: cannot lock ({err.strerror}); make sure no other trainer uses {path.parent}",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        return False
-
-
-def _in_use_message(path: Path) -> str:
-    """One line naming the lock's holder and what to do."""
-    fields = path.read_text(errors="replace").split()
-    pid = fields[0] if fields and fields[0].isdigit() else None
-    if pid is None:  # the holder has not written its PID yet
-        return (
-            f"{path.parent} is in use by another trainer (PID unknown; see {path}): wait for it to finish "
-            "or stop it, then run again"
-        )
-    host = f" on {fields[1]}" if len(fields) > 1 else ""
-    since = f", since {fields[2]}" if len(fields) > 2 else ""
-    return (
-        f"{path.parent} is in use by another trainer (PID {pid}{host}{since}): wait for it to finish, "
-        f"or stop it with `kill {pid}` (it saves a checkpoint and exits) and run again; if that process "
-        "no longer exists, its batch workers are still exiting: retry in a few seconds"
-    )
 
 
 def optimizer_states(optimizers: dict[str, torch.optim.Optimizer]) -> dict:

@@ -471,12 +471,13 @@ def batches(
 
 
 def _ignore_stop_signals(worker_id: int) -> None:
-    """Batch workers ignore SIGTERM/SIGUSR1: SLURM signals every process of a job, and a worker that
-    died would crash the training process before it saves its checkpoint. The DataLoader still
-    stops its workers when the training process ends."""
+    """Batch workers ignore SIGTERM/SIGUSR1/SIGHUP: SLURM signals every process of a job (a closing
+    terminal hangs up on every process of its session), and a worker that died would crash the
+    training process before it saves its checkpoint. The DataLoader still stops its workers when the
+    training process ends."""
     import signal
 
-    for name in ("SIGTERM", "SIGUSR1"):
+    for name in ("SIGTERM", "SIGUSR1", "SIGHUP"):
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), signal.SIG_IGN)
 

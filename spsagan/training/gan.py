@@ -29,7 +29,7 @@ from spsagan.config import TrainGANConfig
 from spsagan.errors import ConfigError
 from spsagan.losses import PerceptualLoss, ragan_discriminator_loss, ragan_generator_loss
 from spsagan.models.discriminator import VGGStyleDiscriminator
-from spsagan.models.modelfile import load_generator
+from spsagan.models.modelfile import load_generator, weights_digest
 from spsagan.models.presets import attention_parameters, build_generator, method_name, needs_seg, preset_arch
 from spsagan.models.vgg import VGG19FeatureExtractor, verify_weights
 from spsagan.runtime import (
@@ -213,8 +213,9 @@ def train_gan(
     (RRDB for esrgan/+fa/+spsa, RRSB for spsagan). data: training sets, with segmentation maps when
     the preset has SPSA (`needs_seg`), and held-out images (likewise). Other arguments as `train_psnr`.
     The VGG weights file is checked first (torchvision's sha256 prefix, `vgg.verify_weights`). The resume
-    key also covers the init model's bytes and the VGG weights file, so a retrained PSNR model restarts
-    the GAN. Raises `errors.Preempted` after saving on SIGTERM/SIGUSR1.
+    key also covers the init model's weights (`modelfile.weights_digest`: its arch and tensors, not its
+    file's bytes) and the VGG weights file, so a retrained PSNR model restarts the GAN and a re-saved
+    one does not. Raises `errors.Preempted` after saving on SIGTERM/SIGUSR1/SIGINT/SIGHUP.
     """
     world = world_from_env()
     cfg.check_world(world.size, world.torchrun)  # before anything is read or written
@@ -226,7 +227,7 @@ def train_gan(
     # checked against the registry's sha256 prefix before anything is built: a wrong file stops here
     extra = {
         "data": data.fingerprint(with_seg),
-        "init": ckpt.file_digest(init_model),
+        "init": weights_digest(init_model),  # the weights, not the file: a re-saved model resumes
         "vgg": verify_weights(vgg_file) if vgg_file else None,
     }
     channels_last = use_channels_last(device, cfg.channels_last)

@@ -2,7 +2,7 @@
 
 `fit` calls a stage's `train_step(batch, step)` once per iteration, averages its losses over
 `log_every` iterations into the run log (mirrored to dvclive), validates PSNR every `val_every`,
-checkpoints every `ckpt_every` and when SIGTERM/SIGUSR1/SIGINT arrives or the processes that
+checkpoints every `ckpt_every` and when SIGTERM/SIGUSR1/SIGINT/SIGHUP arrives or the processes that
 started it exit (`signals.StopSignals`), and at the end writes the model file. A rerun with the
 same resume key continues from the newest checkpoint (`checkpoint.ResumeDir`), with the same
 batches and the same metric history. A run holds its instance's checkpoint folder exclusively,
@@ -209,7 +209,7 @@ def fit(
     Writes the final `generator` (the module itself, not a DDP or compiled wrapper) to
     `run.out_model`; returns a summary dict.
     Raises `errors.InUse` at once if another trainer holds this instance's folder,
-    and `errors.Preempted` after saving on SIGTERM/SIGUSR1/SIGINT or when its parent exits.
+    and `errors.Preempted` after saving on SIGTERM/SIGUSR1/SIGINT/SIGHUP or when its parent exits.
     """
     with contextlib.ExitStack() as held:
         in_use = None
@@ -226,15 +226,16 @@ def fit(
 
 
 def remove_partial_writes(run: Run) -> list[Path]:
-    """Delete what a kill in the middle of a write left: temporary checkpoint and model files.
+    """Delete what a kill in the middle of a write left: temporary checkpoint, model and sidecar files.
 
     Safe only under the instance's lock (a running trainer's write in progress looks the same).
     """
-    out = Path(run.out_model)
+    out, note = Path(run.out_model), modelfile.provenance_path(run.out_model)
     found = run.resume.remove_partial_writes()
-    for path in ckpt.partial_writes(out.parent, re.escape(out.stem), out.suffix):
-        path.unlink(missing_ok=True)
-        found.append(path)
+    for stem, suffix in ((out.stem, out.suffix), (note.stem, note.suffix)):
+        for path in ckpt.partial_writes(out.parent, re.escape(stem), suffix):
+            path.unlink(missing_ok=True)
+            found.append(path)
     return found
 
 
@@ -304,22 +305,24 @@ def _fit(
     t0 = time.perf_counter()
     clock = _iterate(run, data, generator, sampler, train_step, history, log, save, start)
     seconds = time.perf_counter() - t0
+    log.close()
     if world.is_main:
+        if run.live_dir is not None:  # whole again, should anything have deleted live files meanwhile
+            RunLog(run.live_dir, history.rows, {"val/psnr_bicubic": bicubic} if bicubic is not None else None).close()
+        # The model file last: once it exists, every output of the run is complete.
+        runtime = runtime_keys(run.stage)
+        params = dataclasses.asdict(cfg)
         modelfile.save_model(
             run.out_model,
             generator,
             run.preset,
             cfg.iters,
-            dataclasses.asdict(cfg),
+            {k: v for k, v in params.items() if k not in runtime},  # byte-stable: no runtime keys
             data.segmenter if run.with_seg else None,
             method=run.method,
-            info={
-                **run.record,
-                "precision": precision_label(device, cfg.mixed_precision, cfg.tf32),
-                "device": _device_label(run),
-            },
+            info={**run.record, "precision": precision_label(device, cfg.mixed_precision, cfg.tf32)},
+            provenance={"device": _device_label(run), "runtime_params": {k: params[k] for k in runtime if k in params}},
         )
-    log.close()
     world.barrier()  # every rank returns once the model file exists
     ran = cfg.iters - start
     return {

@@ -58,7 +58,7 @@ def train_psnr(
     (`<ckpt_root>/pretrain_psnr-<instance>/<key>/`). live_dir: dvclive folder, or None.
     device: "auto", "cpu", "cuda", ... (`spsagan.runtime.resolve_device`); with several processes,
     each takes cuda:LOCAL_RANK on CUDA.
-    Raises `errors.Preempted` after saving when SIGTERM/SIGUSR1 arrives; a rerun resumes.
+    Raises `errors.Preempted` after saving when SIGTERM/SIGUSR1/SIGINT/SIGHUP arrives; a rerun resumes.
     Returns a summary: method, step, seconds, it/s, parameters, device, latest metrics (train/l1, val/psnr, ...).
     """
     world = world_from_env()

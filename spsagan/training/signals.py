@@ -1,7 +1,7 @@
 """Stopping a trainer cleanly: signals, a vanished starter, and the exit status that asks for a rerun.
 
-`StopSignals` turns SIGTERM/SIGUSR1/SIGINT, and the exit of the processes that started the trainer
-(`ParentWatch`), into a reason that the training loop checks between iterations: it then saves a
+`StopSignals` turns SIGTERM/SIGUSR1/SIGINT/SIGHUP, and the exit of the processes that started the
+trainer (`ParentWatch`), into a reason that the training loop checks between iterations: it then saves a
 checkpoint and raises `Preempted`, so the process exits 75 and the scheduler (Snakemake --retries,
 SLURM requeue) runs it again, which resumes (`spsagan.training.checkpoint`).
 """
@@ -18,9 +18,12 @@ import warnings
 class ParentWatch:
     """Notices when a process that started this one exits, e.g. a SIGKILLed Snakemake.
 
-    Watched: the parent and its ancestors up to, not including, the first session leader (a login
-    shell, a tmux pane, SLURM's job script) or PID 1. Snakemake runs a step through `bash -c`, which
-    stays alive when Snakemake dies, so the parent alone would not tell. Nothing is watched when
+    Watched: the parent and its ancestors up to the first session leader (a login shell, a tmux
+    pane, SLURM's job script) or PID 1; the session leader itself only when it is Snakemake
+    (`setsid snakemake ...`, or Snakemake started by a daemon), since a shell or a job script
+    outlives nothing worth watching and a login shell is what `nohup` detaches from. Snakemake runs a
+    step through `bash -c`, which stays alive when Snakemake dies, so the parent alone would not
+    tell. Nothing is watched when
     this process leads its own session (`setsid`, though not as a torchrun worker) or SPSAGAN_DETACHED=1
     is set: detached on purpose.
     Where /proc is missing only the direct parent is watched (by `os.getppid`).
@@ -87,24 +90,46 @@ def _ancestors() -> list[tuple[int, int | None, str]]:
     chain = []
     while pid > 1:
         stat = _proc_stat(pid)
-        if stat is None or int(stat[4]) == pid:  # gone, or a session leader
+        if stat is None:
+            break
+        leader = int(stat[4]) == pid
+        if leader and not _is_snakemake(pid, stat[0]):
             break
         chain.append((pid, int(stat[20]), stat[0]))
+        if leader:
+            break
         pid = int(stat[2])
     return chain
 
 
+def _is_snakemake(pid: int, name: str) -> bool:
+    """Whether `pid` runs Snakemake: its name, or its command line (`python -m snakemake`, a venv's
+    `python .../bin/snakemake`)."""
+    if name.startswith("snakemake"):
+        return True
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            argv = fh.read().split(b"\0")[:4]
+    except OSError:
+        return False
+    return any(os.path.basename(arg.decode(errors="replace")).startswith("snakemake") for arg in argv)
+
+
 class StopSignals:
-    """Context manager: while active, SIGTERM, SIGUSR1 and SIGINT set `self.received` instead of killing.
+    """Context manager: while active, SIGTERM, SIGUSR1, SIGINT and SIGHUP set `self.received` instead of killing.
 
     SIGINT is among them because Ctrl-C in the terminal of a running Snakemake reaches every process
     of its foreground group, the trainer too; a second SIGINT interrupts at once (KeyboardInterrupt),
-    without saving. The training loop calls `check()` between iterations: it also reports a
-    vanished parent (`ParentWatch`). Handlers can only be installed from the main thread; elsewhere
-    (e.g. inside a notebook worker) signals keep their default action, with a warning.
+    without saving. SIGHUP because a closing terminal or tmux pane hangs up on the processes of its
+    session (in tmux, a SIGKILLed Snakemake's step got SIGHUP and died without saving). The training
+    loop calls `check()` between iterations: it also reports a vanished parent (`ParentWatch`).
+    Handlers can only be installed from the main thread; elsewhere (e.g. inside a notebook worker)
+    signals keep their default action, with a warning.
     """
 
-    SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGUSR1", "SIGINT") if hasattr(signal, name))
+    SIGNALS = tuple(
+        getattr(signal, name) for name in ("SIGTERM", "SIGUSR1", "SIGINT", "SIGHUP") if hasattr(signal, name)
+    )
 
     def __init__(self, watch_parents: bool = True):
         self.received: str | None = None
@@ -126,7 +151,7 @@ class StopSignals:
     def __enter__(self) -> StopSignals:
         if threading.current_thread() is not threading.main_thread():
             warnings.warn(
-                "not in the main thread: SIGTERM/SIGUSR1/SIGINT will not save a checkpoint",
+                "not in the main thread: SIGTERM/SIGUSR1/SIGINT/SIGHUP will not save a checkpoint",
                 RuntimeWarning,
                 stacklevel=2,
             )
