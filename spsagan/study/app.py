@@ -48,9 +48,11 @@ def create_app(
     the methods: keep it off where participants can reach the server).
     """
     app = Flask(__name__, static_folder=str(STATIC), static_url_path="/static")
-    store = Store(Path(db or Path(study) / "votes.sqlite"), load_design(study)) if study else None
-    images = Path(study) / "images" if study else None
-    index, files = _results_index(Path(run)) if run and results else (None, [])
+    # Absolute paths: Flask's send_file reads relative ones against the package, not the cwd.
+    study, run = (Path(p).resolve() if p else None for p in (study, run))
+    store = Store(Path(db or study / "votes.sqlite"), load_design(study)) if study else None
+    images = study / "images" if study else None
+    index, files = _results_index(run) if run and results else (None, [])
     app.config.update(STORE=store, TOKEN=token)
 
     @app.before_request
@@ -136,10 +138,9 @@ def create_app(
 
     @app.get("/results/table1")
     def table1():
-        path = Path(run or ".") / "reports" / "table1.html"
-        if index is None or not path.is_file():
+        if index is None or not (path := run / "reports" / "table1.html").is_file():
             return _error(404, "no reports/table1.html: run the pipeline's render_reports stage")
-        return send_file(path.resolve(), mimetype="text/html")
+        return send_file(path, mimetype="text/html")
 
     @app.get("/results/img/<int:n>")
     def results_image(n: int):
