@@ -1,0 +1,121 @@
+"""The study section of the reports: `reports/study.md` and its figures, from the exported votes.
+
+`render_study(votes_csv, out_dir)` writes `<out_dir>/study.md` and the folder `<out_dir>/study/`
+(`fig9_user_study.png`, `fig10_user_study.png`, `stats.json`). Without votes (no file, or none
+given) the section says how to run the study and the folder holds only `stats.json` ({"votes": 0}).
+Votes from scripted raters are labelled "simulated" in every title, heading and number.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from spsagan.atomic import atomic_dir, write_text
+from spsagan.study.design import GROUP_LABELS
+from spsagan.study.figures import preference_figure, rank_figure
+from spsagan.study.stats import mean_rank, preferences, rank_frequencies, rankings
+
+HOW_TO = """\
+No votes yet (`{votes}` does not exist). To run the paper's user study (Sec. 4.3; docs/study.md):
+
+```bash
+spsagan-study create --out study/            # from this run's results/evaluate/sr and results/make_lr
+spsagan-study serve --study study/           # participants open http://127.0.0.1:8000/
+spsagan-study export --study study/          # writes {votes}
+snakemake reports/study.md                    # or: dvc repro study_report
+```
+
+On a lab server: `spsagan-study serve --study study/ --host 0.0.0.0 --token <secret>` and give each
+participant the printed link. For the demo run, see docs/study.md ("The demo") for the options that
+name its methods and test set; `spsagan-study simulate` draws scripted, simulated votes.
+"""
+
+
+def _label(votes: pd.DataFrame) -> tuple[str, str]:
+    """(figure title prefix, sentence) saying who cast the votes."""
+    sim = votes.drop_duplicates("participant")["simulated"].astype(int)
+    people, scripted = int((sim == 0).sum()), int((sim == 1).sum())
+    if scripted and not people:
+        return (
+            "SIMULATED raters",
+            f"**Simulated votes**: {scripted} scripted raters (`spsagan-study simulate`), no people.",
+        )
+    if scripted:
+        return (
+            f"Includes {scripted} SIMULATED raters",
+            f"**Includes simulated votes**: {people} people and {scripted} scripted raters.",
+        )
+    return "User study", f"{people} raters."
+
+
+def render_study(votes_csv: Path | None, out_dir: Path, seed: int = 0, n_resamples: int = 10000) -> dict:
+    """Write the study section and figures under `out_dir`; returns the statistics written to stats.json."""
+    out_dir = Path(out_dir)
+    votes_path = Path(votes_csv) if votes_csv else Path("results/study/votes.csv")
+    with atomic_dir(out_dir / "study") as figures:
+        if votes_csv is None or not Path(votes_csv).is_file():
+            result = {"votes": 0}
+            text = "# User study (paper Sec. 4.3)\n\n" + HOW_TO.format(votes=votes_path)
+        else:
+            result, text = _render(pd.read_csv(votes_csv, dtype={"participant": str}), figures, seed, n_resamples)
+        (figures / "stats.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_text(out_dir / "study.md", text)
+    return result
+
+
+def _render(votes: pd.DataFrame, figures: Path, seed: int, n_resamples: int) -> tuple[dict, str]:
+    title, who = _label(votes)
+    lines = [f"# User study (paper Sec. 4.3){' — SIMULATED' if 'SIMULATED' in title else ''}", "", who, ""]
+    result = {"votes": int(len(votes)), "label": title, "task1": {}, "task2": []}
+    ranks = rankings(votes)
+    if not ranks.empty:
+        freqs, means = {}, {}
+        for group, g in ranks.groupby("group"):
+            freqs[group] = rank_frequencies(g)
+            means[group] = {m: mean_rank(g, m, seed=seed, n_resamples=n_resamples) for m in freqs[group].index}
+        rank_figure(freqs, means, title, figures / "fig9_user_study.png")
+        lines += ["## Task 1: ranking (Fig. 9)", "", "![Fig. 9](study/fig9_user_study.png)", ""]
+        for group in [g for g in GROUP_LABELS if g in freqs]:
+            table = freqs[group]
+            ranks_hdr = " | ".join(f"rank {r}" for r in table.columns)
+            lines += [f"{GROUP_LABELS[group]}:", "", f"| method | {ranks_hdr} | mean rank [95% CI] | raters |"]
+            lines.append("|---|" + "---|" * len(table.columns) + "---|---|")
+            for m in sorted(table.index, key=lambda m: means[group][m]["mean"]):
+                r = means[group][m]
+                ci = (
+                    f" [{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
+                    if math.isfinite(r["ci_low"])
+                    else " (one rater: no interval)"
+                )
+                counts = " | ".join(str(int(c)) for c in table.loc[m])
+                lines.append(f"| {m} | {counts} | {r['mean']:.2f}{ci} | {r['n_participants']} |")
+            lines.append("")
+            result["task1"][group] = {
+                "frequencies": {m: table.loc[m].tolist() for m in table.index},
+                "mean_rank": means[group],
+            }
+    prefs = preferences(votes)
+    if not prefs.empty:
+        preference_figure(prefs, title, figures / "fig10_user_study.png")
+        lines += ["## Task 2: pairwise preference (Fig. 10)", "", "![Fig. 10](study/fig10_user_study.png)", ""]
+        lines += [
+            "| images | pair | votes for target | share [Wilson 95%] | p (two-sided binomial) |",
+            "|---|---|---|---|---|",
+        ]
+        for r in prefs.itertuples():
+            lines.append(
+                f"| {GROUP_LABELS.get(r.group, r.group)} | {r.target} vs {r.other} | {r.wins}/{r.n} "
+                f"| {r.share:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}] | {r.p_value:.3g} |"
+            )
+        lines.append("")
+        result["task2"] = prefs.to_dict(orient="records")
+    lines += [
+        "Mean ranks: 1 is best; the interval is a percentile bootstrap over raters "
+        f"({n_resamples} resamples, seed {seed}). Shares: Wilson score intervals; p: exact binomial test of 1/2.",
+        "",
+    ]
+    return result, "\n".join(lines)

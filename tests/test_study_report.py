@@ -1,0 +1,95 @@
+"""Simulated raters through the HTTP API, the export, and the study section with Fig. 9 and 10."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from study_fixtures import fake_run, make_study
+
+from spsagan.metrics import niqe
+from spsagan.study import cli
+from spsagan.study.app import create_app
+from spsagan.study.export import export_votes
+from spsagan.study.report import render_study
+from spsagan.study.simulate import serving, simulate
+
+torch.set_num_threads(1)
+
+
+def test_without_votes_the_section_says_how_to_run_the_study(tmp_path):
+    assert render_study(tmp_path / "missing.csv", tmp_path / "reports") == {"votes": 0}
+    text = (tmp_path / "reports/study.md").read_text()
+    assert "spsagan-study create" in text and "spsagan-study serve" in text and "spsagan-study export" in text
+    assert json.loads((tmp_path / "reports/study/stats.json").read_text()) == {"votes": 0}
+    assert not list((tmp_path / "reports/study").glob("*.png"))
+    render_study(None, tmp_path / "reports")
+    assert "No votes yet" in (tmp_path / "reports/study.md").read_text()
+
+
+def test_simulated_study_end_to_end(tmp_path):
+    """create -> serve -> 3 simulated raters over HTTP -> export -> Fig. 9/10 and the section, labelled."""
+    study, design = make_study(tmp_path)
+    store_app = create_app(study, results=False)
+    with serving(store_app) as url:
+        done = simulate(url, raters=3, seed=0)
+    assert [d["kind"] for d in done] == ["random", "niqe", "random"] and all(d["votes"] == 12 for d in done)
+    out = tmp_path / "results/study/votes.csv"
+    assert export_votes(store_app.config["STORE"], out) == 36
+    rows = list(csv.DictReader(out.open()))
+    assert {r["simulated"] for r in rows} == {"1"}
+    assert {r["rater"] for r in rows} == {"simulated-random", "simulated-niqe"}
+
+    result = render_study(out, tmp_path / "reports", n_resamples=500)
+    text = (tmp_path / "reports/study.md").read_text()
+    assert "SIMULATED" in text and "**Simulated votes**: 3 scripted raters" in text
+    assert result["label"] == "SIMULATED raters" and result["votes"] == 36
+    for fig in ("fig9_user_study.png", "fig10_user_study.png"):
+        with Image.open(tmp_path / "reports/study" / fig) as img:
+            assert img.size[0] > 400
+    # both image groups are reported apart, each ranked method with 3 raters' votes
+    assert set(result["task1"]) == {"ost", "other"}
+    ost = result["task1"]["ost"]
+    assert set(ost["frequencies"]) == {"SRResNet", "SAN", "SPSAGAN", "HR"}
+    assert all(sum(f) == 3 * 2 for f in ost["frequencies"].values())  # 3 raters x 2 category images
+    pairs = {(g, m) for g in ("ost", "other") for m in design["pair_methods"]}
+    assert {(r["group"], r["other"]) for r in result["task2"]} == pairs
+    assert "| OST | SPSAGAN vs ESRGAN |" in text and "out-of-category" in text
+
+
+def test_niqe_rater_prefers_lower_niqe(tmp_path):
+    fake_run(tmp_path, size=(192, 192))
+    study, design = make_study(tmp_path, participants=2, category_n=1, other_n=0, patch=96, zoom=2)
+    app = create_app(study, results=False)
+    with serving(app) as url:
+        simulate(url, raters=2, seed=0, noise=0.0)  # rater 1 is the NIQE rater
+    store = app.config["STORE"]
+    votes = [v for v in store.rows() if v["rater"] == "simulated-niqe"]
+    assert len(votes) == 4
+    for v in votes:
+        _, trial = store.trials[v["trial"]]
+        shown = {o["key"]: np.asarray(Image.open(study / "images" / f"{o['image']}.png")) for o in trial["options"]}
+        scores = {key: niqe(img) for key, img in shown.items()}
+        assert v["answer"] == sorted(scores, key=scores.get)[: len(v["answer"])]
+
+
+def test_cli_create_simulate_export(tmp_path, monkeypatch, capsys):
+    fake_run(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    sets = ["--category-sets", "OSTx", "--category-n", "1", "--other-sets", "", "--participants", "2", "--patch", "32"]
+    cli.main(["create", "--out", "study", *sets])
+    assert "2 rater slots of 4 trials" in capsys.readouterr().out
+    cli.main(["simulate", "--study", "study", "--raters", "2"])
+    assert "8 SIMULATED votes" in capsys.readouterr().out
+    cli.main(["export", "--study", "study"])
+    assert (tmp_path / "results/study/votes.csv").is_file() and "8 votes" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="Set5"):
+        cli.main(["create", "--out", "other", "--other-sets", "Set5", "--category-sets", "OSTx"])
+    with pytest.raises(SystemExit, match="no votes yet"):
+        cli.main(["export", "--study", "study", "--db", "nowhere.sqlite"])
+    with pytest.raises(SystemExit, match="study is full"):
+        cli.main(["simulate", "--study", "study", "--raters", "1"])
