@@ -130,9 +130,9 @@ def _serve(args) -> None:
     where = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{args.port}"
     suffix = f"/?token={token}" if token else "/"
     if args.study:
-        print(f"participants: {where}{suffix}" + ("" if loopback else "  (use this machine's address)"))
+        print(f"participants: {where}{suffix}" + ("" if loopback else "  (use this machine's address)"), flush=True)
     if results:
-        print(f"results page: {where}/results{'?token=' + token if token else ''}")
+        print(f"results page: {where}/results{'?token=' + token if token else ''}", flush=True)
     app.run(host=args.host, port=args.port, threaded=True)
 
 
