@@ -40,9 +40,9 @@ def _gradient(size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     return np.clip(hr, 0, 255).astype(np.uint8)
 
 
-def fake_run(root: Path, size: tuple[int, int] = (64, 96), photos: bool = False) -> Path:
-    """Each method is HR plus noise of its own strength, or, with `photos` (scikit-image's photos
-    instead of ramps), HR blurred more for each method."""
+def fake_run(root: Path, size: tuple[int, int] = (64, 96), photos: bool = False, methods=METHODS) -> Path:
+    """Method k (0-based) is HR plus noise of sd 3(k + 1), or, with `photos` (scikit-image's photos
+    instead of ramps), HR blurred with sigma 0.4(k + 1)."""
     rng = np.random.default_rng(0)
     count = 0
     for dataset, n in SETS.items():
@@ -50,7 +50,7 @@ def fake_run(root: Path, size: tuple[int, int] = (64, 96), photos: bool = False)
             hr = _photo(count, size) if photos else _gradient(size, rng)
             count += 1
             write_image(root / "results/make_lr" / dataset / "HR" / f"img{i}.png", hr)
-            for k, method in enumerate(METHODS):
+            for k, method in enumerate(methods):
                 if photos:
                     sr = gaussian_filter(hr.astype(np.float64), sigma=(0.4 * (k + 1), 0.4 * (k + 1), 0))
                 else:

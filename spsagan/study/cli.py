@@ -108,6 +108,9 @@ def _create(args) -> None:
     design = create_study(args.sr, args.hr, args.out, spec)
     if design["missing"]["methods"] or design["missing"]["sets"]:
         print(f"left out (not in the run): methods {design['missing']['methods']}, sets {design['missing']['sets']}")
+    for group, sets, asked in (("ost", args.category_sets, args.category_n), ("other", args.other_sets, args.other_n)):
+        if sets and design["per_rater"][group] < asked:
+            print(f"{group}: {design['per_rater'][group]} images per rater, not {asked}: the run has no more")
     trials = len(design["slots"][0]) if design["slots"] else 0
     ranked, paired = ", ".join(design["task1_methods"]), ", ".join(design["pair_methods"])
     print(

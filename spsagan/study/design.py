@@ -193,6 +193,8 @@ def create_study(sr_root: Path, hr_root: Path, out: Path, spec: StudySpec) -> di
         "pair_methods": pair_names,
         "missing": {"methods": missing, "sets": sets_missing},
         "pool_sizes": {g: len(p) for g, p in pools.items()},
+        # images per rater: as requested, or every image of the pool when it has fewer
+        "per_rater": {g: min(spec.category_n if g == "ost" else spec.other_n, len(pools[g])) for g in GROUPS},
         "images": images,
         "slots": slots,
     }
