@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from study_fixtures import fake_run, make_study, spec
 
-from spsagan.config import ConfigError
+from spsagan.errors import ConfigError
 from spsagan.image import read_image
 from spsagan.study.design import create_study, resolve_methods, texture_patch
 

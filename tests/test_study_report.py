@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import shlex
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,10 +13,11 @@ import torch
 from PIL import Image
 from study_fixtures import fake_run, make_study
 
+from spsagan.image import write_image
 from spsagan.metrics import niqe
 from spsagan.study import cli
 from spsagan.study.app import create_app
-from spsagan.study.export import export_votes
+from spsagan.study.export import COLUMNS, export_votes
 from spsagan.study.report import render_study
 from spsagan.study.simulate import serving, simulate
 
@@ -27,8 +30,12 @@ def test_without_votes_the_section_says_how_to_run_the_study(tmp_path):
     assert "spsagan-study create" in text and "spsagan-study serve" in text and "spsagan-study export" in text
     assert json.loads((tmp_path / "reports/study/stats.json").read_text()) == {"votes": 0}
     assert not list((tmp_path / "reports/study").glob("*.png"))
-    render_study(None, tmp_path / "reports")
+    header_only = tmp_path / "votes.csv"
+    header_only.write_text(",".join(COLUMNS) + "\n")  # as git keeps study/votes.csv before a study
+    assert render_study(header_only, tmp_path / "reports") == {"votes": 0}
     assert "No votes yet" in (tmp_path / "reports/study.md").read_text()
+    committed = Path(__file__).parents[1] / "study/votes.csv"
+    assert committed.read_text().splitlines()[0] == ",".join(COLUMNS)
 
 
 def test_simulated_study_end_to_end(tmp_path):
@@ -81,15 +88,47 @@ def test_cli_create_simulate_export(tmp_path, monkeypatch, capsys):
     fake_run(tmp_path)
     monkeypatch.chdir(tmp_path)
     sets = ["--category-sets", "OSTx", "--category-n", "1", "--other-sets", "", "--participants", "2", "--patch", "32"]
-    cli.main(["create", "--out", "study", *sets])
+    cli.main(["create", *sets])  # into results/study, the default
     assert "2 rater slots of 4 trials" in capsys.readouterr().out
-    cli.main(["simulate", "--study", "study", "--raters", "2"])
+    cli.main(["simulate", "--raters", "2"])
     assert "8 SIMULATED votes" in capsys.readouterr().out
-    cli.main(["export", "--study", "study"])
-    assert (tmp_path / "results/study/votes.csv").is_file() and "8 votes" in capsys.readouterr().out
+    cli.main(["export"])
+    assert (tmp_path / "study/votes.csv").is_file() and "8 votes" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="holds the votes of a study"):
+        cli.main(["create", *sets])  # a new design would lose the votes
+    cli.main(["create", *sets, "--force"])
+    assert not (tmp_path / "results/study/votes.sqlite").exists()
+    cli.main(["create", "--out", "more", "--category-sets", "OSTx", "--category-n", "10", "--other-sets", ""])
+    assert "ost: 4 images per rater, not 10: the run has no more" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="Set5"):
         cli.main(["create", "--out", "other", "--other-sets", "Set5", "--category-sets", "OSTx"])
     with pytest.raises(SystemExit, match="no votes yet"):
-        cli.main(["export", "--study", "study", "--db", "nowhere.sqlite"])
+        cli.main(["export", "--db", "nowhere.sqlite"])
+    cli.main(["simulate", "--raters", "2"])
     with pytest.raises(SystemExit, match="study is full"):
-        cli.main(["simulate", "--study", "study", "--raters", "1"])
+        cli.main(["simulate", "--raters", "1"])
+
+
+DEMO_CREATE = (
+    "create --category-sets demo_test --category-n 3 --other-sets '' "
+    "--rank-methods rrdb_psnr,esrgan,spsagan --target spsagan --pair-methods esrgan,+fa,+spsa"
+)
+
+
+def test_the_demo_command_of_docs_study_md(tmp_path, monkeypatch, capsys):
+    """The command docs/study.md gives for the demo works on the demo's layout of methods and sets."""
+    rng = np.random.default_rng(0)
+    folders = ["bicubic", "rrdb_psnr", "rrsb_psnr", "esrgan", "+fa", "+spsa", "spsagan"]
+    folders.append("esrgan (exported, esrgan layout)")
+    for name, shape in {"astronaut": (64, 64), "chelsea": (60, 80), "coffee": (64, 96)}.items():
+        img = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+        write_image(tmp_path / "results/make_lr/demo_test/HR" / f"{name}.png", img)
+        for folder in folders:
+            write_image(tmp_path / "results/evaluate/sr" / folder / "demo_test" / f"{name}.png", img)
+    assert "demo_test" in (Path(__file__).parents[1] / "docs/study.md").read_text()
+    assert DEMO_CREATE in (Path(__file__).parents[1] / "docs/study.md").read_text()
+    monkeypatch.chdir(tmp_path)
+    cli.main(shlex.split(DEMO_CREATE))
+    out = capsys.readouterr().out
+    assert "30 rater slots of 12 trials" in out and "task 1 ranks rrdb_psnr, esrgan, spsagan, HR" in out
+    assert "images per rater" not in out  # the 3 images asked for are all there

@@ -25,7 +25,7 @@ from pathlib import Path
 from flask import Flask, abort, jsonify, request, send_file
 
 from spsagan.image import list_images
-from spsagan.study.design import GROUP_LABELS, HR, load_design
+from spsagan.study.design import DB_NAME, GROUP_LABELS, HR, load_design
 from spsagan.study.store import Store, VoteError
 
 STATIC = Path(__file__).parent / "static"
@@ -50,7 +50,7 @@ def create_app(
     app = Flask(__name__, static_folder=str(STATIC), static_url_path="/static")
     # Absolute paths: Flask's send_file reads relative ones against the package, not the cwd.
     study, run = (Path(p).resolve() if p else None for p in (study, run))
-    store = Store(Path(db or study / "votes.sqlite"), load_design(study)) if study else None
+    store = Store(Path(db or study / DB_NAME), load_design(study)) if study else None
     images = study / "images" if study else None
     index, files = _results_index(run) if run and results else (None, [])
     app.config.update(STORE=store, TOKEN=token)

@@ -15,12 +15,14 @@ import secrets
 import sys
 from pathlib import Path
 
-from spsagan.config import ConfigError
-from spsagan.study.design import StudySpec, create_study, load_design
+from spsagan.errors import ConfigError
+from spsagan.study.design import DB_NAME, StudySpec, create_study, load_design
 from spsagan.study.store import VoteError
 
 DEFAULT = StudySpec()
 LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+STUDY = Path("results/study")  # the study folder: design, images and votes database (from the run)
+VOTES = Path("study/votes.csv")  # the exported votes: git keeps them, the study_report stage reads them
 
 
 def _names(text: str) -> list[str]:
@@ -44,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("create", help="build a study folder from a finished run")
-    c.add_argument("--out", type=Path, default=Path("study"), help="study folder to write (default: study)")
+    c.add_argument("--out", type=Path, default=STUDY, help=f"study folder to write ({STUDY})")
     c.add_argument("--sr", type=Path, default=Path("results/evaluate/sr"), help="evaluate's SR images")
     c.add_argument("--hr", type=Path, default=Path("results/make_lr"), help="make_lr's output (<set>/HR/)")
     c.add_argument("--category-sets", type=_names, default=DEFAULT.category_sets, help="comma-separated (OST300)")
@@ -59,10 +61,12 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--zoom", type=int, default=DEFAULT.zoom, help="task-2 enlargement (3)")
     c.add_argument("--seed", type=int, default=DEFAULT.seed)
     c.add_argument("--skip-missing", action="store_true", help="build without requested methods/sets the run lacks")
+    c.add_argument("--force", action="store_true", help="replace a study folder that holds votes (they are lost)")
 
     s = sub.add_parser("serve", help="serve the study (and the results page) over HTTP")
-    s.add_argument("--study", type=Path, help="study folder (from create)")
+    s.add_argument("--study", type=Path, default=STUDY, help=f"study folder, from create ({STUDY})")
     s.add_argument("--run", type=Path, default=Path("."), help="run whose results the results page shows (.)")
+    s.add_argument("--no-study", dest="study", action="store_const", const=None, help="only the results page")
     s.add_argument("--db", type=Path, help="votes database (default: <study>/votes.sqlite)")
     s.add_argument("--host", default="127.0.0.1", help="listen address (beyond loopback a token is required)")
     s.add_argument("--port", type=int, default=8000)
@@ -77,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     m = sub.add_parser("simulate", help="scripted raters through the HTTP API (labelled simulated)")
-    m.add_argument("--study", type=Path, help="study folder: serve it on a free local port meanwhile")
+    m.add_argument("--study", type=Path, help=f"study folder, served on a free local port meanwhile ({STUDY})")
     m.add_argument("--url", help="or the URL of a running server")
     m.add_argument("--db", type=Path, help="votes database with --study (default: <study>/votes.sqlite)")
     m.add_argument("--token", default=os.environ.get("SPSAGAN_STUDY_TOKEN"))
@@ -86,9 +90,9 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--noise", type=float, default=0.5, help="NIQE rater's noise, NIQE units")
 
     e = sub.add_parser("export", help="votes to CSV, one row per vote")
-    e.add_argument("--study", type=Path, required=True)
+    e.add_argument("--study", type=Path, default=STUDY, help=f"study folder ({STUDY})")
     e.add_argument("--db", type=Path, help="votes database (default: <study>/votes.sqlite)")
-    e.add_argument("-o", "--out", type=Path, default=Path("results/study/votes.csv"))
+    e.add_argument("-o", "--out", type=Path, default=VOTES, help=f"CSV to write ({VOTES}: git keeps it)")
     return parser
 
 
@@ -105,7 +109,7 @@ def _create(args) -> None:
         **{k: getattr(args, k) for k in StudySpec.__dataclass_fields__ if k != "skip_missing"},
         skip_missing=args.skip_missing,
     )
-    design = create_study(args.sr, args.hr, args.out, spec)
+    design = create_study(args.sr, args.hr, args.out, spec, force=args.force)
     if design["missing"]["methods"] or design["missing"]["sets"]:
         print(f"left out (not in the run): methods {design['missing']['methods']}, sets {design['missing']['sets']}")
     for group, sets, asked in (("ost", args.category_sets, args.category_n), ("other", args.other_sets, args.other_n)):
@@ -123,7 +127,7 @@ def _serve(args) -> None:
     from spsagan.study.app import create_app
 
     if args.study is None and args.results is False:
-        raise ConfigError("--study: give a study folder, or serve the results page (--results)")
+        raise ConfigError("--no-study with --no-results: nothing to serve")
     loopback = is_loopback(args.host)
     token = args.token
     if not loopback and not token:
@@ -143,12 +147,12 @@ def _simulate(args) -> None:
     from spsagan.study.app import create_app
     from spsagan.study.simulate import serving, simulate
 
-    if bool(args.study) == bool(args.url):
+    if args.study and args.url:
         raise ConfigError("give either --study (served on a free local port) or --url of a running server")
     if args.url:
         done = simulate(args.url, args.raters, args.seed, args.token, args.noise)
     else:
-        with serving(create_app(args.study, db=args.db, token=args.token, results=False)) as url:
+        with serving(create_app(args.study or STUDY, db=args.db, token=args.token, results=False)) as url:
             done = simulate(url, args.raters, args.seed, args.token, args.noise)
     votes = sum(d["votes"] for d in done)
     print(f"simulated {len(done)} raters ({', '.join(sorted({d['kind'] for d in done}))}): {votes} SIMULATED votes")
@@ -158,7 +162,7 @@ def _export(args) -> None:
     from spsagan.study.export import export_votes
     from spsagan.study.store import Store
 
-    db = args.db or args.study / "votes.sqlite"
+    db = args.db or args.study / DB_NAME
     if not db.is_file():
         raise ConfigError(f"{db} does not exist: no votes yet (serve the study first)")
     n = export_votes(Store(db, load_design(args.study)), args.out)

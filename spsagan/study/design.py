@@ -22,13 +22,14 @@ from pathlib import Path
 import numpy as np
 
 from spsagan.atomic import atomic_dir, write_json
-from spsagan.config import ConfigError
+from spsagan.errors import ConfigError
 from spsagan.image import list_images, read_image, write_image
 
 HR = "HR"
 GROUPS = ("ost", "other")  # category images (OST300) and out-of-category images (Set5/Set14/BSD100)
 GROUP_LABELS = {"ost": "OST", "other": "out-of-category"}
 OPTION_KEYS = "abcdefghij"
+DB_NAME = "votes.sqlite"  # the votes database inside a study folder
 
 
 @dataclass
@@ -110,14 +111,20 @@ def _pool(sr_root: Path, hr_root: Path, sets: list[str], folders: list[str]) -> 
     return pool, missing
 
 
-def create_study(sr_root: Path, hr_root: Path, out: Path, spec: StudySpec) -> dict:
+def create_study(sr_root: Path, hr_root: Path, out: Path, spec: StudySpec, force: bool = False) -> dict:
     """Write the study folder `out` (design.json, images/) atomically; return the design.
 
     sr_root: evaluate's `results/evaluate/sr` (`<method>/<dataset>/<image>.png`); hr_root: make_lr's
     `results/make_lr` (`<dataset>/HR/<image>.png`). Raises ConfigError naming the requested methods
-    and sets the run lacks (and what it has), unless spec.skip_missing.
+    and sets the run lacks (and what it has), unless spec.skip_missing; and when `out` already holds
+    votes, unless `force` (a new design would replace them).
     """
     sr_root, hr_root, out = Path(sr_root), Path(hr_root), Path(out)
+    if (out / DB_NAME).exists() and not force:
+        raise ConfigError(
+            f"{out} holds the votes of a study ({DB_NAME}); export them, then choose another --out "
+            "(or pass --force to replace the study and its votes)"
+        )
     if not sr_root.is_dir():
         raise ConfigError(f"{sr_root}: no SR images; run the pipeline's evaluate stage first (or pass --sr)")
     available = sorted(p.name for p in sr_root.iterdir() if p.is_dir())

@@ -1,8 +1,9 @@
 """The study section of the reports: `reports/study.md` and its figures, from the exported votes.
 
 `render_study(votes_csv, out_dir)` writes `<out_dir>/study.md` and the folder `<out_dir>/study/`
-(`fig9_user_study.png`, `fig10_user_study.png`, `stats.json`). Without votes (no file, or none
-given) the section says how to run the study and the folder holds only `stats.json` ({"votes": 0}).
+(`fig9_user_study.png`, `fig10_user_study.png`, `stats.json`). Without votes (no file, or one with
+only the header, as git keeps `study/votes.csv` before a study) the section says how to run the
+study and the folder holds only `stats.json` ({"votes": 0}).
 Votes from scripted raters are labelled "simulated" in every title, heading and number.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -20,18 +22,18 @@ from spsagan.study.figures import preference_figure, rank_figure
 from spsagan.study.stats import mean_rank, preferences, rank_frequencies, rankings
 
 HOW_TO = """\
-No votes yet (`{votes}` does not exist). To run the paper's user study (Sec. 4.3; docs/study.md):
+No votes yet (`{votes}` holds none). To run the paper's user study (Sec. 4.3; docs/study.md):
 
 ```bash
-spsagan-study create --out study/            # from this run's results/evaluate/sr and results/make_lr
-spsagan-study serve --study study/           # participants open http://127.0.0.1:8000/
-spsagan-study export --study study/          # writes {votes}
-snakemake reports/study.md                    # or: dvc repro study_report
+spsagan-study create     # the study from this run's results/evaluate/sr and results/make_lr (results/study/)
+spsagan-study serve      # participants open http://127.0.0.1:8000/
+spsagan-study export     # writes study/votes.csv
+snakemake reports/study.md            # or: dvc repro study_report
 ```
 
-On a lab server: `spsagan-study serve --study study/ --host 0.0.0.0 --token <secret>` and give each
-participant the printed link. For the demo run, see docs/study.md ("The demo") for the options that
-name its methods and test set; `spsagan-study simulate` draws scripted, simulated votes.
+On a lab server: `spsagan-study serve --host 0.0.0.0 --token <secret>` and give each participant the
+printed link. For the demo run, docs/study.md ("The demo") gives the options that name its methods
+and test set; `spsagan-study simulate` draws scripted votes, labelled simulated everywhere.
 """
 
 
@@ -52,22 +54,36 @@ def _label(votes: pd.DataFrame) -> tuple[str, str]:
     return "User study", f"{people} raters."
 
 
-def render_study(votes_csv: Path | None, out_dir: Path, seed: int = 0, n_resamples: int = 10000) -> dict:
-    """Write the study section and figures under `out_dir`; returns the statistics written to stats.json."""
-    out_dir = Path(out_dir)
-    votes_path = Path(votes_csv) if votes_csv else Path("results/study/votes.csv")
-    with atomic_dir(out_dir / "study") as figures:
-        if votes_csv is None or not Path(votes_csv).is_file():
+def render_study(
+    votes_csv: Path | None,
+    out_dir: Path,
+    seed: int = 0,
+    n_resamples: int = 10000,
+    md_path: Path | None = None,
+    figures_dir: Path | None = None,
+) -> dict:
+    """Write the study section and figures under `out_dir`; returns the statistics written to stats.json.
+
+    md_path and figures_dir (default `<out_dir>/study.md` and `<out_dir>/study/`) place them elsewhere;
+    the section links the figures relative to itself.
+    """
+    md_path = Path(md_path or Path(out_dir) / "study.md")
+    figures_dir = Path(figures_dir or Path(out_dir) / "study")
+    link = Path(os.path.relpath(figures_dir, md_path.parent)).as_posix()
+    votes_path = Path(votes_csv) if votes_csv else Path("study/votes.csv")
+    votes = pd.read_csv(votes_path, dtype={"participant": str}) if votes_path.is_file() else pd.DataFrame()
+    with atomic_dir(figures_dir) as figures:
+        if votes.empty:
             result = {"votes": 0}
             text = "# User study (paper Sec. 4.3)\n\n" + HOW_TO.format(votes=votes_path)
         else:
-            result, text = _render(pd.read_csv(votes_csv, dtype={"participant": str}), figures, seed, n_resamples)
+            result, text = _render(votes, figures, link, seed, n_resamples)
         (figures / "stats.json").write_text(json.dumps(result, indent=2) + "\n")
-    write_text(out_dir / "study.md", text)
+    write_text(md_path, text)
     return result
 
 
-def _render(votes: pd.DataFrame, figures: Path, seed: int, n_resamples: int) -> tuple[dict, str]:
+def _render(votes: pd.DataFrame, figures: Path, link: str, seed: int, n_resamples: int) -> tuple[dict, str]:
     title, who = _label(votes)
     lines = [f"# User study (paper Sec. 4.3){' — SIMULATED' if 'SIMULATED' in title else ''}", "", who, ""]
     result = {"votes": int(len(votes)), "label": title, "task1": {}, "task2": []}
@@ -78,7 +94,7 @@ def _render(votes: pd.DataFrame, figures: Path, seed: int, n_resamples: int) -> 
             freqs[group] = rank_frequencies(g)
             means[group] = {m: mean_rank(g, m, seed=seed, n_resamples=n_resamples) for m in freqs[group].index}
         rank_figure(freqs, means, title, figures / "fig9_user_study.png")
-        lines += ["## Task 1: ranking (Fig. 9)", "", "![Fig. 9](study/fig9_user_study.png)", ""]
+        lines += ["## Task 1: ranking (Fig. 9)", "", f"![Fig. 9]({link}/fig9_user_study.png)", ""]
         for group in [g for g in GROUP_LABELS if g in freqs]:
             table = freqs[group]
             ranks_hdr = " | ".join(f"rank {r}" for r in table.columns)
@@ -101,7 +117,7 @@ def _render(votes: pd.DataFrame, figures: Path, seed: int, n_resamples: int) -> 
     prefs = preferences(votes)
     if not prefs.empty:
         preference_figure(prefs, title, figures / "fig10_user_study.png")
-        lines += ["## Task 2: pairwise preference (Fig. 10)", "", "![Fig. 10](study/fig10_user_study.png)", ""]
+        lines += ["## Task 2: pairwise preference (Fig. 10)", "", f"![Fig. 10]({link}/fig10_user_study.png)", ""]
         lines += [
             "| images | pair | votes for target | share [Wilson 95%] | p (two-sided binomial) |",
             "|---|---|---|---|---|",
