@@ -202,3 +202,12 @@ def test_export_one_sorted_row_per_vote(study, tmp_path):
             assert r["ranking"] == ";".join(shown[::-1])  # answer() ranks the shown order reversed
         else:
             assert r["choice"] == shown[0] and r["target_won"] == str(int(shown[0] == "SPSAGAN"))
+
+
+def test_results_page_alone(tmp_path):
+    make_study(tmp_path)
+    client = create_app(None, run=tmp_path).test_client()  # spsagan-study serve --no-study
+    assert client.get("/results").status_code == 200 and client.get("/results/api/index").status_code == 200
+    for url in ["/", "/api/trial?participant=x", "/img/x"]:
+        assert client.get(url).status_code == 404
+    assert client.post("/api/participant", json={}).status_code == 404

@@ -18,7 +18,7 @@ from spsagan.study.app import create_app
 from spsagan.study.export import export_votes
 from spsagan.study.simulate import serving
 
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = Path(os.environ.get("SPSAGAN_STUDY_CHROMIUM", "/usr/bin/chromium"))  # Debian's package
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no browser at {CHROMIUM} (apt-get install chromium)")
 CLICKED = 5

@@ -8,6 +8,7 @@ import shlex
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -66,6 +67,15 @@ def test_simulated_study_end_to_end(tmp_path):
     pairs = {(g, m) for g in ("ost", "other") for m in design["pair_methods"]}
     assert {(r["group"], r["other"]) for r in result["task2"]} == pairs
     assert "| OST | SPSAGAN vs ESRGAN |" in text and "out-of-category" in text
+
+
+def test_people_and_scripted_raters_are_told_apart():
+    from spsagan.study.report import _label
+
+    votes = pd.DataFrame({"participant": ["p", "p", "q", "r"], "simulated": [0, 0, 1, 0]})
+    title, sentence = _label(votes)
+    assert "1 SIMULATED" in title and "2 people and 1 scripted" in sentence
+    assert _label(votes.assign(simulated=0)) == ("User study", "3 raters.")
 
 
 def test_niqe_rater_prefers_lower_niqe(tmp_path):

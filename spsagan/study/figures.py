@@ -41,7 +41,8 @@ def rank_figure(freqs: dict[str, pd.DataFrame], means: dict[str, dict[str, dict]
         shares = table.loc[order].div(table.loc[order].sum(axis=1), axis=0)
         left = pd.Series(0.0, index=order)
         for i, rank in enumerate(shares.columns):
-            ax.barh(order, shares[rank], left=left, color=RANK_COLORS[i % len(RANK_COLORS)], label=f"rank {rank}")
+            label = f"rank {rank}" + (" (best)" if rank == 1 else "")
+            ax.barh(order, shares[rank], left=left, color=RANK_COLORS[i % len(RANK_COLORS)], label=label)
             left += shares[rank]
         labels = []
         for m in order:
