@@ -120,3 +120,15 @@ def test_clicking_through_trials_records_exactly_those_votes(tmp_path, browser):
 def _centre(page, selector: str) -> tuple[float, float]:
     box = page.locator(selector).bounding_box()
     return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+
+
+def test_the_participant_link_with_a_token_works_and_the_bare_address_does_not(tmp_path, browser):
+    study, _ = make_study(tmp_path)
+    with serving(create_app(study, token="s3cret", results=False)) as url:
+        page = browser.new_page()
+        assert page.goto(f"{url}/").status == 403
+        page.goto(f"{url}/?token=s3cret")
+        sync_api.expect(page.locator("#progress")).to_have_text("Trial 1 of 12")
+        page.wait_for_function("[...document.querySelectorAll('.option img')].every((i) => i.complete)")
+        widths = page.eval_on_selector_all(".option img", "els => els.map((e) => e.naturalWidth)")
+        assert widths and all(w > 0 for w in widths)  # the images came through the token cookie
