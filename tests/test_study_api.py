@@ -201,7 +201,7 @@ def test_export_one_sorted_row_per_vote(study, tmp_path):
         if t["task"] == 1:
             assert r["ranking"] == ";".join(shown[::-1])  # answer() ranks the shown order reversed
         else:
-            assert r["choice"] == shown[0] and r["target_won"] == str(int(shown[0] == "SPSAGAN"))
+            assert r["choice"] == shown[0] and r["target_won"] == str(int(shown[0] == "spsagan"))
 
 
 def test_results_page_alone(tmp_path):

@@ -15,7 +15,8 @@ from spsagan.study.design import create_study, resolve_methods, texture_patch
 
 def test_design_follows_the_paper_layout(tmp_path):
     study, design = make_study(tmp_path)
-    assert design["task1_methods"] == ["SRResNet", "SAN", "SPSAGAN", "HR"]
+    # methods are named by their SR folders from here on: SPSAGAN is our `spsagan`
+    assert design["task1_methods"] == ["SRResNet", "SAN", "spsagan", "HR"] and design["target"] == "spsagan"
     assert design["pair_methods"] == ["SFTGAN", "ESRGAN", "NatSR"]
     assert len(design["slots"]) == 3
     for slot in design["slots"]:
@@ -27,7 +28,7 @@ def test_design_follows_the_paper_layout(tmp_path):
             if t["task"] == 1:
                 assert sorted(methods) == sorted(design["task1_methods"])
             else:
-                assert "SPSAGAN" in methods and len(methods) == 2
+                assert "spsagan" in methods and len(methods) == 2
     # the method order is randomised per trial and recorded
     orders = {tuple(o["method"] for o in t["options"]) for s in design["slots"] for t in s if t["task"] == 1}
     assert len(orders) > 1
@@ -76,9 +77,12 @@ def test_texture_patch_breaks_ties_with_the_seed():
     assert texture_patch(flat, 999, np.random.default_rng(0)) == (0, 0, 64)  # clipped to the image
 
 
-def test_resolve_methods_exact_then_case_insensitive():
-    found, missing = resolve_methods(["SPSAGAN", "ESRGAN", "SAN", "HR"], ["ESRGAN", "esrgan", "spsagan"])
-    assert found == {"SPSAGAN": "spsagan", "ESRGAN": "ESRGAN", "HR": "HR"} and missing == ["SAN"]
+def test_resolve_methods_by_folder_or_report_name():
+    found, missing = resolve_methods(["SPSAGAN", "ESRGAN", "SAN", "HR", "+FA"], ["ESRGAN", "esrgan", "spsagan", "+fa"])
+    assert found == {"SPSAGAN": "spsagan", "ESRGAN": "ESRGAN", "HR": "HR", "+FA": "+fa"} and missing == ["SAN"]
+    # the paper's ESRGAN is the published weights, never our retraining of it
+    assert resolve_methods(["ESRGAN"], ["esrgan"]) == ({}, ["ESRGAN"])
+    assert resolve_methods(["ESRGAN (retrained)"], ["esrgan"]) == ({"ESRGAN (retrained)": "esrgan"}, [])
 
 
 def test_missing_methods_and_sets_are_named(tmp_path):
@@ -93,7 +97,7 @@ def test_missing_methods_and_sets_are_named(tmp_path):
         sr, hr, tmp_path / "s", spec(rank_methods=["EDSR", "SPSAGAN"], other_sets=["Set5"], skip_missing=True)
     )
     assert design["missing"] == {"methods": ["EDSR"], "sets": ["Set5"]}
-    assert design["task1_methods"] == ["SPSAGAN", "HR"] and design["pool_sizes"] == {"ost": 4, "other": 0}
+    assert design["task1_methods"] == ["spsagan", "HR"] and design["pool_sizes"] == {"ost": 4, "other": 0}
     with pytest.raises(ConfigError, match="--target"):
         create_study(sr, hr, tmp_path / "t", spec(target="NoSuch", skip_missing=True))
     with pytest.raises(ConfigError, match="evaluate"):

@@ -52,7 +52,8 @@ def test_simulated_study_end_to_end(tmp_path):
     assert {r["simulated"] for r in rows} == {"1"}
     assert {r["rater"] for r in rows} == {"simulated-random", "simulated-niqe"}
 
-    result = render_study(out, tmp_path / "reports", n_resamples=500)
+    result = render_study(out, tmp_path / "reports", n_resamples=500, summary_path=tmp_path / "summary.csv")
+    assert pd.read_csv(tmp_path / "summary.csv").empty  # simulated votes decide no claim
     text = (tmp_path / "reports/study.md").read_text()
     assert "SIMULATED" in text and "**Simulated votes**: 3 scripted raters" in text
     assert result["label"] == "SIMULATED raters" and result["votes"] == 36
@@ -62,7 +63,7 @@ def test_simulated_study_end_to_end(tmp_path):
     # both image groups are reported apart, each ranked method with 3 raters' votes
     assert set(result["task1"]) == {"ost", "other"}
     ost = result["task1"]["ost"]
-    assert set(ost["frequencies"]) == {"SRResNet", "SAN", "SPSAGAN", "HR"}
+    assert set(ost["frequencies"]) == {"SRResNet", "SAN", "spsagan", "HR"}
     assert all(sum(f) == 3 * 2 for f in ost["frequencies"].values())  # 3 raters x 2 category images
     pairs = {(g, m) for g in ("ost", "other") for m in design["pair_methods"]}
     assert {(r["group"], r["other"]) for r in result["task2"]} == pairs

@@ -7,7 +7,16 @@ import math
 import pandas as pd
 import pytest
 
-from spsagan.study.stats import binomial_test, mean_rank, preferences, rank_frequencies, rankings, wilson_interval
+from spsagan.reports.claims import VOTE_COLUMNS
+from spsagan.study.stats import (
+    binomial_test,
+    mean_rank,
+    preferences,
+    rank_frequencies,
+    rankings,
+    vote_summary,
+    wilson_interval,
+)
 
 
 def task1_votes() -> pd.DataFrame:
@@ -74,3 +83,37 @@ def test_preferences_by_hand():
     assert esrgan["p_value"] == pytest.approx(10 / 16)  # 2 * (C(4,3) + C(4,4)) / 2^4
     assert (esrgan["ci_low"], esrgan["ci_high"]) == pytest.approx(wilson_interval(3, 4))
     assert prefs.loc["NatSR", "wins"] == 0 and prefs.loc["NatSR", "p_value"] == 1.0
+
+
+def test_vote_summary_for_the_claims_by_hand():
+    def vote(sim, task, group, ranking="", other="", won=""):
+        return {
+            "simulated": sim,
+            "task": task,
+            "group": group,
+            "ranking": ranking,
+            "target": "spsagan",
+            "other": other,
+            "target_won": won,
+        }
+
+    votes = pd.DataFrame(
+        [
+            vote(0, 1, "ost", "HR;spsagan;SRResNet;SAN"),  # beats SRResNet and SAN, loses to HR
+            vote(0, 1, "ost", "SAN;spsagan;HR;SRResNet"),  # beats HR and SRResNet, loses to SAN
+            vote(0, 2, "other", other="ESRGAN", won=1),
+            vote(0, 2, "other", other="esrgan", won=0),  # our retraining: its own opponent
+            vote(1, 2, "other", other="ESRGAN", won=0),  # simulated: left out
+        ]
+    )
+    summary = vote_summary(votes)
+    assert list(summary.columns) == VOTE_COLUMNS
+    got = {(r.task, r.images, r.opponent): (r.wins, r.votes) for r in summary.itertuples()}
+    assert got == {
+        ("rank", "OST300", "HR"): (1, 2),
+        ("rank", "OST300", "SAN"): (1, 2),
+        ("rank", "OST300", "SRResNet"): (2, 2),
+        ("pair", "out-of-category", "ESRGAN"): (1, 1),
+        ("pair", "out-of-category", "ESRGAN (retrained)"): (0, 1),
+    }
+    assert vote_summary(votes.assign(target="esrgan")).empty  # only a study of SPSAGAN decides its claims

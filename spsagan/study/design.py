@@ -24,6 +24,7 @@ import numpy as np
 from spsagan.atomic import atomic_dir, write_json
 from spsagan.errors import ConfigError
 from spsagan.image import list_images, read_image, write_image
+from spsagan.reports.names import display_name
 
 HR = "HR"
 GROUPS = ("ost", "other")  # category images (OST300) and out-of-category images (Set5/Set14/BSD100)
@@ -51,7 +52,9 @@ class StudySpec:
 
 
 def resolve_methods(requested: list[str], available: list[str]) -> tuple[dict[str, str], list[str]]:
-    """Map each requested method to an SR folder name: exact, else the one case-insensitive match.
+    """Map each requested method to an SR folder name: the folder of that name, else the one whose
+    report name (`spsagan.reports.names.display_name`) it is: `SPSAGAN` is our `spsagan`, but
+    `ESRGAN` is only the published weights' folder, never our retrained `esrgan`.
 
     Returns ({requested: folder}, [requested names with no folder]). `HR` needs no folder.
     """
@@ -61,7 +64,7 @@ def resolve_methods(requested: list[str], available: list[str]) -> tuple[dict[st
             found[name] = HR
         elif name in available:
             found[name] = name
-        elif len(hits := [a for a in available if a.lower() == name.lower()]) == 1:
+        elif len(hits := [a for a in available if display_name(a) == name]) == 1:
             found[name] = hits[0]
         else:
             missing.append(name)
@@ -150,17 +153,18 @@ def create_study(sr_root: Path, hr_root: Path, out: Path, spec: StudySpec, force
         )
     if not any(pools.values()):
         raise ConfigError(f"no image has an HR image and an SR image of every method ({', '.join(folders)})")
-    rank_names = list(rank) + ([HR] if HR not in rank else [])
-    pair_names = [m for m in pairs if m != spec.target]
+    # From here on a method is its folder name, as in Table 1 and the claims; reports show display_name.
+    rank_names = list(rank.values()) + ([HR] if HR not in rank else [])
+    target = pairs[spec.target]
+    pair_names = [pairs[m] for m in spec.pair_methods if m in pairs and pairs[m] != target]
     if len(rank_names) < 2 and not pair_names:
         raise ConfigError("nothing to compare: give at least one method to rank or to pair against the target")
 
     images: dict[str, dict] = {}  # opaque id -> where it comes from (never sent to the page)
 
-    def image_id(method: str, dataset: str, name: str, crop: tuple[int, int, int] | None) -> str:
-        folder = HR if method == HR else (rank | pairs)[method]
+    def image_id(folder: str, dataset: str, name: str, crop: tuple[int, int, int] | None) -> str:
         key = _opaque(spec.seed, folder, dataset, name, str(crop))
-        images.setdefault(key, {"method": method, "folder": folder, "dataset": dataset, "image": name, "crop": crop})
+        images.setdefault(key, {"method": folder, "folder": folder, "dataset": dataset, "image": name, "crop": crop})
         return key
 
     rng = np.random.default_rng(spec.seed)
@@ -184,7 +188,7 @@ def create_study(sr_root: Path, hr_root: Path, out: Path, spec: StudySpec, force
                         _trial(1, group, dataset, name, order, [image_id(m, dataset, name, None) for m in order])
                     )
                 for other in pair_names:
-                    order = [spec.target, other] if srng.random() < 0.5 else [other, spec.target]
+                    order = [target, other] if srng.random() < 0.5 else [other, target]
                     crop = patches[(dataset, name)]
                     trials.append(
                         _trial(2, group, dataset, name, order, [image_id(m, dataset, name, crop) for m in order])
@@ -196,8 +200,9 @@ def create_study(sr_root: Path, hr_root: Path, out: Path, spec: StudySpec, force
         "format": 1,
         "spec": {k: v for k, v in spec.__dict__.items() if k != "skip_missing"},
         "task1_methods": rank_names,
-        "target": spec.target,
+        "target": target,
         "pair_methods": pair_names,
+        "names": {**rank, **pairs},  # requested name -> SR folder
         "missing": {"methods": missing, "sets": sets_missing},
         "pool_sizes": {g: len(p) for g, p in pools.items()},
         # images per rater: as requested, or every image of the pool when it has fewer

@@ -2,8 +2,10 @@
 
 Columns: participant, slot, rater ('' for a person), simulated (1 for a scripted rater), trial,
 task (1 ranking, 2 pair), group ('ost' or 'other'), dataset, image, shown (methods in the order they
-were shown, ';'-separated), ranking (task 1: methods best first), target and other (task 2: the two
-methods), choice (task 2: the method picked), target_won (task 2: 1 or 0), created (UTC).
+were shown, ';'-separated), ranking (task 1: methods best first), target (the design's target, when
+the trial shows it), other (task 2: the other method), choice (task 2: the method picked),
+target_won (task 2: 1 or 0), created (UTC). Methods are named by their SR folders (`spsagan`,
+`ESRGAN`, `HR`), as in per_image.csv.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ def vote_rows(store: Store) -> list[dict]:
         )
         picked = [by_key[k] for k in v["answer"]]
         if t["task"] == 1:
-            row["ranking"] = ";".join(picked)
+            row.update(ranking=";".join(picked), target=target if target in shown else "")
         else:
             row.update(
                 target=target,

@@ -1,6 +1,7 @@
 """The user study's figures (paper Fig. 9 and 10) as PNGs, matplotlib's Agg renderer, no pyplot state.
 
-Both take the statistics of `spsagan.study.stats` and a title prefix: "Simulated raters" when the
+Methods are shown by their report names (`spsagan.reports.names.display_name`). Both take the
+statistics of `spsagan.study.stats` and a title prefix: "Simulated raters" when the
 votes came from `spsagan-study simulate`, so a simulated figure is never mistaken for a real study.
 """
 
@@ -13,6 +14,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from spsagan.atomic import atomic_path
+from spsagan.reports.names import display_name
 from spsagan.study.design import GROUP_LABELS
 
 DPI = 120
@@ -48,7 +50,7 @@ def rank_figure(freqs: dict[str, pd.DataFrame], means: dict[str, dict[str, dict]
         for m in order:
             r = means[group][m]
             ci = f" [{r['ci_low']:.2f}, {r['ci_high']:.2f}]" if math.isfinite(r["ci_low"]) else ""
-            labels.append(f"{m}\nmean {r['mean']:.2f}{ci}")
+            labels.append(f"{display_name(m)}\nmean {r['mean']:.2f}{ci}")
         ax.set_yticks(range(len(order)), labels, fontsize=8)
         ax.set_xlim(0, 1)
         n = int(table.sum(axis=1).iloc[0])
@@ -72,7 +74,8 @@ def preference_figure(prefs: pd.DataFrame, title: str, path: Path) -> Path:
         err = [rows["share"] - rows["ci_low"], rows["ci_high"] - rows["share"]]
         ax.barh(y, rows["share"], xerr=err, color="#4575b4", capsize=4)
         ax.axvline(0.5, color="#555", linestyle="--", linewidth=1)
-        ax.set_yticks(list(y), [f"{r.target} vs {r.other}" for r in rows.itertuples()], fontsize=8)
+        pairs = [f"{display_name(r.target)} vs {display_name(r.other)}" for r in rows.itertuples()]
+        ax.set_yticks(list(y), pairs, fontsize=8)
         for i, r in rows.iterrows():
             ax.text(
                 1.02,
@@ -84,6 +87,6 @@ def preference_figure(prefs: pd.DataFrame, title: str, path: Path) -> Path:
             )
         ax.set_xlim(0, 1)
         ax.set_title(GROUP_LABELS[group], fontsize=9)
-        ax.set_xlabel(f"share of votes for {rows['target'].iloc[0]}")
+        ax.set_xlabel(f"share of votes for {display_name(rows['target'].iloc[0])}")
     fig.suptitle(f"{title}: pairwise preference (Fig. 10), Wilson 95% intervals, two-sided binomial test", fontsize=10)
     return _save(fig, path)

@@ -4,7 +4,8 @@
 (`fig9_user_study.png`, `fig10_user_study.png`, `stats.json`). Without votes (no file, or one with
 only the header, as git keeps `study/votes.csv` before a study) the section says how to run the
 study and the folder holds only `stats.json` ({"votes": 0}).
-Votes from scripted raters are labelled "simulated" in every title, heading and number.
+Votes from scripted raters are labelled "simulated" in every title, heading and number, and never
+reach the claims (the vote summary counts people only).
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from spsagan.atomic import atomic_dir, write_text
+from spsagan.atomic import atomic_dir, atomic_path, write_text
+from spsagan.reports.claims import VOTE_COLUMNS
+from spsagan.reports.names import display_name
 from spsagan.study.design import GROUP_LABELS
 from spsagan.study.figures import preference_figure, rank_figure
-from spsagan.study.stats import mean_rank, preferences, rank_frequencies, rankings
+from spsagan.study.stats import mean_rank, preferences, rank_frequencies, rankings, vote_summary
 
 HOW_TO = """\
 No votes yet (`{votes}` holds none). To run the paper's user study (Sec. 4.3; docs/study.md):
@@ -61,11 +64,13 @@ def render_study(
     n_resamples: int = 10000,
     md_path: Path | None = None,
     figures_dir: Path | None = None,
+    summary_path: Path | None = None,
 ) -> dict:
     """Write the study section and figures under `out_dir`; returns the statistics written to stats.json.
 
     md_path and figures_dir (default `<out_dir>/study.md` and `<out_dir>/study/`) place them elsewhere;
-    the section links the figures relative to itself.
+    the section links the figures relative to itself. summary_path: also write `stats.vote_summary`
+    there (people's votes only), the CSV the claims report reads (`steps/render_reports.py --votes`).
     """
     md_path = Path(md_path or Path(out_dir) / "study.md")
     figures_dir = Path(figures_dir or Path(out_dir) / "study")
@@ -80,6 +85,10 @@ def render_study(
             result, text = _render(votes, figures, link, seed, n_resamples)
         (figures / "stats.json").write_text(json.dumps(result, indent=2) + "\n")
     write_text(md_path, text)
+    if summary_path is not None:
+        summary = vote_summary(votes) if not votes.empty else pd.DataFrame(columns=VOTE_COLUMNS)
+        with atomic_path(summary_path) as tmp:
+            summary.to_csv(tmp, index=False)
     return result
 
 
@@ -108,7 +117,7 @@ def _render(votes: pd.DataFrame, figures: Path, link: str, seed: int, n_resample
                     else " (one rater: no interval)"
                 )
                 counts = " | ".join(str(int(c)) for c in table.loc[m])
-                lines.append(f"| {m} | {counts} | {r['mean']:.2f}{ci} | {r['n_participants']} |")
+                lines.append(f"| {display_name(m)} | {counts} | {r['mean']:.2f}{ci} | {r['n_participants']} |")
             lines.append("")
             result["task1"][group] = {
                 "frequencies": {m: table.loc[m].tolist() for m in table.index},
@@ -124,7 +133,8 @@ def _render(votes: pd.DataFrame, figures: Path, link: str, seed: int, n_resample
         ]
         for r in prefs.itertuples():
             lines.append(
-                f"| {GROUP_LABELS.get(r.group, r.group)} | {r.target} vs {r.other} | {r.wins}/{r.n} "
+                f"| {GROUP_LABELS.get(r.group, r.group)} | {display_name(r.target)} vs {display_name(r.other)} "
+                f"| {r.wins}/{r.n} "
                 f"| {r.share:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}] | {r.p_value:.3g} |"
             )
         lines.append("")
@@ -134,4 +144,6 @@ def _render(votes: pd.DataFrame, figures: Path, link: str, seed: int, n_resample
         f"({n_resamples} resamples, seed {seed}). Shares: Wilson score intervals; p: exact binomial test of 1/2.",
         "",
     ]
+    if "SIMULATED" in title:
+        lines += ["The claims (`reports/claims.md`) count people's votes only: simulated votes decide no claim.", ""]
     return result, "\n".join(lines)

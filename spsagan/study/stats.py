@@ -5,6 +5,7 @@
   are not independent of each other), as `spsagan.reports.stats.bootstrap_mean` does over images.
 - Task 2 (Fig. 10): the proportion of votes for the target method against each other method, its
   Wilson score interval, and the exact two-sided binomial test of p = 1/2.
+- `vote_summary`: people's votes as the claims report reads them (`spsagan.reports.claims`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
+from spsagan.reports.claims import VOTE_COLUMNS
+from spsagan.reports.names import display_name
 from spsagan.reports.stats import bootstrap_mean
 
 Z95 = 1.959963984540054  # the standard normal's 97.5% quantile
@@ -94,3 +97,34 @@ def preferences(votes: pd.DataFrame) -> pd.DataFrame:
         )
     cols = ["group", "target", "other", "wins", "n", "share", "ci_low", "ci_high", "p_value"]
     return pd.DataFrame(rows, columns=cols)
+
+
+CLAIM_IMAGES = {"ost": "OST300", "other": "out-of-category"}  # the claims' names of the two image groups
+
+
+def vote_summary(votes: pd.DataFrame) -> pd.DataFrame:
+    """People's votes (simulated raters left out) per task, image group and opponent of the target.
+
+    Columns VOTE_COLUMNS: task ("rank": wins = task-1 votes ranking the target above the opponent;
+    "pair": wins = task-2 votes for the target), images ("OST300" or "out-of-category"), opponent
+    (its report name: `ESRGAN (retrained)` is not the paper's `ESRGAN`), wins, votes. Only studies
+    whose target is SPSAGAN (`spsagan`) decide the paper's claims, so other targets give no rows.
+    """
+    people = votes[votes["simulated"].astype(int) == 0]
+    counts: dict[tuple[str, str, str], list[int]] = {}
+    for v in people.itertuples():
+        if display_name(v.target) != "SPSAGAN":
+            continue
+        images = CLAIM_IMAGES[v.group]
+        if int(v.task) == 1:
+            ranking = str(v.ranking).split(";")
+            duels = [(m, ranking.index(v.target) < ranking.index(m)) for m in ranking if m != v.target]
+            task = "rank"
+        else:
+            duels, task = [(v.other, bool(int(v.target_won)))], "pair"
+        for opponent, won in duels:
+            tally = counts.setdefault((task, images, display_name(opponent)), [0, 0])
+            tally[0] += int(won)
+            tally[1] += 1
+    rows = [(task, images, opp, wins, n) for (task, images, opp), (wins, n) in sorted(counts.items())]
+    return pd.DataFrame(rows, columns=VOTE_COLUMNS)
