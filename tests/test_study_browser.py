@@ -22,6 +22,12 @@ CHROMIUM = Path(os.environ.get("SPSAGAN_STUDY_CHROMIUM", "/usr/bin/chromium"))  
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no browser at {CHROMIUM} (apt-get install chromium)")
 CLICKED = 5
+BLURS = ["bicubic", "blur_0.4", "blur_0.8", "blur_1.2", "blur_1.6", "blur_2.0", "blur_2.4"]
+BLUR_STUDY = dict(
+    rank_methods=["blur_0.8", "blur_1.6", "blur_0.4"],
+    target="blur_0.4",
+    pair_methods=["blur_0.8", "blur_1.2", "blur_2.0"],
+)
 
 
 def current(url: str, pid: str) -> dict:
@@ -48,8 +54,10 @@ def save(page, tmp_path: Path, name: str) -> None:
 
 
 def test_clicking_through_trials_records_exactly_those_votes(tmp_path, browser):
-    fake_run(tmp_path, size=(192, 256), photos=True)
-    study, design = make_study(tmp_path, patch=64, zoom=3)
+    # "methods" named for what they are (the photo blurred with sigma 0.4 ... 2.4), so that no
+    # screenshot of the fixture passes for a result of the paper's methods
+    fake_run(tmp_path, size=(192, 256), photos=True, methods=BLURS)
+    study, design = make_study(tmp_path, patch=64, zoom=3, **BLUR_STUDY)
     app = create_app(study, run=tmp_path)
     expect = sync_api.expect
     with serving(app) as url:

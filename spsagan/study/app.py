@@ -25,6 +25,7 @@ from pathlib import Path
 from flask import Flask, abort, jsonify, request, send_file
 
 from spsagan.image import list_images
+from spsagan.reports.names import display_name
 from spsagan.study.design import DB_NAME, GROUP_LABELS, HR, load_design
 from spsagan.study.store import Store, VoteError
 
@@ -158,7 +159,8 @@ def _error(status: int, message: str):
 def _results_index(run: Path) -> tuple[dict, list[Path]]:
     """Every test image of the run with its panels: bicubic, each method, HR.
 
-    Returns ({"datasets": [{name, images: [{name, panels: [{method, url}]}]}], "table1": bool}, files).
+    Returns ({"datasets": [{name, images: [{name, panels: [{method, label, url}]}]}], "table1": bool},
+    files); label is the method's report name.
     """
     sr_root, hr_root = run / "results" / "evaluate" / "sr", run / "results" / "make_lr"
     files: list[Path] = []
@@ -174,7 +176,7 @@ def _results_index(run: Path) -> tuple[dict, list[Path]]:
             panels = []
             for m in [*methods, HR]:
                 if name in by_method.get(m, {}):
-                    panels.append({"method": m, "url": f"/results/img/{len(files)}"})
+                    panels.append({"method": m, "label": display_name(m), "url": f"/results/img/{len(files)}"})
                     files.append(by_method[m][name].resolve())
             entries.append({"name": name, "panels": panels})
         datasets.append({"name": dataset, "images": entries})

@@ -30,7 +30,7 @@ function viewport(panel) {
   box.className = "viewport";
   const img = document.createElement("img");
   img.src = panel.url;
-  img.alt = panel.method;
+  img.alt = panel.label;
   img.addEventListener("load", () => {
     if (panel.first) {
       size = { w: img.naturalWidth, h: img.naturalHeight };
@@ -68,7 +68,7 @@ function showImage(entry) {
     const figure = document.createElement("figure");
     figure.className = "panel";
     const caption = document.createElement("figcaption");
-    caption.textContent = panel.method;
+    caption.textContent = panel.label;
     figure.append(viewport({ ...panel, first: i === 0 }), caption);
     return figure;
   });
