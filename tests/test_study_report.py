@@ -16,6 +16,7 @@ from study_fixtures import fake_run, make_study
 
 from spsagan.image import write_image
 from spsagan.metrics import niqe
+from spsagan.reports.claims import VOTE_COLUMNS
 from spsagan.study import cli
 from spsagan.study.app import create_app
 from spsagan.study.export import COLUMNS, export_votes
@@ -143,3 +144,23 @@ def test_the_demo_command_of_docs_study_md(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "30 rater slots of 12 trials" in out and "task 1 ranks rrdb_psnr, esrgan, spsagan, HR" in out
     assert "images per rater" not in out  # the 3 images asked for are all there
+
+
+def test_the_study_report_step(tmp_path):
+    """steps/study_report.py as the DAG runs it: params inline, paths as flags."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).parents[1]
+    votes = tmp_path / "votes.csv"
+    votes.write_text(",".join(COLUMNS) + "\n")
+    env = {"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"}
+    cmd = [sys.executable, str(root / "steps/study_report.py"), "--params", '{"bootstrap_samples": 200, "seed": 0}']
+    flags = ["--votes", str(votes), "--report", str(tmp_path / "r/study.md"), "--figures", str(tmp_path / "r/study")]
+    flags += ["--vote-summary", str(tmp_path / "summary.csv")]
+    out = subprocess.run([*cmd, *flags], env=env, capture_output=True, text=True, cwd=root)  # steps run at the root
+    assert out.returncode == 0, out.stderr
+    assert "0 votes" in out.stdout and "No votes yet" in (tmp_path / "r/study.md").read_text()
+    assert (tmp_path / "summary.csv").read_text().strip() == ",".join(VOTE_COLUMNS)  # the claims' format
+    bad = subprocess.run([*cmd[:-1], '{"seed": 0}', *flags], env=env, capture_output=True, text=True, cwd=root)
+    assert bad.returncode == 1 and "bootstrap_samples" in bad.stderr
