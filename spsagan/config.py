@@ -332,6 +332,14 @@ class RenderReportsConfig(_Section):
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class StudyReportConfig(_Section):
+    stage: ClassVar[str] = "study_report"
+
+    bootstrap_samples: int = key("bootstrap resamples of the raters for each mean-rank interval (Fig. 9)", ge=100)
+    seed: int = key("bootstrap seed", ge=0)
+
+
 CONFIGS: dict[str, type] = {
     cls.stage: cls
     for cls in (
@@ -343,6 +351,7 @@ CONFIGS: dict[str, type] = {
         TrainGANConfig,
         EvaluateConfig,
         RenderReportsConfig,
+        StudyReportConfig,
     )
 }
 

@@ -118,14 +118,15 @@ def weights_notes(summary: dict) -> list[str]:
 
 
 def read_votes(path: Path | None) -> pd.DataFrame | None:
-    """The user study's vote summary (CSV with VOTE_COLUMNS), or None when no study was run."""
+    """The user study's vote summary (CSV with VOTE_COLUMNS), or None when no study was run (no file
+    given, or no votes of people in it)."""
     if path is None:
         return None
     votes = pd.read_csv(path)
     missing = [c for c in VOTE_COLUMNS if c not in votes.columns]
     if missing:
         raise ValueError(f"{path}: lacks column(s) {', '.join(missing)}; it needs {', '.join(VOTE_COLUMNS)}")
-    return votes
+    return votes if len(votes) else None  # study_report writes the header alone before any study
 
 
 def skipped_notes(summary: dict) -> list[str]:
