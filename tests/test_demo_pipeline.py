@@ -128,6 +128,7 @@ def test_dvc_repro_runs_every_stage_through_snakemake(pipeline):
         "train_gan@spsa",
         "train_gan@spsagan",
         "evaluate",
+        "study_report",
         "render_reports",
     ):
         assert f"Running stage '{stage}'" in log

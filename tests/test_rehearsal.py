@@ -44,6 +44,7 @@ ALLOWED = {
     "prune": {"batches", "batch_size"},
     "train_gan": {"iters", "batch_size", "perceptual_weights"},
     "evaluate": {"timing_images", "timing_warmup", "timing_repeats"},
+    "study_report": set(),
     "render_reports": set(),
 }
 
@@ -106,7 +107,7 @@ def test_jobs_run_in_dag_order_with_outputs_under_the_root():
     order = [job.name for job in jobs_in_order(load_registry(REPO / "workflow/stages.yaml"))]
     assert order.index("prune") < order.index("pretrain_psnr/rrsb") < order.index("train_gan/spsagan")
     assert order.index("train_gan/esrgan") > order.index("make_seg_maps")
-    assert order[-2:] == ["evaluate", "render_reports"] and len(order) == 12
+    assert order[-3:] == ["evaluate", "study_report", "render_reports"] and len(order) == 13
     root, roots = Path("rh"), written_roots(load_registry(REPO / "workflow/stages.yaml"))
     assert roots == ("metrics/", "reports/", "results/")  # the project's own files are never written
     assert moved("results/make_lr", root, roots) == "rh/results/make_lr"

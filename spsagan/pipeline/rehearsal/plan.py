@@ -38,6 +38,7 @@ STAGES = (
     "prune",
     "train_gan",
     "evaluate",
+    "study_report",
     "render_reports",
 )
 

@@ -302,6 +302,7 @@ PROJECTIONS = {
     "prune": _prune,
     "train_gan": _training,
     "evaluate": _evaluate,
+    "study_report": _render,
     "render_reports": _render,
 }
 
