@@ -350,8 +350,8 @@ CONFIGS: dict[str, type] = {
         PruneConfig,
         TrainGANConfig,
         EvaluateConfig,
-        RenderReportsConfig,
         StudyReportConfig,
+        RenderReportsConfig,
     )
 }
 

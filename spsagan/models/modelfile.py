@@ -18,7 +18,7 @@ folder is then always "archive", never the temporary name the atomic write uses;
 fixed by torch), tensors are saved as fresh contiguous CPU copies (no shared or oversized storage),
 and what only describes one run goes to a provenance sidecar, `<stem>.provenance.json` next to the
 model (`provenance_path`): the git revision, host, date, torch version, device, the runtime keys
-(`spsagan.config.runtime_keys`: workers, gpus, ...) and the model file's sha256. The sidecar is
+(`spsagan.config.runtime_keys`: workers, log_every, ...) and the model file's sha256. The sidecar is
 written right after the model by `save_model`, is no declared output of any stage (nothing hashes
 or reads it), and is not copied by `dvc pull`: it is a note for people.
 
