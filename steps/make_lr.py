@@ -5,6 +5,7 @@ training sets `<out>/<dataset>/sub/{HR,LR_x4}/*.png` with `sub/index.csv`. Train
 converted to RGB (gray replicated); test sets keep gray images gray, as the metric protocol needs.
 """
 
+import json
 import shutil
 from pathlib import Path
 
@@ -25,6 +26,8 @@ def main() -> None:
             if not hr_dir.is_dir():
                 raise FileNotFoundError(f"{hr_dir} does not exist: add {name!r} to download_data.datasets")
             train = name in cfg.train_sets
+            provenance = args.src / name / "provenance.json"
+            origin = json.loads(provenance.read_text(encoding="utf-8")) if provenance.exists() else {}
             summary[name] = make_pairs(
                 hr_dir,
                 tmp / name,
@@ -35,9 +38,11 @@ def main() -> None:
                 min_size=cfg.min_size if train else 0,
                 workers=min(4, threads()),
                 progress=True,
+                sources=origin.get("sources"),  # a user's images are named as the user knows them
+                source_dir=origin.get("local_folder"),
             )
-            if (args.src / name / "provenance.json").exists():  # where the images came from, for the reports
-                shutil.copy(args.src / name / "provenance.json", tmp / name / "provenance.json")
+            if provenance.exists():  # where the images came from, for the reports
+                shutil.copy(provenance, tmp / name / "provenance.json")
             print(f"make_lr: {name}: {summary[name]['images']} images, {summary[name]['subimages']} sub-images")
         write_json(tmp / "summary.json", {"profile": args.profile, "datasets": summary})
 

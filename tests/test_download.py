@@ -406,6 +406,21 @@ def test_prepare_dataset_from_local_folder(tmp_path, monkeypatch):
     assert (folder / "sky" / "1.png").exists()  # the user's folder is copied, not moved
 
 
+def test_local_folder_provenance_names_each_users_file_and_follows_the_folder(tmp_path, monkeypatch):
+    monkeypatch.setitem(registry.DATASETS, "Mine", DatasetSource("OST_train", "whatever", None, "mine"))
+    folder = tmp_path / "mine"
+    (folder / "sky").mkdir(parents=True)
+    for name in ("a.png", "sky/b.png"):
+        (folder / name).write_bytes(_png_bytes(4, 4))
+    out = prepare_dataset("Mine", tmp_path / "dl", local=folder)
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["sources"] == {"a.png": str(folder / "a.png"), "b.png": str(folder / "sky" / "b.png")}
+    assert prov["images"] == 2 and prov["local_folder"] == str(folder)
+    (folder / "a.png").unlink()  # the user follows advice: the next import writes the new set
+    prov = json.loads((prepare_dataset("Mine", tmp_path / "dl", local=folder) / "provenance.json").read_text())
+    assert prov["images"] == 1 and list(prov["sources"]) == ["b.png"]
+
+
 def test_prepare_dataset_manual_without_copy(tmp_path):
     with pytest.raises(ManualDownloadRequired, match="OutdoorSceneTest300.zip"):
         prepare_dataset("OST300", tmp_path)

@@ -110,6 +110,18 @@ def test_too_small_is_an_error_naming_the_file(tmp_path):
     assert sorted(p.name for p in (tmp_path / "out" / "HR").iterdir()) == ["big.png", "tiny.png"]
 
 
+def test_too_small_names_the_users_file_when_known(tmp_path):
+    hr_dir = tmp_path / "HR"
+    hr_dir.mkdir()
+    Image.fromarray(_smooth(100, 120)).save(hr_dir / "big.png")
+    Image.fromarray(_smooth(95, 200)).save(hr_dir / "img3.png")
+    mine = "/data/mine"
+    with pytest.raises(ConfigError) as err:
+        make_pairs(hr_dir, tmp_path / "out", min_size=96, sources={"img3.png": f"{mine}/img3.png"}, source_dir=mine)
+    assert f"{mine}/img3.png (92x200 after mod-crop)" in str(err.value) and f"remove them from {mine}" in str(err.value)
+    assert str(hr_dir) not in str(err.value)
+
+
 def test_corrupt_file_leaves_previous_output(tmp_path):
     hr_dir = tmp_path / "HR"
     hr_dir.mkdir()

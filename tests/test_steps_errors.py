@@ -244,6 +244,23 @@ def case_make_lr_training_image_too_small(tmp: Path) -> Case:
     )  # advice names a key params.yaml accepts
 
 
+def case_make_lr_user_image_too_small(tmp: Path) -> Case:
+    """An image imported from the user's `local:` folder is named as the user's file, not our copy."""
+    write_pngs(tmp / "download" / "good_train" / "HR", {"a": (100, 100)})
+    hr = write_pngs(tmp / "download" / "mine_train" / "HR", {"big": (100, 100), "img3": (61, 83)})
+    mine = tmp / "data" / "mine"
+    provenance = {"local_folder": str(mine), "sources": {"img3.png": str(mine / "img3.png")}}
+    (tmp / "download" / "mine_train" / "provenance.json").write_text(json.dumps(provenance))
+    write_pngs(tmp / "download" / "good_test" / "HR", {"t": (32, 32)})
+    return make_lr(
+        tmp,
+        make_lr_params(["good_train", "mine_train"], ["good_test"]),
+        "ConfigError",
+        [f"{mine / 'img3.png'} (60x80 after mod-crop)", f"remove them from {mine} or lower make_lr.min_size"],
+        not_mentioned=[str(hr)],
+    )
+
+
 def case_params_make_lr_unknown_key_and_wrong_type(tmp: Path) -> Case:
     write_pngs(tmp / "download" / "good_test" / "HR", {"t": (32, 32)})
     params = make_lr_params([], ["good_test"], min_size="96", colour="rgb")

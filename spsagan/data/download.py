@@ -34,7 +34,7 @@ from pathlib import Path
 
 from spsagan.atomic import atomic_dir, write_json
 from spsagan.data.assets import Asset, Checksum, get_asset, get_dataset
-from spsagan.data.extract import flatten_images, safe_extract
+from spsagan.data.extract import flatten_images, flatten_plan, safe_extract
 from spsagan.errors import ArchiveError, ChecksumMismatch, DownloadError, ManualDownloadRequired
 
 _CHUNK = 1 << 20
@@ -369,6 +369,8 @@ def prepare_dataset(
             # nothing vouches for a user's folder: decode every image now, naming the user's file on failure
             found = flatten_images(local, tmp / "HR", move=False, verify=True)
             provenance.update(archive=None, local_folder=str(Path(local).resolve()), sha256=None)
+            # each image's own file, so that later stages name it (make_lr: too small) rather than our copy
+            provenance["sources"] = {f"{n}.png": str(p.resolve()) for p, n in flatten_plan(local)}
         else:
             archive, sha256 = fetch_asset(
                 asset, archive_dir, local=local, mirror=mirror, progress=progress, retries=retries
@@ -377,6 +379,10 @@ def prepare_dataset(
             folder = _extract(archive, tmp / "_extract", spec.member, quarantine=cached)
             # a published checksum vouches for the images; without one (OST), decode them all
             origin = f"{archive} (folder {folder.relative_to(tmp / '_extract').as_posix()})"
+            if local is not None:  # the user's archive: name each image by its entry in it
+                provenance["sources"] = {
+                    f"{n}.png": f"{p.relative_to(folder).as_posix()} in {archive}" for p, n in flatten_plan(folder)
+                }
             found = flatten_images(folder, tmp / "HR", move=True, verify=asset.checksum is None, origin=origin)
             shutil.rmtree(tmp / "_extract")
             provenance.update(archive=archive.name, sha256=sha256)

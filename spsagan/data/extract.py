@@ -350,23 +350,9 @@ def flatten_images(
     from PIL import Image
 
     src, dst = Path(src), Path(dst)
-    files = sorted(
-        p
-        for p in src.rglob("*")
-        if p.is_file()
-        and p.suffix.lower() in IMAGE_SUFFIXES
-        and not any(part.startswith(".") or part == "__MACOSX" for part in p.relative_to(src).parts)
-    )
-    stems = [p.stem for p in files]
-    unique = len(set(stems)) == len(stems)
-    names = [p.stem if unique else "_".join(p.relative_to(src).with_suffix("").parts) for p in files]
-    if len(set(names)) != len(names):
-        raise ValueError(
-            f"{src}: image names collide after flattening (e.g. a.png and a.jpg in one folder); "
-            "rename them so each image has its own name"
-        )
+    plan = flatten_plan(src)
     dst.mkdir(parents=True, exist_ok=True)
-    for path, name in zip(files, names):
+    for path, name in plan:
         label = str(path) if origin is None else f"{path.relative_to(src).as_posix()} in {origin}"
         target = dst / f"{name}.png"
         if path.suffix.lower() == ".png":
@@ -384,7 +370,28 @@ def flatten_images(
                 im.save(target, format="PNG")
         except (OSError, SyntaxError, ValueError) as exc:
             raise ValueError(f"{label}: cannot convert this image to PNG ({exc}); replace or remove it") from exc
-    return sorted(names)
+    return sorted(name for _, name in plan)
+
+
+def flatten_plan(src: str | os.PathLike) -> list[tuple[Path, str]]:
+    """(file, name) of every image `flatten_images` takes from `src`: where each `<name>.png` comes from."""
+    src = Path(src)
+    files = sorted(
+        p
+        for p in src.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in IMAGE_SUFFIXES
+        and not any(part.startswith(".") or part == "__MACOSX" for part in p.relative_to(src).parts)
+    )
+    stems = [p.stem for p in files]
+    unique = len(set(stems)) == len(stems)
+    names = [p.stem if unique else "_".join(p.relative_to(src).with_suffix("").parts) for p in files]
+    if len(set(names)) != len(names):
+        raise ValueError(
+            f"{src}: image names collide after flattening (e.g. a.png and a.jpg in one folder); "
+            "rename them so each image has its own name"
+        )
+    return list(zip(files, names))
 
 
 def _check_decodes(path: Path, label: str) -> None:

@@ -72,6 +72,8 @@ def make_pairs(
     too_small: str = "error",
     workers: int = 1,
     progress: bool = False,
+    sources: dict[str, str] | None = None,
+    source_dir: str | None = None,
 ) -> dict:
     """Write HR/LR pairs (and sub-images) for every image in `hr_dir` into `out_dir`; return a summary dict.
 
@@ -82,6 +84,8 @@ def make_pairs(
     min_size: smallest allowed mod-cropped side, normally the training HR crop (e.g. 96).
     too_small: "error" (default) or "skip" for images below min_size.
     workers: processes to use (1 = in this process).
+    sources / source_dir: what the user calls an HR file (its name -> the user's own file) and the folder
+    they imported (download_data's provenance): messages then name those, not the pipeline's copy.
     """
     min_side = max(int(min_size), scale)
     _check_args(scale, gray, subimage_size, subimage_step, min_side, too_small, workers)
@@ -90,14 +94,16 @@ def make_pairs(
     files = list(list_images(hr_dir, hint="run the download_data stage first").values())
     small = _too_small(files, scale, min_side)
     if small and too_small == "error":
-        listed = "; ".join(f"{p} ({h}x{w} after mod-crop)" for p, h, w in small[:10])
+        sources = sources or {}
+        listed = "; ".join(f"{sources.get(p.name, p)} ({h}x{w} after mod-crop)" for p, h, w in small[:10])
+        where = source_dir or hr_dir
         more = f" and {len(small) - 10} more" if len(small) > 10 else ""
         # Advice a pipeline user can follow: min_size is make_lr.min_size (training sets only); below the
         # scale (any set) an image cannot be downscaled at all. `too_small` is a library argument.
         fix = (
-            f"remove them from {hr_dir} or lower make_lr.min_size (the smallest training crop)"
+            f"remove them from {where} or lower make_lr.min_size (the smallest training crop)"
             if min_side > scale
-            else f"remove them from {hr_dir}: an image must be at least {scale} px to be downscaled x{scale}"
+            else f"remove them from {where}: an image must be at least {scale} px to be downscaled x{scale}"
         )
         raise ConfigError(
             f"{len(small)} HR image(s) smaller than {min_side} px on a side: {listed}{more}; {fix} "
