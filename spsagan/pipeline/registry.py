@@ -17,6 +17,7 @@ An entry::
       state: {ckpt_root: results/ckpt}        # side folders that survive failures (resume), not outputs
       args: {preset: "{preset}"}              # other flags, from the instance's values
       extra_code: [spsagan/metrics/x.npz]     # non-Python files the step reads
+      user_data: [local]                      # params keys naming the user's files and folders it reads
       report: {path: {caption: ..., category: ...}}   # outputs that go into `snakemake --report`
       gpu: 1                                  # GPU token; threads, runtime (minutes), mem_mb for SLURM
       local: true                             # runs where Snakemake runs (needs the internet: login node)
@@ -31,7 +32,12 @@ pairs, and "@stage.name[inst]" picks one (plain path; `inst` may be a placeholde
 Placeholders `{instance}` and any key of the instance's dict are filled in paths and args.
 
 Code dependencies are not listed: each stage depends on its script's import closure inside the
-package (`spsagan.pipeline.imports`), plus `extra_code`.
+package (`spsagan.pipeline.imports`), plus `extra_code`. The files and folders named by its
+`user_data` params keys are inputs too (`spsagan.pipeline.userdata`).
+
+A folder output `x/` comes with `x.contents.json`, its files' sha256 (`spsagan.pipeline.contents`):
+Snakemake compares that file by checksum where it cannot compare a folder, so a stage that rewrites
+a folder with the same bytes makes nothing downstream stale.
 
 In dvc.yaml, `metrics` become DVC metrics and a dvclive folder's `plots/` DVC plots (its
 `metrics.json`, with every logged key, is a plain output). Metrics and plots under `metrics/` (see
@@ -53,8 +59,10 @@ from pathlib import Path
 import yaml
 
 from spsagan.errors import ConfigError
+from spsagan.pipeline.contents import contents_file
 from spsagan.pipeline.imports import FactCache, closure
-from spsagan.pipeline.params import load_yaml
+from spsagan.pipeline.params import load_yaml, stage_params
+from spsagan.pipeline.userdata import named_paths
 
 DVC_HEADER = """\
 # GENERATED from workflow/stages.yaml by `python -m spsagan.pipeline write-dvc`: do not edit by hand.
@@ -72,6 +80,7 @@ _STAGE_KEYS = {
     "state",
     "args",
     "extra_code",
+    "user_data",
     "report",
     "gpu",
     "local",
@@ -125,6 +134,7 @@ class Stage:
     state: dict = dataclasses.field(default_factory=dict)
     args: dict = dataclasses.field(default_factory=dict)
     extra_code: tuple = ()
+    user_data: tuple = ()  # params keys whose values are the user's files and folders the step reads
     code: tuple = ()  # derived: the script's import closure
     report: dict = dataclasses.field(default_factory=dict)
     gpu: int = 0
@@ -151,6 +161,15 @@ class Stage:
     def plot_paths(self) -> list[str]:
         return [_live_paths(self.live)[1]] if self.live else []
 
+    @property
+    def folder_paths(self) -> list[str]:
+        """The folder outputs (outs and plots): each has a contents file."""
+        return [p for p in (*self.out_paths, *self.plot_paths) if p.endswith("/")]
+
+    @property
+    def contents_paths(self) -> list[str]:
+        return [contents_file(p) for p in self.folder_paths]
+
     # -- instances -------------------------------------------------------------------------
     def instance_names(self) -> list[str | None]:
         return list(self.instances) or [None]
@@ -167,17 +186,24 @@ class Stage:
         return {**self.deps, **own}
 
     def output_templates(self) -> list[str]:
-        """Every output path (outs, metrics, dvclive summary and plots) with `{instance}` left as a wildcard."""
-        return [*self.out_paths, *self.metric_paths, *self.live_summary_paths, *self.plot_paths]
+        """Every output path (outs, metrics, dvclive summary and plots, contents files of folders) with
+        `{instance}` left as a wildcard."""
+        return [*self.out_paths, *self.metric_paths, *self.live_summary_paths, *self.plot_paths, *self.contents_paths]
 
     def outputs(self, instance: str | None) -> list[str]:
         """Every output path of one job (outs, metrics, plots), `/`-terminated for folders."""
         return [self.fill(p, instance) for p in self.output_templates()]
 
     def inputs(self, instance: str | None) -> list[str]:
-        """Every input of one job: the script, its code, upstream outputs."""
+        """Every input of one job: the script, its code, upstream outputs (a folder, `/`-terminated, with
+        its contents file). The user's files (`user_data`) come from params: `user_paths`."""
         upstream = [self.fill(p, instance) for deps in self.job_deps(instance).values() for d in deps for p in d.paths]
+        upstream = [q for p in upstream for q in ((p, contents_file(p)) if p.endswith("/") else (p,))]
         return [self.script, *self.code, *self.extra_code, *dict.fromkeys(upstream)]
+
+    def user_paths(self, section: dict, root: str | os.PathLike = ".") -> list[str]:
+        """The existing files and folders the step reads from the user, named by its params `section`."""
+        return named_paths(section, self.user_data, root)
 
     def argv(self, instance: str | None) -> str:
         """The step's flags for one job: every named dep, out, metric, live, state folder and arg."""
@@ -212,6 +238,11 @@ class Registry:
 
     def __iter__(self) -> Iterator[Stage]:
         return iter(self.stages.values())
+
+    @property
+    def root(self) -> Path:
+        """The repository: workflow/stages.yaml -> its parent's parent."""
+        return self.path.resolve().parent.parent
 
     def jobs(self) -> Iterator[tuple[Stage, str | None]]:
         for stage in self:
@@ -298,7 +329,8 @@ def load_registry(path: str | os.PathLike = "workflow/stages.yaml", import_cache
                 inst: {**spec, "deps": _deps(spec.get("deps"), raw["stages"], f"{where}.{inst}")}
                 for inst, spec in (entry.get("instances") or {}).items()
             }
-            fields = {k: v for k, v in entry.items() if k not in ("deps", "outs", "instances", "extra_code")}
+            special = ("deps", "outs", "instances", "extra_code", "user_data")
+            fields = {k: v for k, v in entry.items() if k not in special}
             stage = Stage(
                 name=name,
                 **fields,
@@ -306,6 +338,7 @@ def load_registry(path: str | os.PathLike = "workflow/stages.yaml", import_cache
                 outs=_named(entry, "outs"),
                 instances=instances,
                 extra_code=tuple(entry.get("extra_code") or ()),
+                user_data=tuple(entry.get("user_data") or ()),
                 code=code_dependencies(root, entry["script"], package, cache),
             )
         except ConfigError as exc:
@@ -351,16 +384,26 @@ def _dvc_template(stage: Stage, template: str) -> str:
     return re.sub(r"\{(\w+)\}", lambda m: "${key}" if m[1] == "instance" else f"${{item.{m[1]}}}", template)
 
 
-def _dvc_stage(stage: Stage) -> dict:
-    """One dvc.yaml stage body (inside `do:` for a stage with instances)."""
+def _dvc_stage(stage: Stage, user: list[str]) -> dict:
+    """One dvc.yaml stage body (inside `do:` for a stage with instances).
+
+    user: the user's files and folders the stage reads (`user_data`, resolved for the active profile).
+    Folder deps need no contents file here: DVC hashes a folder's files itself.
+    """
     fill = lambda p: _dvc_template(stage, p)  # noqa: E731
     outs, metrics, plots = (
         [fill(p) for p in paths]
-        for paths in ([*stage.out_paths, *stage.live_summary_paths], stage.metric_paths, stage.plot_paths)
+        for paths in (
+            [*stage.out_paths, *stage.live_summary_paths, *stage.contents_paths],
+            stage.metric_paths,
+            stage.plot_paths,
+        )
     )
     body: dict = {"desc": stage.desc, "cmd": snakemake_cmd(stage, [*outs, *metrics, *plots])}
     shared = [fill(p) for deps in stage.deps.values() for d in deps for p in d.paths]
-    body["deps"] = list(dict.fromkeys(_dvc_path(d) for d in (stage.script, *stage.code, *stage.extra_code, *shared)))
+    body["deps"] = list(
+        dict.fromkeys(_dvc_path(d) for d in (stage.script, *stage.code, *stage.extra_code, *shared, *user))
+    )
     body["params"] = ["profile", f"{stage.name}.${{profile}}"]
     # persist: DVC leaves outputs in place before running the command, so a `dvc repro` started while
     # Snakemake works stops at Snakemake's lock with every file untouched, and Snakemake (which
@@ -383,16 +426,28 @@ def _dvc_kept(path: str) -> dict:
     return {"cache": False, "persist": True} if path.startswith(GIT_KEPT) else {"persist": True}
 
 
-def dvc_yaml(registry: Registry) -> str:
+def user_deps(registry: Registry, params: dict | None = None) -> dict[str, list[str]]:
+    """Each stage's user files and folders for the active profile of `params` (default: the repository's
+    params.yaml); DVC cannot pick them by profile itself, so dvc.yaml lists these."""
+    if params is None:
+        params = load_yaml(registry.root / "params.yaml")
+    return {
+        stage.name: stage.user_paths(stage_params(params, stage.name), registry.root) if stage.user_data else []
+        for stage in registry
+    }
+
+
+def dvc_yaml(registry: Registry, params: dict | None = None) -> str:
     """Render dvc.yaml: one stage per registry stage, a `foreach` group where it has instances.
 
     DVC's foreach cannot vary the length of `deps`, so an instance's own deps enter as
     `${item.depN}` slots; instances with fewer own deps repeat the script there (a duplicate dep
-    changes nothing in DVC's hashing).
+    changes nothing in DVC's hashing). The user's files come from the active profile (`user_deps`).
     """
     stages: dict = {}
+    user = user_deps(registry, params)
     for stage in registry:
-        body = _dvc_stage(stage)
+        body = _dvc_stage(stage, user[stage.name])
         if not stage.instances:
             stages[stage.name] = body
             continue
@@ -411,12 +466,12 @@ def dvc_yaml(registry: Registry) -> str:
     return DVC_HEADER + yaml.safe_dump({"stages": stages}, sort_keys=False, width=120)
 
 
-def write_dvc_yaml(registry: Registry, path: str | os.PathLike = "dvc.yaml") -> None:
+def write_dvc_yaml(registry: Registry, path: str | os.PathLike = "dvc.yaml", params: dict | None = None) -> None:
     from spsagan.atomic import write_text
 
-    write_text(path, dvc_yaml(registry))
+    write_text(path, dvc_yaml(registry, params))
 
 
-def dvc_yaml_is_current(registry: Registry, path: str | os.PathLike = "dvc.yaml") -> bool:
+def dvc_yaml_is_current(registry: Registry, path: str | os.PathLike = "dvc.yaml", params: dict | None = None) -> bool:
     path = Path(path)
-    return path.exists() and path.read_text(encoding="utf-8") == dvc_yaml(registry)
+    return path.exists() and path.read_text(encoding="utf-8") == dvc_yaml(registry, params)
