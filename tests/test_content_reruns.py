@@ -11,7 +11,7 @@ import json
 import shutil
 
 import pytest
-from toy_pipeline import BIN, ROOT, TOY_PACKAGE, TOY_STAGES, build_toy, dvc_stale, run, snakemake_jobs
+from toy_pipeline import BIN, GIT, ROOT, TOY_PACKAGE, TOY_STAGES, build_toy, dvc_stale, run, snakemake_jobs
 
 from spsagan.pipeline.registry import load_registry
 
@@ -203,3 +203,72 @@ def test_contents_file_lists_every_file_and_is_stable(tmp_path):
     (tmp_path / "out" / "a.txt").write_text("A")
     assert write_contents(tmp_path / "out").read_bytes() != first
     assert contents_file("results/x/") == "results/x.contents.json"
+
+
+# --------------------------------------------------------------------------------------------------
+# The real download_data step importing a `local:` folder (Set5: five images) in a toy project
+
+
+@pytest.fixture(scope="module")
+def set5_toy(tmp_path_factory):
+    import numpy as np
+    import yaml
+    from PIL import Image
+
+    base = tmp_path_factory.mktemp("set5")
+    mine = base / "mine"
+    mine.mkdir()
+    for i in range(5):
+        Image.fromarray(np.full((16, 16, 3), 40 * i, np.uint8)).save(mine / f"img{i}.png")
+    stages = {
+        "package": "toypkg",
+        "params_schema": "workflow/schemas/params.schema.yaml",
+        "stages": {
+            "download_data": {
+                "desc": "the real step",
+                "script": "steps/download_data.py",
+                "outs": {"out": "results/download_data/"},
+                "user_data": ["local"],
+            },
+            "report": {
+                "desc": "toy downstream",
+                "script": "steps/report.py",
+                "deps": {"data": "@download_data.out"},
+                "outs": {"out": "results/report.txt"},
+            },
+        },
+    }
+    section = {
+        "source": "download",
+        "datasets": ["Set5"],
+        "demo_split": {},
+        "downloads_dir": "downloads",
+        "mirror": "",
+        "local": {"Set5": str(mine)},
+    }
+    real = yaml.safe_load((ROOT / "workflow" / "schemas" / "params.schema.yaml").read_text())["stages"]
+    params = {"profile": "demo", "download_data": {"demo": section, "paper": section}}
+    params["report"] = {"demo": {"v": 1.0}, "paper": {"v": 1.0}}
+    schema = {"stages": {"download_data": real["download_data"], "report": {"properties": {"v": {"type": "number"}}}}}
+    repo = build_toy(base / "repo", stages=stages, params=params, schema=schema, steps={}, package={}, repro=False)
+    shutil.copy(ROOT / "steps" / "download_data.py", repo / "steps" / "download_data.py")
+    run([*GIT, "commit", "-qam", "the real step"], repo)
+    run([DVC, "repro", "-q"], repo)
+    return repo, mine
+
+
+@pytest.mark.slow
+def test_changing_one_image_of_a_local_folder_reruns_download_data_and_what_follows(set5_toy):
+    from PIL import Image
+
+    repo, mine = set5_toy
+    assert both_stale(repo) == (set(), set())
+    provenance = repo / "results" / "download_data" / "Set5" / "provenance.json"
+    assert json.loads(provenance.read_text())["sources"]["img3.png"] == str(mine / "img3.png")
+    Image.new("RGB", (16, 16), (255, 0, 0)).save(mine / "img3.png")
+    assert both_stale(repo) == ({"download_data", "report"}, {"download_data"})
+    run([SNAKEMAKE, "--cores", "1"], repo)
+    hr = repo / "results" / "download_data" / "Set5" / "HR" / "img3.png"
+    assert hr.read_bytes() == (mine / "img3.png").read_bytes()
+    run([DVC, "commit", "-f", "-q"], repo)
+    assert both_stale(repo) == (set(), set())
