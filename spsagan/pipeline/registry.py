@@ -68,6 +68,8 @@ DVC_HEADER = """\
 # GENERATED from workflow/stages.yaml by `python -m spsagan.pipeline write-dvc`: do not edit by hand.
 # Each stage runs Snakemake for its own outputs (Snakemake executes, DVC versions).
 # Switch profiles with `dvc exp run -S profile=paper` (or edit `profile:` in params.yaml).
+# Your own files named in params.yaml (`user_data:` keys, e.g. download_data.<profile>.local) are deps of the
+# active profile: run write-dvc again after changing them or the profile (snakemake warns until you do).
 """
 
 _STAGE_KEYS = {
