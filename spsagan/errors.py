@@ -16,6 +16,9 @@
   folder; the message names its PID, and the user waits for it or stops it.
 - `Preempted` (RuntimeError): training stopped on a signal after saving a checkpoint; the step exits
   75 and the scheduler runs the job again, which resumes.
+- `VoteError` (ValueError): the user study refuses a request (an unknown trial, another participant's,
+  an option not shown, a trial already answered); the study server answers with its HTTP status and
+  message, and nothing is stored.
 
 Anything else escaping a step is a bug and shows its traceback.
 """
@@ -79,3 +82,11 @@ class Preempted(RuntimeError):
             f"{cause}: saved a resumable checkpoint at step {step} to {path}; run the same command again to continue"
         )
         self.cause, self.step, self.path = cause, step, path
+
+
+class VoteError(ValueError):
+    """A request the user study refuses; `status` is the HTTP status to answer with (4xx)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status

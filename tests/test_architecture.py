@@ -38,3 +38,17 @@ def test_the_checker_sees_lazy_imports(tmp_path):
     module = tmp_path / "m.py"
     module.write_text("def f():\n    from spsagan.pipeline.registry import load_registry\n    import dvc.api\n")
     assert {"spsagan.pipeline.registry", "dvc.api"} <= set(_imports(module))
+
+
+def test_every_public_exception_lives_in_errors_py():
+    """spsagan/errors.py lists each exception with who handles it; a class defined elsewhere would escape it."""
+    elsewhere = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path == PACKAGE / "errors.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            bases = [b.id for b in getattr(node, "bases", []) if isinstance(b, ast.Name)]
+            if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                if any(b.endswith(("Error", "Exception")) or b in ("ConfigError", "InUse") for b in bases):
+                    elsewhere.append(f"{path.relative_to(ROOT)}:{node.name}")
+    assert not elsewhere, f"exceptions outside spsagan/errors.py: {elsewhere}"

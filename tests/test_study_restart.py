@@ -13,9 +13,10 @@ from pathlib import Path
 
 from study_fixtures import make_study
 
+from spsagan.errors import VoteError
 from spsagan.study.export import export_votes
 from spsagan.study.simulate import Client
-from spsagan.study.store import Store, VoteError
+from spsagan.study.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -24,10 +24,11 @@ from pathlib import Path
 
 from flask import Flask, abort, jsonify, request, send_file
 
+from spsagan.errors import VoteError
 from spsagan.image import list_images
 from spsagan.reports.names import display_name
 from spsagan.study.design import DB_NAME, GROUP_LABELS, HR, load_design
-from spsagan.study.store import Store, VoteError
+from spsagan.study.store import Store
 
 STATIC = Path(__file__).parent / "static"
 PROMPTS = {

@@ -15,9 +15,8 @@ import secrets
 import sys
 from pathlib import Path
 
-from spsagan.errors import ConfigError
+from spsagan.errors import ConfigError, VoteError
 from spsagan.study.design import DB_NAME, StudySpec, create_study, load_design
-from spsagan.study.store import VoteError
 
 DEFAULT = StudySpec()
 LOOPBACK = {"localhost", "127.0.0.1", "::1"}

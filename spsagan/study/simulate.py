@@ -22,8 +22,8 @@ import numpy as np
 from PIL import Image
 from werkzeug.serving import make_server
 
+from spsagan.errors import VoteError
 from spsagan.metrics import niqe
-from spsagan.study.store import VoteError
 
 KINDS = ("random", "niqe")
 

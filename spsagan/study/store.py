@@ -13,6 +13,8 @@ import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
 
+from spsagan.errors import VoteError
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS participants (
     id TEXT PRIMARY KEY, slot INTEGER NOT NULL UNIQUE, rater TEXT NOT NULL, created TEXT NOT NULL);
@@ -20,14 +22,6 @@ CREATE TABLE IF NOT EXISTS votes (
     trial TEXT PRIMARY KEY, participant TEXT NOT NULL REFERENCES participants(id),
     answer TEXT NOT NULL, created TEXT NOT NULL);
 """
-
-
-class VoteError(ValueError):
-    """A request the study refuses; `status` is the HTTP status to answer with."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
 
 
 def _now() -> str:
