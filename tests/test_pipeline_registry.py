@@ -57,8 +57,7 @@ def test_other_profile_and_other_stage_do_not_rerun(toy):
     set_param(toy, "side", 3.0)  # only the instance that reads `side` is downstream of it
     assert snakemake_jobs(toy) == {"side", "train", "report"}
     run([str(BIN / "snakemake"), "--cores", "1"], toy)
-    # A direct Snakemake run is recorded in dvc.lock by `dvc commit`, without rerunning.
-    run([str(BIN / "dvc"), "commit", "-f", "-q"], toy)
+    # A direct Snakemake run records itself in dvc.lock (`onsuccess`: dvc commit -f), without rerunning.
     assert dvc_stale(toy) == set()
     assert snakemake_jobs(toy) == set()
 
@@ -74,8 +73,11 @@ def test_dvc_yaml_names_every_registry_stage():
     assert list(rendered) == list(registry.stages)
     for stage in registry:
         body = rendered[stage.name].get("do", rendered[stage.name])
-        assert f"--allowed-rules {stage.name}" in body["cmd"]
-        assert body["params"] == ["profile", f"{stage.name}.${{profile}}"]
+        assert f"--allowed-rules {stage.name}" in body["cmd"] and "--resources" not in body["cmd"]
+        # The computing keys one by one, never the runtime keys (they rerun nothing).
+        hashed = [f"{stage.name}.${{profile}}.{key}" for key in registry.hashed_keys(stage.name)]
+        assert body["params"] == ["profile", *hashed]
+        assert not any(p.endswith((".gpus", ".workers", ".log_every")) for p in body["params"]), body["params"]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -251,6 +251,14 @@ class Registry:
             for instance in stage.instance_names():
                 yield stage, instance
 
+    def hashed_keys(self, stage: str) -> list[str]:
+        """The keys of a stage's params section that both tools hash: the schema's, less the runtime keys."""
+        from spsagan.config import runtime_keys
+
+        schema = self.path.resolve().parent.parent / self.params_schema
+        keys = (load_yaml(schema)["stages"].get(stage) or {}).get("properties", {})
+        return [key for key in keys if key not in runtime_keys(stage)]
+
 
 # -- loading ---------------------------------------------------------------------------------
 
@@ -372,9 +380,11 @@ _NEED_SNAKEMAKE = (
 
 
 def snakemake_cmd(stage: Stage, targets: list[str]) -> str:
-    """The command DVC runs for a stage: Snakemake builds exactly that stage's targets."""
+    """The command DVC runs for a stage: Snakemake builds exactly that stage's targets, each job started by
+    the same launcher as in any Snakemake run (`spsagan.pipeline.launch`). No `--resources`: the workflow
+    profile's GPU token (`gpu_jobs`) applies, and a limit on `gpu` would cap a multi-GPU job at it."""
     return (
-        f"{_NEED_SNAKEMAKE}snakemake {' '.join(_dvc_path(t) for t in targets)} --cores all --resources gpu=1 "
+        f"{_NEED_SNAKEMAKE}snakemake {' '.join(_dvc_path(t) for t in targets)} --cores all "
         f"--allowed-rules {stage.name} --forcerun {stage.name}"
     )
 
@@ -386,11 +396,11 @@ def _dvc_template(stage: Stage, template: str) -> str:
     return re.sub(r"\{(\w+)\}", lambda m: "${key}" if m[1] == "instance" else f"${{item.{m[1]}}}", template)
 
 
-def _dvc_stage(stage: Stage, user: list[str]) -> dict:
+def _dvc_stage(stage: Stage, user: list[str], hashed: list[str]) -> dict:
     """One dvc.yaml stage body (inside `do:` for a stage with instances).
 
     user: the user's files and folders the stage reads (`user_data`, resolved for the active profile).
-    Folder deps need no contents file here: DVC hashes a folder's files itself.
+    Folder deps need no contents file here: DVC hashes a folder's files itself. hashed: its computing keys.
     """
     fill = lambda p: _dvc_template(stage, p)  # noqa: E731
     outs, metrics, plots = (
@@ -406,7 +416,8 @@ def _dvc_stage(stage: Stage, user: list[str]) -> dict:
     body["deps"] = list(
         dict.fromkeys(_dvc_path(d) for d in (stage.script, *stage.code, *stage.extra_code, *shared, *user))
     )
-    body["params"] = ["profile", f"{stage.name}.${{profile}}"]
+    # The computing keys one by one: a runtime key (`spsagan.config.runtime_keys`) changes nothing DVC hashes.
+    body["params"] = ["profile", *(f"{stage.name}.${{profile}}.{key}" for key in hashed)]
     # persist: DVC leaves outputs in place before running the command, so a `dvc repro` started while
     # Snakemake works stops at Snakemake's lock with every file untouched, and Snakemake (which
     # removes a job's outputs itself) stays the only tool that deletes results.
@@ -449,7 +460,7 @@ def dvc_yaml(registry: Registry, params: dict | None = None) -> str:
     stages: dict = {}
     user = user_deps(registry, params)
     for stage in registry:
-        body = _dvc_stage(stage, user[stage.name])
+        body = _dvc_stage(stage, user[stage.name], registry.hashed_keys(stage.name))
         if not stage.instances:
             stages[stage.name] = body
             continue

@@ -119,7 +119,7 @@ class Report:
         lines += [f"  - download failed: {failure}" for failure in self.failures]
         lines.append(
             f"Fetch what can be downloaded with {FETCH_HINT}; put the others where the table says. "
-            "To plan a run without them: snakemake -n --config profile=paper preflight=false."
+            "To see the plan without them: snakemake -n --config profile=paper."
         )
         return "\n".join(lines)
 

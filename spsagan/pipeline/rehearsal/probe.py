@@ -5,12 +5,14 @@
 The script runs exactly as `python steps/<stage>.py ...` would (as `__main__`, same flags, same exit
 status). At exit RECORD.json gets: the exit status, the wall seconds, the process's peak resident
 memory (ru_maxrss) and, when the step used CUDA, the peak memory torch allocated on each GPU and the
-GPU's name. The rehearsal driver (`spsagan.pipeline.rehearsal.runner`) starts every step through this.
+GPU's name. The launcher (`spsagan.pipeline.launch`) starts every step through this when the rehearsal
+asks for records; under torchrun, rank 0 writes the record.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import resource
 import runpy
 import sys
@@ -55,7 +57,8 @@ def main(argv: list[str]) -> None:
             "maxrss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * unit,
             **gpu_facts(),
         }
-        record.write_text(json.dumps(facts))
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank runs this: rank 0 speaks for them
+            record.write_text(json.dumps(facts))
 
 
 if __name__ == "__main__":
