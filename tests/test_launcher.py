@@ -20,6 +20,7 @@ from toy_pipeline import BIN, ROOT, build_toy, dvc_stale, run, snakemake_jobs, t
 
 from spsagan.pipeline import launch
 from spsagan.pipeline.registry import load_registry
+from spsagan.pipeline.rehearsal.runner import link_project, read_results, run_snakemake, write_params
 
 DVC, SNAKEMAKE = str(BIN / "dvc"), str(BIN / "snakemake")
 
@@ -116,10 +117,10 @@ def test_runtime_keys_join_the_params_at_run_time_only():
     assert json.loads(args[1]) == {"iters": 5, "gpus": 2, "workers": 4, "log_every": 9} and args[2:] == ["--out", "x"]
     assert launch.with_runtime(["--params", "params.yaml"], runtime) == ["--params", "params.yaml"]
     stage = load_registry(ROOT / "workflow/stages.yaml").stages["train_gan"]
-    template = launch.shell_template(stage)
     # The template names the runtime keys and the GPUs, never their values: Snakemake hashes the template.
-    assert "--runtime {params.runtime:q}" in template and "--gpus {resources.gpu}" in template
-    assert not any(ch.isdigit() for ch in template.replace("2>&1", ""))
+    assert "--runtime {params.runtime:q}" in launch.SHELL and "--gpus {resources.gpu}" in launch.SHELL
+    assert not any(ch.isdigit() for ch in launch.SHELL.replace("2>&1", ""))
+    assert launch.job_name(stage, "spsa") == "train_gan/spsa"
     assert launch.resources(stage, {"gpus": 4}) == {"gpu": 4, "gpu_jobs": 1, "runtime": 4320, "mem_mb": 4000}
 
 
@@ -207,3 +208,27 @@ def test_paper_profile_plans_offline_and_a_run_stops_before_any_job(bare_copy):
     assert real.returncode != 0
     assert "required file(s) missing" in real.stdout + real.stderr
     assert not (bare_copy / "logs").exists()  # no job started
+
+
+@pytest.mark.slow
+def test_the_rehearsal_runs_the_same_launch_path_through_snakemake(tmp_path):
+    """The rehearsal's own functions on the toy: Snakemake in the rehearsal's root, torchrun for `gpus: 2`,
+    one record per job; nothing written to the project's results or dvc.lock."""
+    params, schema = toy_params(gpus=1)  # the demo column stays as it is; the rehearsal's paper column has 2
+    repo = build_toy(
+        tmp_path / "toy", LAUNCH_STAGES, params=params, schema=schema, steps={"pretrain_psnr": ENV_PROBE}, repro=False
+    )
+    root = repo / "rehearsal"
+    link_project(repo, root)
+    write_params(repo, root, {"pretrain_psnr": {**params["pretrain_psnr"]["demo"], "gpus": 2, "iters": 3}})
+    proc = run_snakemake(repo, root, cores=2)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = {r.job: r for r in read_results(root)}
+    assert list(results) == ["fetch", "pretrain_psnr", "report"]  # in the order they started
+    assert results["pretrain_psnr"].processes == 2 and results["fetch"].processes == 1
+    assert all(r.ok and r.seconds > 0 and r.peak_rss_bytes > 0 for r in results.values())
+    assert set(launched(root)) == {"rank0", "rank1"}
+    model = json.loads((root / "results/pretrain_psnr/model.txt").read_text().strip())
+    assert (model["world"], model["iters"]) == (2, 3)
+    assert results["pretrain_psnr"].flag("--out") == str(root / "results/pretrain_psnr/model.txt")
+    assert not (repo / "results").exists() and not (repo / "dvc.lock").exists()

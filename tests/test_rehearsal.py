@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -21,12 +22,13 @@ import yaml
 
 from spsagan.data.demo import DEMO_IMAGES, demo_image, parse_demo_name, write_demo_dataset
 from spsagan.image import imresize
-from spsagan.pipeline.params import load_config
+from spsagan.pipeline.params import check_configs, load_config, load_yaml, validate
 from spsagan.pipeline.registry import load_registry
+from spsagan.pipeline.rehearsal.memory import tree_bytes
 from spsagan.pipeline.rehearsal.plan import FULL, FULL_GPU, REDUCED, make_rehearsal, plan_for
 from spsagan.pipeline.rehearsal.project import Row, _count, printed_summary, project
 from spsagan.pipeline.rehearsal.report import render
-from spsagan.pipeline.rehearsal.runner import StepResult, jobs_in_order, moved, tree_bytes, written_roots
+from spsagan.pipeline.rehearsal.runner import StepResult, link_project, read_results, write_params
 from spsagan.segmentation.classes import RANDOM_WEIGHTS_NOTE, STANDIN_NOTE, standin_note
 from spsagan.segmentation.figure import is_semantic_label
 from spsagan.segmentation.run import build_segmenter, prior_from_lq
@@ -103,19 +105,39 @@ def test_stand_ins_are_named_and_your_files_are_used(tmp_path, monkeypatch):
     assert not any("perceptual" in s or "segmentation prior" in s for s in reh.stand_ins)
 
 
-def test_jobs_run_in_dag_order_with_outputs_under_the_root():
-    order = [job.name for job in jobs_in_order(load_registry(REPO / "workflow/stages.yaml"))]
-    assert order.index("prune") < order.index("pretrain_psnr/rrsb") < order.index("train_gan/spsagan")
-    assert order.index("train_gan/esrgan") > order.index("make_seg_maps")
-    assert order[-3:] == ["evaluate", "study_report", "render_reports"] and len(order) == 13
-    root, roots = Path("rh"), written_roots(load_registry(REPO / "workflow/stages.yaml"))
-    assert roots == ("metrics/", "reports/", "results/")  # the project's own files are never written
-    assert moved("results/make_lr", root, roots) == "rh/results/make_lr"
-    labelled = "train_gan/spsa=results/train_gan/spsa/model.pt"
-    assert moved(labelled, root, roots) == "train_gan/spsa=rh/results/train_gan/spsa/model.pt"
-    assert moved("reports/table1.md", root, roots) == "rh/reports/table1.md"
-    assert moved("metrics/evaluate.json", root, roots) == "rh/metrics/evaluate.json"
-    assert moved("+spsa", root, roots) == "+spsa"
+def job_names() -> list[str]:
+    return [f"{s.name}/{i}" if i else s.name for s, i in load_registry(REPO / "workflow/stages.yaml").jobs()]
+
+
+def test_the_rehearsal_root_is_a_snakemake_directory_of_its_own(tmp_path):
+    root = tmp_path / "root"
+    link_project(REPO, root)
+    for name in ("steps", "workflow", "spsagan"):
+        assert (root / name).is_symlink() and (root / name).resolve() == (REPO / name).resolve()
+    for name in ("results", "reports", "metrics", ".dvc", "dvc.yaml", ".git", "params.yaml"):
+        assert not (root / name).is_symlink(), name  # what a run writes, and DVC, stay out
+    reh = make_rehearsal(REDUCED)
+    params = yaml.safe_load(write_params(REPO, root, {s: reh.section(s) for s in reh.configs}).read_text())
+    assert params["profile"] == "paper" and params["pretrain_psnr"]["paper"]["iters"] == 2
+    assert (
+        params["pretrain_psnr"]["demo"] == yaml.safe_load((REPO / "params.yaml").read_text())["pretrain_psnr"]["demo"]
+    )
+    validate(params, load_yaml(REPO / "workflow/schemas/params.schema.yaml")["stages"])  # as the Snakefile does
+    check_configs(params)
+
+
+def test_job_records_are_read_in_the_order_the_jobs_started(tmp_path):
+    (tmp_path / "records").mkdir()
+    for job, started in (("prune", 3.0), ("make_lr", 1.0), ("train_gan/spsa", 5.0)):
+        record = {"job": job, "started": started, "exit": 0, "seconds": 2.0, "peak_bytes": 10, "processes": 1}
+        record["args"] = ["--out", "results/prune/analysis", "--preset", "+spsa"]
+        (tmp_path / "records" / f"{job.replace('/', '-')}.json").write_text(json.dumps(record))
+    (tmp_path / "records" / "prune.probe.json").write_text("{}")  # the step's own facts: not a job
+    results = read_results(tmp_path)
+    assert [r.job for r in results] == ["make_lr", "prune", "train_gan/spsa"]
+    assert results[2].instance == "spsa" and results[2].log == tmp_path / "logs/train_gan/spsa.log"
+    assert results[1].flag("--out") == str(tmp_path / "results/prune/analysis")  # under the rehearsal's root
+    assert results[1].flag("--preset") == "+spsa"
 
 
 def test_printed_summaries_and_slurm_suggestions():
@@ -244,8 +266,8 @@ def test_reduced_rehearsal_runs_every_stage_at_paper_size(tmp_path):
     )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     report = out.read_text()
-    for job in jobs_in_order(load_registry(REPO / "workflow/stages.yaml")):
-        row = next(line for line in report.splitlines() if line.startswith(f"| {job.name} |"))
+    for job in job_names():
+        row = next(line for line in report.splitlines() if line.startswith(f"| {job} |"))
         assert "failed" not in row and "n/a | n/a | n/a" not in row, row
     for stand_in in (
         "vgg19-random-seed0",

@@ -1,6 +1,6 @@
 """How a stage's job starts, in one place: its command, its resources, and the entry that runs it.
 
-Every path that runs a step goes through here: the Snakefile's rules (`shell_template`, `resources`),
+Every path that runs a step goes through here: the Snakefile's rules (`SHELL`, `resources`),
 the dvc.yaml commands (which run Snakemake for a stage's outputs) and the rehearsal (which runs
 Snakemake on its own copy of the params). A job's shell command is::
 
@@ -16,7 +16,8 @@ and at run time this module turns it into the step's process:
   --nproc_per_node=<gpus>`, one node), with `PET_SIGNALS_TO_HANDLE` and `TORCHELASTIC_SIGNALS_TO_HANDLE`
   set so the agent passes SLURM's SIGUSR1 (and SIGTERM, SIGINT, SIGHUP, SIGQUIT) on to every rank;
 - with `SPSAGAN_RECORD_DIR` set (the rehearsal), the step runs through the rehearsal's probe and this
-  process records the job's exit status, wall seconds and peak memory in `<dir>/<job>.json`.
+  process records the job's exit status, wall seconds and peak memory in `<dir>/<job>.json`;
+  `SPSAGAN_DEVICE` gives the GPU stages' steps a `--device`.
 
 The runtime keys and the world size reach the command from what Snakemake never compares: a params
 function of the job's resources (a "derived" param, left out of its params record) and the job's
@@ -38,6 +39,7 @@ from pathlib import Path
 # What torchrun's agent forwards to its ranks (its default lacks SIGUSR1, SLURM's walltime warning).
 TORCHRUN_SIGNALS = "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1"
 RECORD_ENV = "SPSAGAN_RECORD_DIR"
+DEVICE_ENV = "SPSAGAN_DEVICE"
 
 
 # -- what the Snakefile takes from here ----------------------------------------------------------------
@@ -67,17 +69,20 @@ def resources(stage, section: dict) -> dict:
     }
 
 
-def shell_template(stage) -> str:
-    """The rule's shell command, as Snakemake formats it per job (`PYTHON`: a Snakefile global).
+# Every rule's shell command: one constant template. Snakemake evaluates a rule's `shell:` expression again
+# when the job runs, after the Snakefile's loop over stages has ended, so the template must not depend on
+# the stage it was written for; what differs per job comes from the job's params and resources.
+# It is also what Snakemake compares as the rule's code: it holds names, never values.
+SHELL = (
+    "{PYTHON:q} -m spsagan.pipeline.launch --job {params.job} --threads {threads} --gpus {resources.gpu} "
+    "--runtime {params.runtime:q} -- {params.script} --params {params.section:q} "
+    "--profile {params.profile} {params.flags} > {log} 2>&1"
+)
 
-    The template is what Snakemake compares as the rule's code: it holds names, never values.
-    """
-    job = f"{stage.name}/{{wildcards.instance}}" if stage.instances else stage.name
-    return (
-        f"{{PYTHON:q}} -m spsagan.pipeline.launch --job {job} --threads {{threads}} --gpus {{resources.gpu}} "
-        "--runtime {params.runtime:q} -- {params.script} --params {params.section:q} "
-        "--profile {params.profile} {params.flags} > {log} 2>&1"
-    )
+
+def job_name(stage, instance: str | None) -> str:
+    """`stage` or `stage/instance`: names the job's record."""
+    return f"{stage.name}/{instance}" if instance else stage.name
 
 
 # -- run time ----------------------------------------------------------------------------------------
@@ -111,10 +116,11 @@ def command(script: str, step_args: list[str], gpus: int, threads: int, record: 
     return [*torchrun, *(target if record else [script]), *step_args], env
 
 
-def _recorded_run(argv: list[str], env: dict, record: Path, processes: int) -> int:
+def _recorded_run(argv: list[str], env: dict, record: Path, facts: dict) -> int:
     """Run the job as a child, watching its process tree's memory; write the record; return its status."""
     from spsagan.pipeline.rehearsal.memory import TreeMemory
 
+    facts = {**facts, "started": time.time()}
     started = time.perf_counter()
     proc = subprocess.Popen(argv, env=env)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGHUP):
@@ -127,10 +133,10 @@ def _recorded_run(argv: list[str], env: dict, record: Path, processes: int) -> i
     inner = json.loads(inner_path.read_text()) if inner_path.exists() else {}
     facts = {
         **inner,
+        **facts,
         "exit": status,
         "seconds": round(time.perf_counter() - started, 3),
         "peak_bytes": max(watcher.peak, int(inner.get("maxrss_bytes", 0))),
-        "processes": processes,
     }
     record.write_text(json.dumps(facts))
     return status
@@ -146,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("step_args", nargs=argparse.REMAINDER, help="the step's flags")
     args = parser.parse_args(argv)
     step_args = with_runtime(args.step_args, json.loads(args.runtime))
+    if args.gpus and os.environ.get(DEVICE_ENV):  # the rehearsal's --device, for the GPU stages' steps
+        step_args += ["--device", os.environ[DEVICE_ENV]]
     folder = os.environ.get(RECORD_ENV)
     record = Path(folder) / f"{args.job.replace('/', '-')}.json" if folder else None
     inner = record.with_suffix(".probe.json") if record else None
@@ -156,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     record.parent.mkdir(parents=True, exist_ok=True)
     for stale in (record, inner):
         stale.unlink(missing_ok=True)
-    return _recorded_run(cmd, env, record, max(1, args.gpus))
+    facts = {"job": args.job, "processes": max(1, args.gpus), "args": step_args}
+    return _recorded_run(cmd, env, record, facts)
 
 
 if __name__ == "__main__":

@@ -4,11 +4,12 @@ the real run's time and memory on the same device.
     python -m spsagan.pipeline.rehearsal                # full size (`make rehearsal`)
     python -m spsagan.pipeline.rehearsal --reduced      # CI smoke test (`make rehearsal-smoke`)
 
-Every stage's real step script runs once per job, in DAG order, with the paper column's params changed
-only in iteration counts, images per set and the files that cannot be had offline (`plan`); each job is
-timed and its memory watched (`runner`), its rate turned into the paper run's wall time (`project`),
-and everything written to reports/rehearsal.md (`report`). Outputs go under the rehearsal's root
-(default `rehearsal/`), never into `results/` or `reports/` of the pipeline.
+Snakemake runs the whole pipeline, its jobs started by the same launcher as in a real run (torchrun
+included), on the paper column's params changed only in iteration counts, images per set and the files
+that cannot be had offline (`plan`); the launcher times each job and watches its memory (`runner`), each
+rate is turned into the paper run's wall time (`project`), and everything is written to
+reports/rehearsal.md (`report`). Snakemake works in the rehearsal's root (default `rehearsal/`), never
+in `results/` or `reports/` of the pipeline.
 """
 
 from __future__ import annotations
@@ -22,9 +23,17 @@ from spsagan.pipeline.registry import load_registry
 from spsagan.pipeline.rehearsal import plan as plans
 from spsagan.pipeline.rehearsal.project import project
 from spsagan.pipeline.rehearsal.report import render, write
-from spsagan.pipeline.rehearsal.runner import free_cores, jobs_in_order, run_job, startup_seconds
+from spsagan.pipeline.rehearsal.runner import (
+    free_cores,
+    link_project,
+    read_results,
+    run_snakemake,
+    startup_seconds,
+    write_params,
+)
 
-FRESH = ("results", "reports", "logs", "records")  # what a rehearsal writes under its root, cleared first
+# What a rehearsal writes under its root, cleared first (Snakemake's metadata too: a fresh start).
+FRESH = ("results", "reports", "metrics", "logs", "records", ".snakemake")
 # Stages whose rehearsal does so little work that their start-up must be measured apart (`startup_seconds`).
 STARTUP_MEASURED = ("download_data", "make_lr", "evaluate")
 
@@ -58,35 +67,48 @@ def rehearse(
     cores: int | None = None,
     echo=print,
 ) -> bool:
-    """Run every job of the pipeline on `plan`'s rehearsal and write the report; True when all ran.
+    """Run the whole pipeline through Snakemake on `plan`'s rehearsal and write the report; True when all ran.
 
     Run from the repository root. `root` is cleared of earlier rehearsal outputs first, so training
     starts from scratch (a finished checkpoint would otherwise be resumed and time nothing).
-    cores: as `snakemake --cores`; each job gets min(its threads, cores) (default: the free CPUs, `free_cores`).
+    cores: `snakemake --cores` (default: the free CPUs, `free_cores`); Snakemake caps each job's threads at it.
     """
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     cores = cores or free_cores()
-    root = Path(root)
+    repo, root = Path.cwd(), Path(root)
     for name in FRESH:
         shutil.rmtree(root / name, ignore_errors=True)
     reh = plans.make_rehearsal(plan, timed=timed)
     registry = load_registry()
-    started, results, failed = time.perf_counter(), [], None
-    for job in jobs_in_order(registry):
-        result = run_job(job, reh.section(job.stage.name), root, device=device, cores=cores, echo=echo)
-        if result.ok and job.stage.name in STARTUP_MEASURED:
-            result.startup_s = startup_seconds(job)
-        results.append(result)
-        if not result.ok:
-            failed = job.name
-            echo(result.output()[-3000:])
-            break
+    link_project(repo, root)
+    write_params(repo, root, {stage: reh.section(stage) for stage in reh.configs})
+    echo(f"rehearsal: snakemake --directory {root} --cores {cores} (the paper profile's jobs, as a run starts them)")
+    started = time.perf_counter()
+    proc = run_snakemake(repo, root, cores, device)
+    seconds = time.perf_counter() - started
+    results = read_results(root)
+    failed = next((r.job for r in results if not r.ok), None)
+    if proc.returncode != 0:
+        failed = failed or "snakemake"
+        echo((proc.stdout + proc.stderr)[-3000:])
+        for result in results:
+            if not result.ok:
+                echo(result.output()[-3000:])
+    for result in results:
+        echo(
+            f"rehearsal: {result.job}: {'ok' if result.ok else f'FAILED (exit {result.exit})'} in "
+            f"{result.seconds:.0f} s, peak {result.peak_rss_bytes / 2**30:.2f} GiB"
+            f"{f', {result.processes} processes' if result.processes > 1 else ''}; log {result.log}"
+        )
+        if result.ok and result.stage in STARTUP_MEASURED:
+            result.startup_s = startup_seconds(registry.stages[result.stage].script)
     gpu_stages = {stage.name for stage in registry if stage.gpu}
     rows = project(reh, results, root, gpu_stages)
     device_text = (
-        f"{device_summary(device)}; jobs ran with --cores {cores} (OMP_NUM_THREADS = min(threads, "
-        f"cores)){f', load average {load:.1f} at the start' if load is not None else ''}"
+        f"{device_summary(device)}; jobs ran through Snakemake with --cores {cores} (OMP_NUM_THREADS = "
+        f"min(threads, cores), shared by a job's processes)"
+        f"{f', load average {load:.1f} at the start' if load is not None else ''}"
     )
-    write(Path(out), render(reh, rows, device_text, time.perf_counter() - started, failed))
+    write(Path(out), render(reh, rows, device_text, seconds, failed))
     echo(f"rehearsal: wrote {out}")
     return failed is None

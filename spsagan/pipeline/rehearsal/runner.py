@@ -1,14 +1,20 @@
-"""Run the pipeline's real steps in DAG order, each timed, its memory watched and its output kept.
+"""Run the pipeline through Snakemake itself, on the rehearsal's params, and read what each job measured.
 
-Each job is started as the Snakefile starts it, `OMP_NUM_THREADS=<threads> python steps/<stage>.py
---params <section as JSON> <the registry's flags>` (threads: the stage's `threads`, at most the cores
-given, as `snakemake --cores N` caps them), with every path under a folder the pipeline writes
-(`results/`, `reports/`, `metrics/`: `written_roots`) moved under the rehearsal's root, so the project's
-own results and git-kept metrics are left alone. Each runs
-through `spsagan.pipeline.rehearsal.probe` (which records the exit status, peak RSS and peak GPU memory from
-inside the process). While a job runs, its process tree (batch workers included) is sampled every
-half second for its proportional set size (PSS: shared pages counted once), so the peak is what a
-SLURM memory limit would see.
+The rehearsal's root (default `rehearsal/`) becomes a Snakemake working directory (`--directory`):
+
+- `params.yaml` there is the project's, with `profile: paper` and the paper column replaced by the
+  rehearsal's sections (`write_params`); the demo column is left as it is;
+- every other top-level entry of the repository (steps, workflow, the package, downloads, ...) is
+  linked in (`link_project`), so the rules, their code dependencies and the params' relative paths
+  are the project's own; what the pipeline writes (results/, reports/, metrics/, logs/, .snakemake/)
+  stays under the root, and there is no `.dvc/` there, so DVC is never touched;
+- `run_snakemake` starts `python -m snakemake --snakefile workflow/Snakefile --directory <root>`, with
+  the workflow profile, so each job starts exactly as in a real run (`spsagan.pipeline.launch`:
+  threads, torchrun above one GPU) and Snakemake orders the jobs.
+
+With `SPSAGAN_RECORD_DIR` set, the launcher writes one record per job (`records/<job>.json`: exit
+status, wall seconds, peak memory of its process tree, the step's own peak RSS and GPU memory, its
+flags); `read_results` turns them into `StepResult`s in the order the jobs started.
 """
 
 from __future__ import annotations
@@ -16,90 +22,28 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shlex
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
-from spsagan.pipeline.registry import Registry, Stage
+import yaml
 
-POLL_S = 0.5
-
-
-@dataclasses.dataclass(frozen=True)
-class Job:
-    """One step run: a stage, or one instance of it."""
-
-    stage: Stage
-    instance: str | None
-    roots: tuple[str, ...]  # where the pipeline writes (`written_roots`): moved under the rehearsal root
-
-    @property
-    def name(self) -> str:
-        return f"{self.stage.name}/{self.instance}" if self.instance else self.stage.name
-
-    def outputs(self) -> list[str]:
-        return [self.stage.fill(p, self.instance).rstrip("/") for p in self.stage.output_templates()]
-
-    def inputs(self) -> list[str]:
-        return [
-            self.stage.fill(p, self.instance).rstrip("/")
-            for deps in self.stage.job_deps(self.instance).values()
-            for dep in deps
-            for p in dep.paths
-        ]
-
-
-def _inside(path: str, folder: str) -> bool:
-    return path == folder or path.startswith(folder + "/")
-
-
-def written_roots(registry: Registry) -> tuple[str, ...]:
-    """The top folders of every path the pipeline writes (outputs, metrics, dvclive and state folders)."""
-    paths = [p for stage in registry for p in (*stage.output_templates(), *stage.state.values())]
-    return tuple(sorted({p.split("/", 1)[0] + "/" for p in paths}))
-
-
-def jobs_in_order(registry: Registry) -> list[Job]:
-    """Every job of the registry, each after the jobs whose outputs it reads; otherwise in registry order."""
-    roots = written_roots(registry)
-    pending = [Job(stage, instance, roots) for stage, instance in registry.jobs()]
-    done: list[Job] = []
-    while pending:
-        ready = next(
-            (
-                job
-                for job in pending
-                if not any(
-                    _inside(i, o) or _inside(o, i)
-                    for i in job.inputs()
-                    for other in pending
-                    if other is not job
-                    for o in other.outputs()
-                )
-            ),
-            None,
-        )
-        if ready is None:
-            raise ValueError(f"the registry's jobs depend on each other in a cycle: {[j.name for j in pending]}")
-        pending.remove(ready)
-        done.append(ready)
-    return done
-
-
-def moved(value: str, root: Path, roots: tuple[str, ...]) -> str:
-    """A flag value with a path (or `label=path`) under one of `roots` moved under `root`."""
-    label, sep, path = value.rpartition("=")
-    if path.startswith(roots):
-        return f"{label}{sep}{(root / path).as_posix()}"
-    return value
-
-
-def step_args(job: Job, root: Path) -> list[str]:
-    """The job's registry flags, with its output and input paths under `root`."""
-    return [moved(token, root, job.roots) for token in shlex.split(job.stage.argv(job.instance))]
+# What the rehearsal's root holds of its own; everything else at the repository's top is linked in.
+OWN = {
+    ".dvc",
+    ".git",
+    ".snakemake",
+    "dvc.lock",
+    "dvc.yaml",
+    "logs",
+    "metrics",
+    "params.yaml",
+    "records",
+    "rehearsal",
+    "reports",
+    "results",
+}
 
 
 @dataclasses.dataclass
@@ -117,6 +61,7 @@ class StepResult:
     log: Path
     args: list[str]
     startup_s: float | None = None  # the step's start-up alone (`startup_seconds`), where measured
+    processes: int = 1  # torchrun's processes (the stage's `gpus`), else 1
 
     @property
     def ok(self) -> bool:
@@ -152,129 +97,98 @@ def free_cores() -> int:
     return max(1, min(usable_cores(), round((os.cpu_count() or 1) - busy)))
 
 
-def step_env(threads: int) -> dict:
-    """The step's environment: this checkout importable, unbuffered output, the job's threads."""
-    path = os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))
-    return {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(threads)}
+# -- the working directory -------------------------------------------------------------------------
 
 
-def run_job(
-    job: Job,
-    section: dict,
-    root: Path,
-    device: str | None = None,
-    profile: str = "paper-rehearsal",
-    cores: int | None = None,
-    echo=print,
-) -> StepResult:
-    """Run one job's step as a subprocess of this interpreter, from the repository root; wait for it."""
-    slug = job.name.replace("/", "-")
-    log, record = root / "logs" / f"{slug}.log", root / "records" / f"{slug}.json"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    record.parent.mkdir(parents=True, exist_ok=True)
-    record.unlink(missing_ok=True)
-    args = ["--params", json.dumps(section), "--profile", profile, *step_args(job, root)]
-    if device and job.stage.gpu:  # every GPU stage's step takes --device (default auto)
-        args += ["--device", device]
-    cmd = [sys.executable, "-m", "spsagan.pipeline.rehearsal.probe", str(record), job.stage.script, *args]
-    threads = max(1, min(job.stage.threads, cores or usable_cores()))
-    echo(f"rehearsal: {job.name} ({threads} thread{'s' if threads > 1 else ''}) ...")
-    started = time.perf_counter()
-    with open(log, "w", encoding="utf-8") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=step_env(threads))
-        watcher = TreeMemory(proc.pid)
-        watcher.start()
-        status = proc.wait()
-        watcher.stop()
-    seconds = time.perf_counter() - started
-    facts = json.loads(record.read_text()) if record.exists() else {}
-    result = StepResult(
-        job.name,
-        job.stage.name,
-        job.instance,
-        status,
-        round(seconds, 3),
-        max(watcher.peak, int(facts.get("maxrss_bytes", 0))),
-        facts.get("gpu_peak_bytes"),
-        facts.get("gpu_name"),
-        log,
-        args,
-    )
-    echo(
-        f"rehearsal: {job.name}: {'ok' if result.ok else f'FAILED (exit {status})'} in {seconds:.0f} s, "
-        f"peak {result.peak_rss_bytes / 2**30:.2f} GiB; log {log}"
-    )
-    return result
+def link_project(repo: Path, root: Path) -> None:
+    """Link every top-level entry of the repository into `root`, except what a run writes (`OWN`)."""
+    root.mkdir(parents=True, exist_ok=True)
+    for entry in sorted(repo.iterdir()):
+        link = root / entry.name
+        if entry.name in OWN or entry.resolve() == root.resolve() or link.exists() or link.is_symlink():
+            continue
+        link.symlink_to(os.path.relpath(entry.resolve(), root.resolve()))
 
 
-def startup_seconds(job: Job) -> float:
-    """Wall seconds of the step's start-up alone: interpreter, imports, flag parser (`--help` exits there).
+def write_params(repo: Path, root: Path, sections: dict) -> Path:
+    """`root/params.yaml`: the project's params with the paper column replaced by `sections`, profile paper."""
+    params = yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8"))
+    params["profile"] = "paper"
+    for stage, section in sections.items():
+        params[stage]["paper"] = json.loads(json.dumps(section))  # plain lists and numbers
+    path = root / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def run_snakemake(repo: Path, root: Path, cores: int, device: str | None = None, label: str = "paper-rehearsal"):
+    """Run the whole pipeline with Snakemake in `root`; every job recorded under `root/records/`.
+
+    preflight=false: the rehearsal's stand-ins replace the files a paper run needs. label: the profile
+    name the steps write into their outputs. Returns the finished process (its output captured).
+    """
+    records = (root / "records").resolve()
+    records.mkdir(parents=True, exist_ok=True)
+    path = os.pathsep.join(filter(None, [str(repo.resolve()), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1", "SPSAGAN_RECORD_DIR": str(records)}
+    if device:
+        env["SPSAGAN_DEVICE"] = device
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str((repo / "workflow" / "Snakefile").resolve()),
+        "--directory",
+        str(root.resolve()),
+        "--cores",
+        str(cores),
+        "--config",
+        "preflight=false",
+        f"label={label}",
+    ]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True)
+
+
+def read_results(root: Path) -> list[StepResult]:
+    """One StepResult per job record under `root/records/`, in the order the jobs started."""
+    records = [json.loads(p.read_text()) for p in sorted((root / "records").glob("*.json")) if ".probe." not in p.name]
+    results = []
+    for rec in sorted(records, key=lambda r: r.get("started", 0.0)):
+        stage, _, instance = rec["job"].partition("/")
+        log = root / (f"logs/{stage}/{instance}.log" if instance else f"logs/{stage}.log")
+        args = [a if not _is_written(a) else str(root / a) for a in rec.get("args", [])]
+        results.append(
+            StepResult(
+                rec["job"],
+                stage,
+                instance or None,
+                int(rec["exit"]),
+                float(rec["seconds"]),
+                int(rec.get("peak_bytes", 0)),
+                rec.get("gpu_peak_bytes"),
+                rec.get("gpu_name"),
+                log,
+                args,
+                processes=int(rec.get("processes", 1)),
+            )
+        )
+    return results
+
+
+def _is_written(arg: str) -> bool:
+    """A flag value that is a path the pipeline writes (relative to the rehearsal's root)."""
+    return arg.split("/", 1)[0] in {"results", "reports", "metrics"}
+
+
+def startup_seconds(script: str) -> float:
+    """Wall seconds of a step's start-up alone: interpreter, imports, flag parser (`--help` exits there).
 
     The fixed part of a stage whose rehearsal does little work, subtracted before its rate is scaled up.
     """
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}
     started = time.perf_counter()
-    subprocess.run([sys.executable, job.stage.script, "--help"], env=step_env(1), check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, script, "--help"], env={**env, "OMP_NUM_THREADS": "1"}, check=True, stdout=subprocess.DEVNULL
+    )
     return round(time.perf_counter() - started, 3)
-
-
-# -- memory of a process tree ---------------------------------------------------------------------
-
-
-class TreeMemory(threading.Thread):
-    """Samples the memory of a process and all its descendants until stopped; `peak` in bytes."""
-
-    def __init__(self, pid: int):
-        super().__init__(daemon=True)
-        self.pid, self.peak = pid, 0
-        self._stop_event = threading.Event()
-
-    def run(self) -> None:
-        while not self._stop_event.is_set():
-            self.peak = max(self.peak, tree_bytes(self.pid))
-            self._stop_event.wait(POLL_S)
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join()
-
-
-def children(pid: int) -> list[int]:
-    """The child processes of `pid` (from /proc/<pid>/task/*/children; none where that is missing)."""
-    kids: list[int] = []
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return kids
-    for task in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{task}/children", encoding="utf-8") as fh:
-                kids += [int(k) for k in fh.read().split()]
-        except (OSError, ValueError):
-            continue
-    return kids
-
-
-def process_bytes(pid: int) -> int:
-    """A process's proportional set size (its resident size where the kernel has no smaps_rollup); 0 if gone."""
-    try:
-        with open(f"/proc/{pid}/smaps_rollup", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        with open(f"/proc/{pid}/statm", encoding="utf-8") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
-def tree_bytes(pid: int) -> int:
-    """Memory of `pid` and every descendant, summed."""
-    total, todo = 0, [pid]
-    while todo:
-        current = todo.pop()
-        total += process_bytes(current)
-        todo += children(current)
-    return total
