@@ -24,10 +24,12 @@ from spsagan.data.demo import DEMO_IMAGES, demo_image, parse_demo_name, write_de
 from spsagan.image import imresize
 from spsagan.pipeline.params import check_configs, load_config, load_yaml, validate
 from spsagan.pipeline.registry import load_registry
+from spsagan.pipeline.rehearsal.__main__ import main as rehearsal_main
 from spsagan.pipeline.rehearsal.memory import tree_bytes
 from spsagan.pipeline.rehearsal.plan import FULL, FULL_GPU, REDUCED, make_rehearsal, plan_for
 from spsagan.pipeline.rehearsal.project import Row, _count, printed_summary, project
 from spsagan.pipeline.rehearsal.report import render
+from spsagan.pipeline.rehearsal.resources import merge, suggest, write_suggestion
 from spsagan.pipeline.rehearsal.runner import StepResult, link_project, read_results, write_params
 from spsagan.segmentation.classes import RANDOM_WEIGHTS_NOTE, STANDIN_NOTE, standin_note
 from spsagan.segmentation.figure import is_semantic_label
@@ -279,3 +281,47 @@ def test_reduced_rehearsal_runs_every_stage_at_paper_size(tmp_path):
     assert "GPU-hours" in report and "All 12 jobs ran." in report
     table1 = (tmp_path / "root" / "reports" / "table1.md").read_text()
     assert "random weights" in table1  # the pipeline's own reports name the stand-in too
+
+
+def test_suggested_resources_merge_into_the_slurm_profile(tmp_path, capsys):
+    profile = tmp_path / "profile.yaml"
+    profile.write_text((REPO / "workflow/profiles/slurm/profile.yaml").read_text())
+    before = yaml.safe_load(profile.read_text())
+    hour, gib = 3600, 2**30
+    rows = [
+        Row("download_data", "download_data", "", "", 1.0, 2 * hour, gib, None, False),
+        Row("make_seg_maps", "make_seg_maps", "", "", 1.0, 1 * hour, 2 * gib, None, True),
+        Row("train_gan/esrgan", "train_gan", "", "", 1.0, 100 * hour, 3 * gib, None, True),
+        Row("train_gan/spsa", "train_gan", "", "", 1.0, 10 * hour, 5 * gib, None, True),
+        Row("evaluate", "evaluate", "", "", 1.0, 300 * hour, gib, None, True),
+    ]
+    suggestion, warnings = suggest(rows, skip={"download_data"})
+    assert "download_data" not in suggestion  # a local rule: SLURM never runs it
+    assert suggestion["train_gan"] == {"runtime": 2880, "mem_mb": 8000}  # resumes: one attempt's walltime
+    assert suggestion["evaluate"]["runtime"] == 27000 and len(warnings) == 1  # does not resume: all of it
+    assert "evaluate" in warnings[0] and "does not resume" in warnings[0]
+    write_suggestion(tmp_path / "suggested.yaml", suggestion)
+
+    with pytest.raises(SystemExit) as done:
+        rehearsal_main(["--apply-resources", str(tmp_path / "suggested.yaml"), "--slurm-profile", str(profile)])
+    assert done.value.code == 0 and "evaluate.runtime: 600 -> 27000" in capsys.readouterr().out
+    after = yaml.safe_load(profile.read_text())
+    sets, old = after["set-resources"], before["set-resources"]
+    for stage in old:  # the partition, CPUs per GPU and signal survive everywhere
+        for key in ("slurm_partition", "cpus_per_gpu", "slurm_extra"):
+            assert sets[stage].get(key) == old[stage].get(key), (stage, key)
+    assert sets["train_gan"]["slurm_extra"] == "'--signal=USR1@300'"
+    assert (sets["make_seg_maps"]["runtime"], sets["evaluate"]["runtime"]) == (90, 27000)  # no longer one entry
+    assert sets["pretrain_psnr"] == old["pretrain_psnr"]  # not measured: left alone
+    assert {k: v for k, v in after.items() if k != "set-resources"} == {
+        k: v for k, v in before.items() if k != "set-resources"
+    }
+    assert "# SIGUSR1 to the job's processes five minutes before the walltime" in profile.read_text()
+    assert merge(profile, suggestion) == []  # applied twice: nothing to change
+
+
+def test_the_report_says_how_to_merge_its_resources():
+    row = Row("evaluate", "evaluate", "", "", 1.0, 300 * 3600, 2**30, None, True)
+    text = render(make_rehearsal(REDUCED), [row], "cpu", 7.0, None, {"download_data"})
+    assert "--apply-resources" in text and "Do not paste this block" in text
+    assert "evaluate: {runtime: 27000, mem_mb: 2000}" in text and "**Warning**: evaluate" in text

@@ -23,6 +23,7 @@ from spsagan.pipeline.registry import load_registry
 from spsagan.pipeline.rehearsal import plan as plans
 from spsagan.pipeline.rehearsal.project import project
 from spsagan.pipeline.rehearsal.report import render, write
+from spsagan.pipeline.rehearsal.resources import SUGGESTION, suggest, write_suggestion
 from spsagan.pipeline.rehearsal.runner import (
     free_cores,
     link_project,
@@ -109,6 +110,9 @@ def rehearse(
         f"min(threads, cores), shared by a job's processes)"
         f"{f', load average {load:.1f} at the start' if load is not None else ''}"
     )
-    write(Path(out), render(reh, rows, device_text, seconds, failed))
-    echo(f"rehearsal: wrote {out}")
+    local = {stage.name for stage in registry if stage.local}
+    write(Path(out), render(reh, rows, device_text, seconds, failed, local))
+    resources = Path(out).with_name(SUGGESTION.name)
+    write_suggestion(resources, suggest(rows, local)[0])
+    echo(f"rehearsal: wrote {out} and {resources} (merge: python -m spsagan.pipeline.rehearsal --apply-resources)")
     return failed is None

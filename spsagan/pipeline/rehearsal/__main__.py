@@ -1,11 +1,16 @@
 """`python -m spsagan.pipeline.rehearsal [--reduced] [--out reports/rehearsal.md] [--root rehearsal] [--device auto]
-[--cores N] [--timed N]`: the paper-scale rehearsal (see `spsagan.pipeline.rehearsal`)."""
+[--cores N] [--timed N]`: the paper-scale rehearsal (see `spsagan.pipeline.rehearsal`).
+
+`python -m spsagan.pipeline.rehearsal --apply-resources [FILE]`: merge its suggested SLURM resources into
+workflow/profiles/slurm/profile.yaml (`spsagan.pipeline.rehearsal.resources`)."""
 
 import argparse
 import sys
 
+from spsagan.errors import ConfigError
 from spsagan.pipeline.rehearsal import rehearse
 from spsagan.pipeline.rehearsal.plan import plan_for
+from spsagan.pipeline.rehearsal.resources import PROFILE, SUGGESTION, apply
 from spsagan.runtime import resolve_device
 
 
@@ -30,7 +35,24 @@ def main(argv=None) -> None:
         default=None,
         help="timed iterations per training job after the warm-up one (default: the plan's)",
     )
+    parser.add_argument(
+        "--apply-resources",
+        nargs="?",
+        const=str(SUGGESTION),
+        default=None,
+        metavar="FILE",
+        help=f"run nothing: merge a rehearsal's suggested runtime and mem_mb (default {SUGGESTION}) into "
+        f"--slurm-profile, keeping its partitions, CPUs per GPU and signals",
+    )
+    parser.add_argument("--slurm-profile", default=str(PROFILE), help="the profile --apply-resources edits")
     args = parser.parse_args(argv)
+    if args.apply_resources:
+        try:
+            changes = apply(args.apply_resources, args.slurm_profile)
+        except ConfigError as exc:
+            sys.exit(f"error: {exc}")
+        print("\n".join(changes) or "nothing to change", f"\n({args.slurm_profile})")
+        sys.exit(0)
     for name in ("timed", "cores"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")

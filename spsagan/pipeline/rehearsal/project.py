@@ -32,12 +32,8 @@ from pathlib import Path
 from spsagan.data.assets import get_dataset
 from spsagan.data.pairs import plan_subimages
 from spsagan.pipeline.rehearsal.plan import Rehearsal
+from spsagan.pipeline.rehearsal.resources import MAX_RUNTIME_MIN, RESUMABLE, mem_mb, minutes
 from spsagan.pipeline.rehearsal.runner import StepResult
-
-MARGIN = 1.5  # suggested SLURM limits: projected time and peak memory times this
-MAX_RUNTIME_MIN = 2880  # the SLURM profile's walltime per training attempt (48 h); training resumes
-MIN_RUNTIME_MIN = 10
-RESUMABLE = ("make_seg_maps", "pretrain_psnr", "train_gan")  # keep their progress: a long job runs as attempts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,14 +90,13 @@ class Row:
         """Suggested (runtime in minutes, mem_mb): projection and peak memory with a margin."""
         if self.projected_s is None:
             return None
-        minutes = max(MIN_RUNTIME_MIN, math.ceil(self.projected_s * MARGIN / 60))
-        mem_mb = max(2000, math.ceil(self.peak_bytes * MARGIN / 2**20 / 1000) * 1000)
-        if minutes <= MAX_RUNTIME_MIN:
-            return str(minutes), mem_mb
-        attempts = math.ceil(minutes / MAX_RUNTIME_MIN)
+        want, memory = minutes(self.projected_s), mem_mb(self.peak_bytes)
+        if want <= MAX_RUNTIME_MIN:
+            return str(want), memory
+        attempts = math.ceil(want / MAX_RUNTIME_MIN)
         if self.stage in RESUMABLE:
-            return f"{MAX_RUNTIME_MIN} x {attempts} attempts (each resumes)", mem_mb
-        return f"{minutes} (over {MAX_RUNTIME_MIN}: does not resume)", mem_mb
+            return f"{MAX_RUNTIME_MIN} x {attempts} attempts (each resumes)", memory
+        return f"{want} (over {MAX_RUNTIME_MIN}: does not resume)", memory
 
 
 # -- what the steps wrote ----------------------------------------------------------------------------

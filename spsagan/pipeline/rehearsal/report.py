@@ -6,7 +6,8 @@ import math
 from pathlib import Path
 
 from spsagan.pipeline.rehearsal.plan import Rehearsal
-from spsagan.pipeline.rehearsal.project import MARGIN, MAX_RUNTIME_MIN, PAPER_SETS, Row
+from spsagan.pipeline.rehearsal.project import PAPER_SETS, Row
+from spsagan.pipeline.rehearsal.resources import MARGIN, MAX_RUNTIME_MIN, SUGGESTION, suggest
 from spsagan.tables import markdown
 
 
@@ -59,23 +60,29 @@ def _table(rows: list[Row]) -> list[str]:
     return markdown(head, body, "lllrrrrlr")
 
 
-def _slurm_yaml(rows: list[Row]) -> list[str]:
-    """set-resources entries for workflow/profiles/slurm/profile.yaml: per stage, the largest instance."""
-    per_stage: dict[str, tuple[int, int]] = {}
-    for row in rows:
-        slurm = row.slurm()
-        if slurm is None:
-            continue
-        minutes = min(int(slurm[0].split()[0]), MAX_RUNTIME_MIN)
-        old = per_stage.get(row.stage, (0, 0))
-        per_stage[row.stage] = (max(old[0], minutes), max(old[1], slurm[1]))
-    lines = ["```yaml", "set-resources:"]
-    lines += [f"  {stage}: {{runtime: {minutes}, mem_mb: {mem}}}" for stage, (minutes, mem) in per_stage.items()]
-    return [*lines, "```"]
+def _slurm_yaml(rows: list[Row], skip=()) -> list[str]:
+    """The suggested set-resources (per stage, the largest instance), how to merge them, and any warning."""
+    suggestion, warnings = suggest(rows, skip)
+    lines = [
+        f"Written to `{SUGGESTION}` too. Merge it into `workflow/profiles/slurm/profile.yaml` with "
+        "`python -m spsagan.pipeline.rehearsal --apply-resources`: it sets each stage's `runtime` and `mem_mb` "
+        "and keeps everything else (partitions, `cpus_per_gpu`, `slurm_extra` with the training stages' "
+        "`--signal=USR1@300`). Do not paste this block into the profile: YAML keeps the last `set-resources`, "
+        "so it would replace the profile's own.",
+        "",
+        "```yaml",
+        "set-resources:",
+    ]
+    lines += [f"  {stage}: {{runtime: {v['runtime']}, mem_mb: {v['mem_mb']}}}" for stage, v in suggestion.items()]
+    lines.append("```")
+    if skip:
+        lines += ["", f"Not listed: {', '.join(sorted(skip))} (local rules: they run where Snakemake runs)."]
+    lines += [f"\n**Warning**: {w}" for w in warnings]
+    return lines
 
 
-def render(reh: Rehearsal, rows: list[Row], device: str, seconds: float, failed: str | None) -> str:
-    """The whole report as Markdown."""
+def render(reh: Rehearsal, rows: list[Row], device: str, seconds: float, failed: str | None, skip=()) -> str:
+    """The whole report as Markdown; skip: local stages, left out of the SLURM suggestion."""
     total = sum(r.projected_s or 0.0 for r in rows)
     gpu_total = sum(r.projected_s or 0.0 for r in rows if r.gpu)
     status = (
@@ -116,7 +123,7 @@ def render(reh: Rehearsal, rows: list[Row], device: str, seconds: float, failed:
         "",
         "## Suggested `workflow/profiles/slurm/profile.yaml` resources (this device)",
         "",
-        *_slurm_yaml(rows),
+        *_slurm_yaml(rows, skip),
         "",
         "## How the projections are made",
         "",
