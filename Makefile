@@ -32,11 +32,12 @@ $(VENV)/.installed: pyproject.toml $(VENV)/.setup-args
 	$(BIN)/python -m pip install --quiet -e ".$(if $(EXTRAS),[$(EXTRAS)],)"
 	touch $@
 
+# No --resources: the workflow profile's `gpu_jobs: 1` runs GPU stages one at a time (docs/pipeline.md).
 demo: setup
-	$(BIN)/snakemake --cores all --resources gpu=1
+	$(BIN)/snakemake --cores all
 
 paper: setup
-	$(BIN)/snakemake --cores all --resources gpu=1 --config profile=paper
+	$(BIN)/snakemake --cores all --config profile=paper
 
 # Downloads every file of the profile that can be downloaded (datasets, VGG19, NRQM), verified, then
 # prints the preflight table of what is left: the files only a person can download (docs/data.md).
