@@ -112,8 +112,8 @@ def command(script: str, step_args: list[str], gpus: int, threads: int, record: 
     # TORCHELASTIC_SIGNALS_TO_HANDLE with it (torch 2.13); older versions read only the latter.
     env["PET_SIGNALS_TO_HANDLE"] = env["TORCHELASTIC_SIGNALS_TO_HANDLE"] = TORCHRUN_SIGNALS
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={world}"]
-    # torchrun's own -m runs a module in every rank; a plain script path needs no flag.
-    return [*torchrun, *(target if record else [script]), *step_args], env
+    # With a record, torchrun's -m runs the probe module in every rank (rank 0 writes).
+    return [*torchrun, *target, *step_args], env
 
 
 def _recorded_run(argv: list[str], env: dict, record: Path, facts: dict) -> int:
