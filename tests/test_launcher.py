@@ -97,7 +97,7 @@ def toy(tmp_path_factory):
 
 def test_above_one_gpu_the_step_runs_under_torchrun_with_sigusr1_forwarded():
     argv, env = launch.command("steps/train_gan.py", ["--params", "{}"], gpus=2, threads=8)
-    assert argv[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    assert argv[1:5] == ["-m", "spsagan.training.torchrun", "--standalone", "--nproc_per_node=2"]
     assert argv[5:] == ["steps/train_gan.py", "--params", "{}"]
     assert "SIGUSR1" in env["TORCHELASTIC_SIGNALS_TO_HANDLE"].split(",")
     assert env["PET_SIGNALS_TO_HANDLE"] == env["TORCHELASTIC_SIGNALS_TO_HANDLE"]  # torchrun's flag, by env
@@ -184,8 +184,9 @@ def bare_copy(tmp_path_factory) -> Path:
     """The project's workflow, params and package without data; download_data's step fails if it ever runs."""
     repo = tmp_path_factory.mktemp("paper") / "repo"
     ignore = shutil.ignore_patterns("__pycache__")
-    for name in ("workflow", "steps", "spsagan"):
-        shutil.copytree(ROOT / name, repo / name, ignore=ignore)
+    for name in ("workflow", "steps", "spsagan", "study"):  # study/: the user study's votes, an input
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, repo / name, ignore=ignore)
     shutil.copy(ROOT / "params.yaml", repo / "params.yaml")
     (repo / "steps/download_data.py").write_text("raise SystemExit('download_data must not run')\n")
     return repo

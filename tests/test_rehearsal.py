@@ -278,7 +278,7 @@ def test_reduced_rehearsal_runs_every_stage_at_paper_size(tmp_path):
         "DIV2K <- retina@480x480",
     ):
         assert stand_in in report
-    assert "GPU-hours" in report and "All 12 jobs ran." in report
+    assert "GPU-hours" in report and f"All {len(job_names())} jobs ran." in report
     table1 = (tmp_path / "root" / "reports" / "table1.md").read_text()
     assert "random weights" in table1  # the pipeline's own reports name the stand-in too
 

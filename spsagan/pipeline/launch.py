@@ -12,9 +12,10 @@ and at run time this module turns it into the step's process:
 - the section the step reads is the computing keys (hashed by both tools) plus the runtime keys
   (`spsagan.config.runtime_keys`: how to run, never hashed), merged back into `--params`;
 - `OMP_NUM_THREADS` is the job's threads, shared by its processes;
-- above one GPU the step runs under torchrun (`python -m torch.distributed.run --standalone
-  --nproc_per_node=<gpus>`, one node), with `PET_SIGNALS_TO_HANDLE` and `TORCHELASTIC_SIGNALS_TO_HANDLE`
-  set so the agent passes SLURM's SIGUSR1 (and SIGTERM, SIGINT, SIGHUP, SIGQUIT) on to every rank;
+- above one GPU the step runs under torchrun (`python -m spsagan.training.torchrun --standalone
+  --nproc_per_node=<gpus>`, one node: torchrun, exiting 75 when preempted), with `PET_SIGNALS_TO_HANDLE`
+  and `TORCHELASTIC_SIGNALS_TO_HANDLE` set so the agent passes SLURM's SIGUSR1 (and SIGTERM, SIGINT,
+  SIGHUP, SIGQUIT) on to every rank;
 - with `SPSAGAN_RECORD_DIR` set (the rehearsal), the step runs through the rehearsal's probe and this
   process records the job's exit status, wall seconds and peak memory in `<dir>/<job>.json`;
   `SPSAGAN_DEVICE` gives the GPU stages' steps a `--device`.
@@ -111,7 +112,8 @@ def command(script: str, step_args: list[str], gpus: int, threads: int, record: 
     # torchrun reads its --signals-to-handle from PET_SIGNALS_TO_HANDLE and then overwrites
     # TORCHELASTIC_SIGNALS_TO_HANDLE with it (torch 2.13); older versions read only the latter.
     env["PET_SIGNALS_TO_HANDLE"] = env["TORCHELASTIC_SIGNALS_TO_HANDLE"] = TORCHRUN_SIGNALS
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={world}"]
+    # torchrun through its wrapper: SIGUSR1 passed on too, and exit 75 when preempted (as a single process).
+    torchrun = [sys.executable, "-m", "spsagan.training.torchrun", "--standalone", f"--nproc_per_node={world}"]
     # With a record, torchrun's -m runs the probe module in every rank (rank 0 writes).
     return [*torchrun, *target, *step_args], env
 
