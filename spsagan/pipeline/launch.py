@@ -77,7 +77,9 @@ def resources(stage, section: dict) -> dict:
 SHELL = (
     "{PYTHON:q} -m spsagan.pipeline.launch --job {params.job} --threads {threads} --gpus {resources.gpu} "
     "--runtime {params.runtime:q} -- {params.script} --params {params.section:q} "
-    "--profile {params.profile} {params.flags} > {log} 2>&1"
+    "--profile {params.profile} {params.flags} > {log} 2>&1 "
+    # Then the listing of each folder output's files, which downstream rules compare by checksum.
+    "&& {PYTHON:q} -m spsagan.pipeline.contents {params.contents}"
 )
 
 
