@@ -372,7 +372,6 @@ def _accepts_int(hint: Any) -> bool:
     return any(_accepts_int(a) for a in args) if args and typing.get_origin(hint) not in (list, dict) else False
 
 
-
 def _ints_as_ints(cls: type, section: dict) -> dict:
     """Integral floats for integer fields become ints: `dvc exp run -S iters=1e5` writes 100000.0."""
     hints = typing.get_type_hints(cls)
