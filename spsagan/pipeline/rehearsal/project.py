@@ -322,7 +322,7 @@ def project(reh: Rehearsal, results: list[StepResult], root: Path, gpu_stages: s
         try:
             rows.append(PROJECTIONS[result.stage](result, reh, facts, gpu))
             if result.processes > 1:
-                rows[-1].notes.append(f"ran as {result.processes} processes under torchrun (its `gpus`)")
+                rows[-1].notes.append(f"ran as {result.processes} processes under torchrun (its world size)")
         except (KeyError, ValueError, TypeError, ZeroDivisionError, SyntaxError, OSError) as exc:
             rows.append(
                 Row(

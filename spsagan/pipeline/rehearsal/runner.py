@@ -61,7 +61,7 @@ class StepResult:
     log: Path
     args: list[str]
     startup_s: float | None = None  # the step's start-up alone (`startup_seconds`), where measured
-    processes: int = 1  # torchrun's processes (the stage's `gpus`), else 1
+    processes: int = 1  # torchrun's processes (the stage's world size), else 1
 
     @property
     def ok(self) -> bool:
