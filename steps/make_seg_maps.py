@@ -36,6 +36,10 @@ def link_tree(src: Path, dst: Path) -> None:
             shutil.copy2(path, target)
 
 
+# Facts of this run, kept out of summary.json (see main).
+RUN_FACTS = ("computed", "skipped", "sub_computed", "sub_skipped", "seconds")
+
+
 def main() -> None:
     parser = stage_parser(__doc__)
     parser.add_argument("--lr-root", required=True, type=Path, help="make_lr's output folder")
@@ -48,14 +52,19 @@ def main() -> None:
         cfg.segmenter, weights=cfg.weights or None, seed=cfg.seed, device=args.device, sha256=cfg.weights_sha256 or None
     )
     summary = {"profile": args.profile, "segmenter": segmenter.label, "semantic": segmenter.semantic, "sets": {}}
+    # How this run went (time, maps computed or found from an interrupted run) goes to the log, not into the
+    # outputs: a rerun that makes the same maps writes the same bytes, so nothing downstream reruns.
+    run_facts = {}
     for name in cfg.sets:
         hr_dir = args.lr_root / name / "HR"
         if not hr_dir.is_dir():
             raise FileNotFoundError(f"{hr_dir} does not exist: add {name!r} to make_lr's train_sets or test_sets")
         index = index_path(args.lr_root / name)
-        summary["sets"][name] = segment_dataset(
+        done = segment_dataset(
             segmenter, hr_dir, args.work / name, index_csv=index if index.exists() else None, batch_size=cfg.batch_size
         )
+        run_facts[name] = {k: done.pop(k) for k in RUN_FACTS}
+        summary["sets"][name] = done
 
     with atomic_dir(args.out) as tmp:
         for name in cfg.sets:
@@ -76,6 +85,7 @@ def main() -> None:
                 )
         write_json(tmp / "summary.json", summary)
     print(f"make_seg_maps: {segmenter.label}; selected {len(selected)}/{len(table)} of {cfg.select_set}")
+    print(f"make_seg_maps run: {run_facts}")  # the rehearsal reads each set's seconds from this line
 
 
 if __name__ == "__main__":

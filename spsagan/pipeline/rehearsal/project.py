@@ -195,7 +195,7 @@ def _make_lr(result, reh: Rehearsal, facts: Facts, gpu: bool) -> Row:
 def _make_seg_maps(result, reh: Rehearsal, facts: Facts, gpu: bool) -> Row:
     sets = facts.seg.get("sets", {})
     here = sum(s["megapixels"] for s in sets.values())
-    busy = sum(s["seconds"] for s in sets.values())
+    busy = sum(s["seconds"] for s in printed_summary(result.output(), "make_seg_maps run: ").values())
     paper = paper_megapixels(reh.paper["make_seg_maps"].sets)
     row = _per_megapixel(result, gpu, here, paper, "segmented (full images; sub-image maps are cut from them)")
     if here and busy:
@@ -241,7 +241,7 @@ def _training(result, reh: Rehearsal, facts: Facts, gpu: bool) -> Row:
 
 def _prune(result, reh: Rehearsal, facts: Facts, gpu: bool) -> Row:
     cfg, here = reh.paper["prune"], reh.configs["prune"]
-    summary = _json(Path(result.flag("--out")) / "summary.json")
+    summary = printed_summary(result.output(), "prune timing: ")
     ratio = cfg.batch_size / here.batch_size
     per_batch = summary["measure_seconds"] / summary["batches"] * ratio
     projected = result.seconds - summary["measure_seconds"] + per_batch * cfg.batches
