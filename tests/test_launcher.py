@@ -233,3 +233,23 @@ def test_the_rehearsal_runs_the_same_launch_path_through_snakemake(tmp_path):
     assert (model["world"], model["iters"]) == (2, 3)
     assert results["pretrain_psnr"].flag("--out") == str(root / "results/pretrain_psnr/model.txt")
     assert not (repo / "results").exists() and not (repo / "dvc.lock").exists()
+
+
+def test_after_a_run_the_user_is_told_what_to_commit_for_exp_show(tmp_path):
+    from spsagan.pipeline.dvcsync import commit_hint
+
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    assert commit_hint(tmp_path) is None  # nothing changed
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "evaluate.json").write_text("{}")
+    (tmp_path / "dvc.lock").write_text("schema: '2.0'\n")
+    hint = commit_hint(tmp_path)
+    assert "git add dvc.lock metrics" in hint and "dvc exp show" in hint
+
+
+def test_no_commit_hint_outside_a_git_checkout(tmp_path, monkeypatch):
+    from spsagan.pipeline.dvcsync import commit_hint
+
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))  # git must not find a checkout above
+    (tmp_path / "dvc.lock").write_text("")
+    assert commit_hint(tmp_path) is None

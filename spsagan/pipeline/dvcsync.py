@@ -51,4 +51,24 @@ def commit_jobs(jobs, registry, root: str | os.PathLike = ".") -> bool:
         print(f"warning: `dvc commit -f` after this run failed ({last[0]}); run it yourself", file=sys.stderr)
         return False
     print(f"dvc.lock: recorded {len(targets)} stage(s) of this run (dvc commit -f)", file=sys.stderr)
+    hint = commit_hint(root)
+    if hint:
+        print(hint, file=sys.stderr)
     return True
+
+
+# What `dvc exp show` compares an experiment with: the committed dvc.lock and the git-kept metrics.
+COMPARED = ("dvc.lock", "metrics", "study/votes.csv")
+
+
+def commit_hint(root: str | os.PathLike = ".") -> str | None:
+    """One line saying what to commit so that `dvc exp show` compares later experiments with this run,
+    when git sees those files changed (None when they are committed, or outside a git checkout)."""
+    proc = subprocess.run(["git", "status", "--porcelain", "--", *COMPARED], cwd=root, capture_output=True, text=True)
+    changed = sorted({line[3:].split("/")[0] for line in proc.stdout.splitlines() if line[3:]})
+    if proc.returncode != 0 or not changed:
+        return None
+    return (
+        f"to compare experiments with this run (`dvc exp show`, `dvc metrics diff`), commit what it changed: "
+        f"git add {' '.join(changed)} && git commit -m 'pipeline run'"
+    )
