@@ -29,7 +29,7 @@ import torch
 import spsagan
 import spsagan.training.torchrun
 from spsagan.errors import ConfigError
-from spsagan.training import checkpoint as ckpt
+from spsagan.training import lock
 
 torch.set_num_threads(1)
 
@@ -348,7 +348,7 @@ def running(pid: int) -> bool:
 @pytest.mark.slow  # torchrun on two processes: tens of seconds on a shared CPU
 def test_a_second_data_parallel_run_on_a_held_folder_stops_with_one_line(tmp_path):
     folder = tmp_path / "ckpt" / "pretrain_psnr-psnr"
-    with ckpt.exclusive_folder(folder):  # another trainer, still running
+    with lock.exclusive_folder(folder):  # another trainer, still running
         code, out = finish(torchrun(tmp_path, "psnr"))
     lines = [line for line in out.splitlines() if line.startswith("error (InUse)")]
     assert code != 0 and len(lines) == 2, out[-3000:]  # every rank stops, with rank 0's message

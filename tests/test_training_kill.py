@@ -25,8 +25,7 @@ from spsagan import errors
 from spsagan.atomic import atomic_path
 from spsagan.image import imresize
 from spsagan.pipeline.params import load_config
-from spsagan.training import SubImageSet, TrainData, train_psnr
-from spsagan.training import checkpoint as ckpt
+from spsagan.training import SubImageSet, TrainData, lock, train_psnr
 
 torch.set_num_threads(1)
 
@@ -146,37 +145,22 @@ def test_group_signal_with_its_output_pipe_closed_still_saves_and_exits_75(tmp_p
 
 
 @pytest.mark.slow  # a subprocess that imports torch: several seconds
-def test_sigterm_to_the_group_with_output_to_a_file_exits_75_and_says_preempted(tmp_path):
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
+def test_a_signal_to_the_group_with_output_to_a_file_exits_75_and_says_preempted(tmp_path, signame):
+    # SIGTERM: SLURM or Snakemake stopping the job; SIGHUP: a closing terminal, or tmux after its
+    # Snakemake was SIGKILLed, hangs up on the step's processes.
     log = tmp_path / "step.log"
     with open(log, "wb") as out:  # as Snakemake's `> {log} 2>&1`
         proc = start_trainer(tmp_path, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_started(tmp_path, proc)
-        os.killpg(proc.pid, signal.SIGTERM)
+        os.killpg(proc.pid, getattr(signal, signame))
         code = proc.wait(timeout=STOP_TIMEOUT)
     finally:
         end(proc)
     text = log.read_text(errors="replace")
     assert code == 75, text
-    assert "Preempted: received SIGTERM: saved a resumable checkpoint" in text
-    assert checkpoints(tmp_path)
-
-
-@pytest.mark.slow  # a subprocess that imports torch: several seconds
-def test_sighup_to_the_session_saves_and_exits_75(tmp_path):
-    # A closing terminal, or tmux after its Snakemake was SIGKILLed, hangs up on the step's processes.
-    log = tmp_path / "step.log"
-    with open(log, "wb") as out:
-        proc = start_trainer(tmp_path, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        wait_started(tmp_path, proc)
-        os.killpg(proc.pid, signal.SIGHUP)
-        code = proc.wait(timeout=STOP_TIMEOUT)
-    finally:
-        end(proc)
-    text = log.read_text(errors="replace")
-    assert code == 75, text
-    assert "Preempted: received SIGHUP: saved a resumable checkpoint" in text
+    assert f"Preempted: received {signame}: saved a resumable checkpoint" in text
     assert checkpoints(tmp_path)
 
 
@@ -321,7 +305,7 @@ def run_psnr(data, root, **kw):
 def test_a_second_trainer_on_the_same_folder_stops_at_once_naming_the_holder(data, tmp_path):
     folder = tmp_path / "ckpt" / "pretrain_psnr-psnr"
     steps = []
-    with ckpt.exclusive_folder(folder):  # the first trainer, still running
+    with lock.exclusive_folder(folder):  # the first trainer, still running
         with pytest.raises(errors.InUse) as info:
             run_psnr(data, tmp_path, on_step=steps.append)
     message = str(info.value)
@@ -334,15 +318,15 @@ def test_a_second_trainer_on_the_same_folder_stops_at_once_naming_the_holder(dat
 def test_a_pipeline_run_refuses_to_start_while_a_trainer_holds_a_checkpoint_folder(tmp_path):
     folder = tmp_path / "ckpt" / "train_gan-spsa"
     (tmp_path / "ckpt" / "pretrain_psnr-rrdb").mkdir(parents=True)
-    (tmp_path / "ckpt" / "pretrain_psnr-rrdb" / ckpt.LOCK_FILE).write_text("1 node7 2026-01-01T00:00:00\n")  # stale
-    with ckpt.exclusive_folder(folder):  # a trainer, still running
-        (line,) = ckpt.live_trainers(tmp_path / "ckpt")
+    (tmp_path / "ckpt" / "pretrain_psnr-rrdb" / lock.LOCK_FILE).write_text("1 node7 2026-01-01T00:00:00\n")  # stale
+    with lock.exclusive_folder(folder):  # a trainer, still running
+        (line,) = lock.live_trainers(tmp_path / "ckpt")
         assert f"{folder} is in use by another trainer (PID {os.getpid()}" in line
         with pytest.raises(errors.InUse, match="nothing was started or deleted") as info:
-            ckpt.refuse_live_trainers([tmp_path / "ckpt", tmp_path / "ckpt", tmp_path / "elsewhere"])
+            lock.refuse_live_trainers([tmp_path / "ckpt", tmp_path / "ckpt", tmp_path / "elsewhere"])
         assert str(info.value).count("(PID") == 1 and "\n" not in str(info.value)
-    assert ckpt.live_trainers(tmp_path / "ckpt") == []  # the stale file blocks nothing
-    ckpt.refuse_live_trainers([tmp_path / "ckpt"])
+    assert lock.live_trainers(tmp_path / "ckpt") == []  # the stale file blocks nothing
+    lock.refuse_live_trainers([tmp_path / "ckpt"])
 
 
 def test_leftovers_of_a_kill_during_a_checkpoint_write_are_removed_and_the_run_resumes(data, tmp_path):

@@ -12,7 +12,7 @@ the newest file that reads back completely and has every expected entry, skippin
 
 One trainer at a time: `ResumeDir.exclusive` locks `<ckpt_root>/<stage>-<instance>/` for the whole
 run (`spsagan.training.lock`); a second trainer stops at once with `InUse`, and a pipeline run
-refuses to start while any trainer holds such a lock (`refuse_live_trainers`). Holding the lock,
+refuses to start while any trainer holds such a lock (`spsagan.training.lock.refuse_live_trainers`). Holding the lock,
 a trainer removes the temporary files that a kill during a write left (`remove_partial_writes`).
 Stopping on a signal is `spsagan.training.signals`; the final model file is `spsagan.models.modelfile`.
 """
@@ -33,9 +33,7 @@ import numpy as np
 import torch
 
 from spsagan.atomic import atomic_path
-from spsagan.training.lock import LOCK_FILE, exclusive_folder, live_trainers, refuse_live_trainers
-
-__all__ = ["LOCK_FILE", "ResumeDir", "exclusive_folder", "live_trainers", "refuse_live_trainers", "run_key"]
+from spsagan.training.lock import exclusive_folder
 
 STATE_KEYS = ("step", "models", "optimizers", "rng", "sampler", "history")
 _STEP_FILE = re.compile(r"^step_(\d{8,})\.pt$")
