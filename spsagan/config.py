@@ -171,7 +171,12 @@ class _Training(_Section):
     ckpt_every: int = key("iterations between resume checkpoints (also at the end and on a signal)", ge=1, runtime=True)
     # Runtime: how often the loss is logged, not what is trained.
     log_every: int = key("iterations between logged loss means (dvclive rows)", ge=1, runtime=True)
-    seed: int = key("initialisation and sample stream (batch k is a function of seed and k)", ge=0)
+    seeds: list[int] = key(
+        "training runs, one job each: the seed of initialisation and sample stream (batch k is a function of "
+        "seed and k); adding one runs only the new jobs",
+        ge=0,
+        nonempty=True,
+    )
     deterministic: bool = key("deterministic algorithms: bitwise reproducible, slower on a GPU")
     mixed_precision: bool = key("bf16 autocast on CUDA (no effect on a CPU); reports name the precision used")
     tf32: bool = key("float32 convolutions and matmuls in TF32 on Ampere and newer GPUs (false: true float32)")
@@ -186,7 +191,16 @@ class _Training(_Section):
     # Runtime, as gpus: compiled kernels change results only within float rounding.
     compile: bool = key("torch.compile fast path (compiling takes minutes; a CPU needs a C++ compiler)", runtime=True)
 
+    @property
+    def seed(self) -> int:
+        """This run's seed. The pipeline runs one job per seed and hands each its own (`seeds: [s]`); run by
+        hand, a step takes the first seed of the list."""
+        return self.seeds[0]
+
     def _check_training(self) -> None:
+        repeated = sorted({s for s in self.seeds if self.seeds.count(s) > 1})
+        if repeated:
+            _fail(self.stage, "seeds", f"{repeated} listed more than once; each seed is one training run")
         if self.crop_size % SCALE:
             _fail(
                 self.stage, "crop_size", f"{self.crop_size} is not a multiple of {SCALE} (the LR crop is crop_size / 4)"
@@ -264,7 +278,7 @@ class TrainGANConfig(_Training):
     w_gan: float = key("weight of the adversarial loss (relativistic average)", ge=0)
     w_pixel: float = key("weight of the L1 pixel loss", ge=0)
     perceptual_weights: str = key(
-        "torchvision's VGG19 file; '' = a random VGG19 seeded with seed (offline stand-in, labelled in reports)"
+        "torchvision's VGG19 file; '' = one random VGG19 (seed 0) for every run: the offline stand-in, labelled"
     )
     perceptual_layer: Literal["conv1_2", "conv2_2", "conv3_4", "conv4_4", "conv5_4"] = key(
         "VGG19 features (before ReLU) of the perceptual loss"

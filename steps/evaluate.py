@@ -3,7 +3,10 @@
 Methods, each a column of Table 1:
 - `bicubic`, and `HR` (the ground truth itself: NIQE and PI computed, PSNR infinite, SSIM 1);
 - every pipeline model (`--models`), named by the `method` its checkpoint records: `rrdb_psnr`,
-  `rrsb_psnr`, `esrgan` (our retrained ESRGAN), `+fa`, `+spsa`, `spsagan`;
+  `rrsb_psnr`, `esrgan` (our retrained ESRGAN), `+fa`, `+spsa`, `spsagan`; with several training seeds
+  (`seeds` in params) every run of a method is scored, and the first file of a method in `--models` (the
+  registry lists the first seed first) is its primary run: the one whose SR images are written and
+  whose costs are measured;
 - published weights (`published` in params: ESRGAN, SFTGAN, SRResNet, SRGAN files, recognised by
   `spsagan.models.published.load_published`; SFTGAN gets make_seg_maps' priors); a missing file is
   skipped and named, with where it comes from, in `--summary` and so in Table 1's notes;
@@ -11,9 +14,11 @@ Methods, each a column of Table 1:
   weights, written to `--exported`: their scores must equal the model's own;
 - SR folders made elsewhere (`outside_folders`).
 Writes `--sr <dir>/<method>/<dataset>/<image>.png`, `--per-image` (PSNR/SSIM on Y with the border
-shave, NIQE, Ma/PI where available), `--summary` (set means, parameters, FLOPs, inference time
-with device and dtype, the segmenter, skipped methods) and `--metrics` (PSNR and PI, or NIQE without
-pyiqa, of bicubic and the pipeline models, averaged over the test sets: what `dvc exp show` compares).
+shave, NIQE, Ma/PI where available; `seed`: the training seed of a pipeline model's run, empty for
+the others), `--summary` (set means, over every run of a method, and per run under `runs`;
+parameters, FLOPs, inference time with device and dtype, the segmenter, skipped methods) and
+`--metrics` (PSNR and PI, or NIQE without pyiqa, of bicubic and the pipeline models, averaged over the
+test sets and runs: what `dvc exp show` compares).
 """
 
 import json
@@ -30,7 +35,7 @@ from spsagan.evaluation import bicubic_sr, compared_metrics, evaluate_pairs, rea
 from spsagan.export import export_model
 from spsagan.image import list_images, read_image, to_tensor, write_image
 from spsagan.models.attention import set_attention_budget
-from spsagan.models.modelfile import load_generator
+from spsagan.models.modelfile import load_generator, training_seed
 from spsagan.models.presets import takes_seg
 from spsagan.models.published import load_published, published_source
 from spsagan.pipeline.step import labelled, main_guard, parse, stage_parser
@@ -56,16 +61,17 @@ class Method:
         self.runner = self.runner or self.model
 
 
-def pipeline_methods(files: list[Path]) -> dict[str, Method]:
-    """Each pipeline model under the name its checkpoint records."""
-    methods = {}
+def pipeline_runs(files: list[Path]) -> dict[str, dict[int | None, Method]]:
+    """{method: {training seed: Method}} of the pipeline models, under the name each checkpoint records;
+    methods and seeds in the order of `files` (a method's first file is its primary run)."""
+    runs: dict[str, dict] = {}
     for path in files:
         model, ckpt = load_generator(path)
-        name = ckpt.get("method") or ckpt["preset"]
-        if name in methods:
-            raise ValueError(f"--models: {path} and another file are both method {name!r}")
+        name, seed = ckpt.get("method") or ckpt["preset"], training_seed(ckpt)
+        if seed in runs.get(name, {}):
+            raise ValueError(f"--models: {path} and another file are both method {name!r}, seed {seed}")
         info, params = ckpt.get("info") or {}, ckpt.get("params") or {}
-        methods[name] = Method(
+        runs.setdefault(name, {})[seed] = Method(
             model,
             takes_seg(ckpt["arch"]),
             {
@@ -78,9 +84,10 @@ def pipeline_methods(files: list[Path]) -> dict[str, Method]:
                 "iters": ckpt.get("step"),
                 "crop_size": params.get("crop_size"),
                 "model_file": str(path),
+                "seed": seed,
             },
         )
-    return methods
+    return runs
 
 
 def published_methods(published: dict[str, str], keys: dict[str, str]) -> tuple[dict[str, Method], list[dict]]:
@@ -113,16 +120,29 @@ def exported_methods(methods: dict[str, Method], export: dict[str, str], out_dir
     return out
 
 
-def super_resolve(methods: dict[str, Method], lr_dir: Path, seg_dir: Path, device) -> dict[str, dict]:
-    """{method: {image: SR uint8}} for bicubic and every model, on one test set."""
+def super_resolve(methods: dict, lr_dir: Path, seg_dir: Path, device, bicubic: bool = True) -> dict:
+    """{method: {image: SR uint8}} for every model (keys as in `methods`) and bicubic, on one test set."""
     lqs = {n: read_image(p, gray="keep") for n, p in list_images(lr_dir).items()}
-    outputs = {"bicubic": {n: bicubic_sr(lq) for n, lq in lqs.items()}}
+    outputs = {"bicubic": {n: bicubic_sr(lq) for n, lq in lqs.items()}} if bicubic else {}
     for name, m in methods.items():
         outputs[name] = {
             n: sr_with_model(m.runner, lq, seg=load_seg(seg_dir / f"{n}.npz") if m.needs_seg else None, device=device)
             for n, lq in lqs.items()
         }
     return outputs
+
+
+def run_means(frames: dict, seeds: dict[str, int | None], dataset: str, summary: dict) -> None:
+    """Record each pipeline run's set means (`summary["runs"][method][seed][dataset]`) and each method's mean
+    over its runs (`summary["methods"]`). frames: {(method, seed): per-image frame}; seeds: the primary runs'."""
+    for (name, seed), frame in frames.items():
+        summary["runs"].setdefault(name, {})[str(seed)] = {
+            **summary["runs"].get(name, {}).get(str(seed), {}),
+            dataset: summarise(frame),
+        }
+    for name in seeds:
+        every = [frame for (n, _), frame in frames.items() if n == name]
+        summary["methods"].setdefault(name, {})[dataset] = summarise(pd.concat(every, ignore_index=True))
 
 
 def hr_scores(hr_dir: Path, score: dict) -> pd.DataFrame:
@@ -241,7 +261,10 @@ def main() -> None:
     )
     args, cfg = parse(parser, "evaluate")
     device = resolve_device(args.device)
-    methods = pipeline_methods(list(labelled(args.models, "--models").values()))
+    runs = pipeline_runs(list(labelled(args.models, "--models").values()))
+    methods = {name: next(iter(by_seed.values())) for name, by_seed in runs.items()}  # the primary runs
+    seeds = {name: m.record["seed"] for name, m in methods.items()}
+    others = {(name, seed): m for name, by_seed in runs.items() for seed, m in list(by_seed.items())[1:]}
     compared = ["bicubic", *methods]
     published, skipped = published_methods(cfg.published, cfg.published_keys)
     check_compile(device, cfg.compile, "evaluate")
@@ -252,6 +275,7 @@ def main() -> None:
             "crop_border": cfg.crop_border,
             "test_y_channel": cfg.test_y_channel,
             "methods": {},
+            "runs": {},
             "costs": {},
             "skipped": skipped,
         },
@@ -260,7 +284,7 @@ def main() -> None:
 
     with tf32(cfg.tf32), atomic_dir(args.exported) as exported_dir, atomic_dir(args.sr) as sr_root:
         methods = {**methods, **published, **exported_methods(methods, cfg.export, exported_dir)}
-        for m in methods.values():
+        for m in [*methods.values(), *others.values()]:
             set_attention_budget(m.model, cfg.max_attention_mb * 2**20)
             m.runner = compiled(m.model.to(device).eval(), device, cfg.compile)
         for dataset in cfg.test_sets:
@@ -272,12 +296,21 @@ def main() -> None:
                 outputs[name] = read_sr_folder(Path(folder) / dataset, hr_dir)
             frames = {name: evaluate_pairs(images, hr_dir, **score) for name, images in outputs.items()}
             frames["HR"] = hr_scores(hr_dir, score)
+            # The other seeds' runs: scored, neither written nor timed.
+            extra = super_resolve(others, lr_dir, args.seg / dataset, device, bicubic=False)
+            extra = {key: evaluate_pairs(images, hr_dir, **score) for key, images in extra.items()}
             for name, frame in frames.items():
                 for n, img in outputs.get(name, {}).items():
                     write_image(sr_root / name / dataset / f"{n}.png", img)
-                rows.append(frame.assign(method=name, dataset=dataset))
-                summary["methods"].setdefault(name, {})[dataset] = summarise(frame)
-                print(f"evaluate: {dataset} {name}: PSNR {summary['methods'][name][dataset]['psnr']}")
+                rows.append(frame.assign(method=name, dataset=dataset, seed=seeds.get(name)))
+                if name not in seeds:
+                    summary["methods"].setdefault(name, {})[dataset] = summarise(frame)
+            for (name, seed), frame in extra.items():
+                rows.append(frame.assign(method=name, dataset=dataset, seed=seed))
+            run_means({**{(n, seeds[n]): frames[n] for n in seeds}, **extra}, seeds, dataset, summary)
+            for name, per_set in summary["methods"].items():
+                runs_note = f" (mean of {len(runs[name])} runs)" if len(runs.get(name, {})) > 1 else ""
+                print(f"evaluate: {dataset} {name}: PSNR {per_set[dataset]['psnr']}{runs_note}")
         summary["costs"] = inference_costs(
             methods,
             args.data / cfg.timing_set / "LR_x4",
@@ -288,7 +321,11 @@ def main() -> None:
         )
 
     per_image = pd.concat(rows, ignore_index=True)
-    cols = ["method", "dataset", "name", "psnr", "ssim", "niqe", "ma", "pi", "pi_reason", "niqe_reason"]
+    per_image["seed"] = per_image["seed"].astype("Int64")  # empty for methods that are not our training runs
+    for name, cost in summary["costs"].items():
+        if name in runs:
+            cost["seeds"] = list(runs[name])  # every run scored; the costs are the primary run's
+    cols = ["method", "dataset", "name", "seed", "psnr", "ssim", "niqe", "ma", "pi", "pi_reason", "niqe_reason"]
     with atomic_path(args.per_image) as tmp:
         per_image[cols].to_csv(tmp, index=False, float_format="%.6f")
     seg_summary = args.seg / "summary.json"

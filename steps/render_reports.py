@@ -73,10 +73,12 @@ def settings(summary: dict) -> list[str]:
 def set_means(summary: dict, per_image: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row of set means per method and dataset; the HR column's PSNR is infinite (JSON holds null).
 
-    With a `seed` column in per_image (several training runs), the set means are computed from the
-    per-image scores instead, one row per method, dataset and seed, so Table 1 sees every run."""
-    if per_image is not None and "seed" in per_image.columns:
-        metrics = ["psnr", "ssim", "niqe", "pi"]
+    Several training runs: evaluate's `runs` (set means per method, seed and dataset) give one row per run,
+    with its `seed` (empty for methods that are not our training runs), so Table 1 sees every run. Without
+    them, a `seed` column in per_image gives the same rows, computed from the per-image scores."""
+    metrics = ["psnr", "ssim", "niqe", "pi"]
+    runs = summary.get("runs") or {}
+    if not runs and per_image is not None and "seed" in per_image.columns:
         keys = ["method", "dataset", "seed"]
         df = per_image.assign(seed=per_image["seed"].fillna(-1))
         frame = df.groupby(keys, sort=False)[metrics].agg(lambda c: c.mean(skipna=False)).reset_index()
@@ -84,14 +86,16 @@ def set_means(summary: dict, per_image: pd.DataFrame | None = None) -> pd.DataFr
         frame["pi_reason"] = "" if reasons is None else reasons.fillna("").to_numpy()
         frame.loc[frame["method"] == "HR", "psnr"] = math.inf
         return frame
-    rows = [
-        {"method": m, "dataset": d, **{k: s[k] for k in ("psnr", "ssim", "niqe", "pi", "pi_reason")}}
-        for m, per_set in summary["methods"].items()
-        for d, s in per_set.items()
-    ]
-    frame = pd.DataFrame(rows).astype({k: float for k in ("psnr", "ssim", "niqe", "pi")})
+    rows = []
+    for m, per_set in summary["methods"].items():
+        by_seed = runs.get(m) or {None: per_set}
+        for seed, sets in by_seed.items():
+            for d, s in sets.items():
+                run_seed = math.nan if seed in (None, "None") else int(seed)
+                rows.append({"method": m, "dataset": d, "seed": run_seed, **{k: s[k] for k in (*metrics, "pi_reason")}})
+    frame = pd.DataFrame(rows).astype({k: float for k in metrics})
     frame.loc[frame["method"] == "HR", "psnr"] = math.inf
-    return frame
+    return frame if runs else frame.drop(columns="seed")
 
 
 def column_kinds(summary: dict) -> dict[str, str]:

@@ -44,7 +44,7 @@ PSNR = replace(
     val_every=6,
     ckpt_every=4,
     log_every=2,
-    seed=5,
+    seeds=[5],
     deterministic=True,
 )
 GAN = replace(
@@ -60,7 +60,7 @@ GAN = replace(
     val_every=5,
     ckpt_every=4,
     log_every=2,
-    seed=6,
+    seeds=[6],
     deterministic=True,
     w_gan=0.0,
 )

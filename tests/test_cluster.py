@@ -55,6 +55,7 @@ SLURM_STAGES = {
             "deps": {"data": "@download_data.out"},
             "outs": {"out": "results/pretrain_psnr/{instance}/model.txt"},
             "instances": {"rrdb": {}},
+            "per_seed": True,  # two seeds below: one SLURM job each
             "gpu": 1,
             "threads": 4,
         },
@@ -189,6 +190,7 @@ def test_slurm_profile_submits_each_gpu_stage_with_its_resources(tmp_path):
         **{s: real_params[s] for s in real},
         "train_ddp": {"demo": toy_section, "paper": {**toy_section, "gpus": 4}},
     }
+    params["pretrain_psnr"]["demo"] = {**params["pretrain_psnr"]["demo"], "seeds": [0, 1]}
     schema = {
         "stages": {
             **{s: real_schema[s] for s in real},
@@ -223,13 +225,15 @@ def test_slurm_profile_submits_each_gpu_stage_with_its_resources(tmp_path):
         timeout=240,
     )
 
-    submitted = {}
+    submitted, comments = {}, []
     for call in read_jsonl(state / "sbatch.jsonl"):
-        rule = sbatch_option(call["argv"], "--comment").split("_wildcards_")[0].removeprefix("rule_")
+        comments.append(sbatch_option(call["argv"], "--comment"))
+        rule = comments[-1].split("_wildcards_")[0].removeprefix("rule_")
         submitted[rule] = call["argv"]
-    # The local stage ran where Snakemake runs; every other stage went through sbatch, once.
+    # The local stage ran where Snakemake runs; every other job went through sbatch, once: each seed its own.
     assert set(submitted) == {"pretrain_psnr", "prune", "train_ddp", "evaluate"}, log
-    assert len(read_jsonl(state / "sbatch.jsonl")) == 4
+    assert len(comments) == 5 and sum(c.startswith("rule_pretrain_psnr") for c in comments) == 2, comments
+    assert any("rrdb_s1" in c for c in comments), comments
     assert all(job["exit"] == 0 for job in read_jsonl(state / "jobs.jsonl"))
 
     sets = profile["set-resources"]
@@ -263,6 +267,7 @@ def test_slurm_profile_submits_each_gpu_stage_with_its_resources(tmp_path):
     for path in (
         "results/download_data/data.txt",
         "results/pretrain_psnr/rrdb/model.txt",
+        "results/pretrain_psnr/rrdb_s1/model.txt",
         "results/prune/mask.json",
         "results/train_ddp/model.txt",
         "results/evaluate/per_image.csv",

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,7 +87,6 @@ def pipeline(tmp_path_factory):
     for stage, values in TINY.items():
         params[stage]["demo"].update(values)
     # Outside methods: a BasicSR-format RRDBNet file and a folder of SR images made elsewhere.
-    import torch
 
     from spsagan.models.rrdb import RRDBNet
 
@@ -127,6 +127,7 @@ def test_dvc_repro_runs_every_stage_through_snakemake(pipeline):
         "train_gan@fa",
         "train_gan@spsa",
         "train_gan@spsagan",
+        "train_gan@spsagan_s1",
         "evaluate",
         "study_report",
         "render_reports",
@@ -180,15 +181,46 @@ def test_table1_numbers_come_from_the_results_files(pipeline):
     reproduced = table[table["source"] == "reproduced"]
     assert len(reproduced) == sum(len(per_set) for per_set in summary["methods"].values())
     for row in reproduced.itertuples():
-        means = summary["methods"][row.results_method][row.dataset]
+        # A method trained with several seeds: the mean of its runs' set means (each run's, exactly).
+        runs = list(summary["runs"].get(row.results_method, {}).values())
+        assert row.runs == max(1, len(runs)), row
         for metric in ("psnr", "ssim", "niqe", "pi"):
-            expected, got = means[metric], getattr(row, metric)
+            expected, got = summary["methods"][row.results_method][row.dataset][metric], getattr(row, metric)
             if row.results_method == "HR" and metric == "psnr":
                 assert expected is None and got == math.inf  # the reference against itself
             elif expected is None:
                 assert math.isnan(got), (row.results_method, metric)
+            elif len(runs) > 1:
+                values = [run[row.dataset][metric] for run in runs]
+                assert float(got) == pytest.approx(sum(values) / len(values), rel=1e-12, abs=1e-12), row
+                assert float(got) == pytest.approx(float(expected), rel=1e-9), row  # mean over every image
             else:
                 assert float(got) == float(expected), (row.results_method, row.dataset, metric)
+
+
+@pytest.mark.slow
+def test_every_seed_is_trained_scored_and_counted(pipeline):
+    """The demo trains its GAN presets with two seeds: evaluate scores both runs, the reports count them."""
+    repo, _, _ = pipeline
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    seeds = params["train_gan"]["demo"]["seeds"]
+    assert len(seeds) == 2
+    per_image = pd.read_csv(repo / "results" / "evaluate" / "per_image.csv")
+    for method in ("esrgan", "+fa", "+spsa", "spsagan"):
+        assert sorted(per_image.loc[per_image["method"] == method, "seed"].unique()) == seeds, method
+    assert per_image.loc[per_image["method"].isin(["bicubic", "HR", "published_rrdb"]), "seed"].isna().all()
+    assert sorted(per_image.loc[per_image["method"] == "rrdb_psnr", "seed"].unique()) == [0]
+    summary = json.loads((repo / "results" / "evaluate" / "summary.json").read_text())
+    assert summary["costs"]["spsagan"]["seeds"] == seeds and summary["costs"]["spsagan"]["seed"] == seeds[0]
+    # The second seed's runs: started from the PSNR model of seed 0 (the only PSNR seed), their own weights.
+    from spsagan.models.modelfile import load_generator
+
+    _, first = load_generator(repo / "results" / "train_gan" / "spsagan" / "model.pt")
+    _, second = load_generator(repo / "results" / "train_gan" / "spsagan_s1" / "model.pt")
+    assert first["params"]["seeds"] == [0] and second["params"]["seeds"] == [1]
+    assert not all(torch.equal(a, b) for a, b in zip(first["params_g"].values(), second["params_g"].values()))
+    claims = pd.read_csv(repo / "reports" / "claims.csv")
+    assert 2 in set(claims["runs_a"]) | set(claims["runs_b"])  # the claims combine both runs of a preset
 
 
 @pytest.mark.slow
@@ -205,7 +237,7 @@ def test_changed_gan_learning_rate_reruns_only_train_gan_and_downstream(pipeline
     }
     assert jobs == {"train_gan", "evaluate", "render_reports"}
     stale = set(json.loads(run([str(BIN / "dvc"), "status", "--json"], repo).strip().splitlines()[-1]))
-    assert stale == {"train_gan@esrgan", "train_gan@fa", "train_gan@spsa", "train_gan@spsagan"}
+    assert stale == {f"train_gan@{p}{s}" for p in ("esrgan", "fa", "spsa", "spsagan") for s in ("", "_s1")}
 
 
 @pytest.mark.slow
@@ -232,7 +264,8 @@ def test_pruned_model_matches_the_mask_of_the_prune_stage(pipeline):
 def test_exported_esrgan_scores_exactly_like_the_preset_and_hr_is_a_column(pipeline):
     repo, _, _ = pipeline
     summary = json.loads((repo / "results" / "evaluate" / "summary.json").read_text())
-    assert summary["methods"]["esrgan (exported, esrgan layout)"] == summary["methods"]["esrgan"]
+    # The export is of the primary run (the first seed): it scores exactly like that run.
+    assert summary["methods"]["esrgan (exported, esrgan layout)"] == summary["runs"]["esrgan"]["0"]
     assert (repo / "results" / "evaluate" / "exported" / "esrgan_x4_esrgan.pth").is_file()
     hr = summary["methods"]["HR"]["demo_test"]
     assert hr["psnr"] is None and hr["ssim"] == 1.0 and hr["niqe"] is not None  # PSNR of the reference: infinite

@@ -35,7 +35,7 @@ PSNR = replace(
     val_every=2,
     ckpt_every=2,
     log_every=2,
-    seed=3,
+    seeds=[3],
     deterministic=True,
 )
 

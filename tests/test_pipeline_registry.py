@@ -75,8 +75,14 @@ def test_dvc_yaml_names_every_registry_stage():
         body = rendered[stage.name].get("do", rendered[stage.name])
         assert f"--allowed-rules {stage.name}" in body["cmd"] and "--resources" not in body["cmd"]
         # The computing keys one by one, never the runtime keys (they rerun nothing).
-        hashed = [f"{stage.name}.${{profile}}.{key}" for key in registry.hashed_keys(stage.name)]
-        assert body["params"] == ["profile", *hashed]
+        # A seeded stage's seed is in its instance names, so its list of seeds is not hashed.
+        keys = [k for k in registry.hashed_keys(stage.name) if not (stage.per_seed and k == "seeds")]
+        hashed = [f"{stage.name}.${{profile}}.{key}" for key in keys]
+        # A reader of every run of a seeded stage (evaluate, render_reports) also depends on its seeds.
+        readers = dict.fromkeys(d.label.split("/")[0] for deps in stage.deps.values() for d in deps if d.label)
+        seeds = [f"{name}.${{profile}}.seeds" for name in readers if registry.stages[name].per_seed]
+        assert body["params"] == ["profile", *hashed, *seeds]
+        assert bool(seeds) == (stage.name in ("evaluate", "render_reports")), stage.name
         assert not any(p.endswith((".gpus", ".workers", ".log_every")) for p in body["params"]), body["params"]
 
 

@@ -74,7 +74,7 @@ TRAINER = textwrap.dedent("""
         data = TrainData([SubImageSet.from_arrays("toy", gts, [imresize(g, 0.25) for g in gts])], [1.0])
         cfg = replace(load_config("pretrain_psnr", "demo", **repo), num_feat=4, num_block=1, num_grow_ch=4,
                       iters=iters, batch_size=1, crop_size=32, val_every=1_000_000,
-                      ckpt_every=1_000_000, log_every=10, seed=1)
+                      ckpt_every=1_000_000, log_every=10, seeds=[1])
         live = root / "out" / "live" if iters < 1_000_000 else None
         train_psnr(cfg, "esrgan", data, root / "out" / "model.pt", root / "ckpt", live, device="cpu",
                    progress=True, on_step=started)
@@ -284,7 +284,7 @@ PSNR = replace(
     val_every=100,
     ckpt_every=4,
     log_every=2,
-    seed=3,
+    seeds=[3],
     deterministic=True,
 )
 

@@ -40,7 +40,7 @@ PSNR = replace(
     val_every=6,
     ckpt_every=4,
     log_every=2,
-    seed=5,
+    seeds=[5],
     deterministic=True,
 )
 GAN = replace(
@@ -56,7 +56,7 @@ GAN = replace(
     val_every=3,
     ckpt_every=2,
     log_every=1,
-    seed=6,
+    seeds=[6],
     deterministic=True,
 )
 
@@ -219,7 +219,7 @@ def test_gan_resumes_to_identical_weights(data, reference, tmp_path):
     assert full["metrics"]["attention/gamma"] != 0  # the attention layer trained
     ckpt = load_generator(tmp_path / "full" / "gan" / "model.pt")[1]
     assert ckpt["preset"] == "+spsa" and ckpt["segmenter"] == "test-random"
-    assert ckpt["info"]["perceptual_extractor"] == "vgg19-random-seed6" and ckpt["method"] == "+spsa"
+    assert ckpt["info"]["perceptual_extractor"] == "vgg19-random-seed0" and ckpt["method"] == "+spsa"
     alpha = ckpt["params_g"]["attention.alpha"]
     assert ckpt["params_g"]["attention.alpha_initialised"] and alpha != 1.0  # data-dependent init ran
 

@@ -144,6 +144,13 @@ def _plain(obj: Any):
     return str(obj)
 
 
+def training_seed(ckpt: dict) -> int | None:
+    """The seed a model file was trained with (its stage's `seeds`, one per job), None when it records none."""
+    params = ckpt.get("params") or {}
+    seeds = params.get("seeds") or ([params["seed"]] if "seed" in params else [None])
+    return None if seeds[0] is None else int(seeds[0])
+
+
 def load_generator(path, map_location="cpu") -> tuple[RRDBNet, dict]:
     """Rebuild the generator of a checkpoint file: returns (model in eval mode, checkpoint dict)."""
     path = Path(path)

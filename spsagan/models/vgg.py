@@ -85,6 +85,11 @@ def verify_weights(path, key: str = "train_gan.perceptual_weights") -> str:
     return sha256
 
 
+def random_label(seed: int = 0) -> str:
+    """How a VGG19 with seeded random weights is named in model files and reports."""
+    return f"vgg19-random-seed{seed}"
+
+
 class VGG19FeatureExtractor(nn.Module):
     """forward(img) -> features: img (B, 3, H, W) RGB in [0, 1]; features of `layer`, e.g. conv5_4
     (B, 512, H/16, W/16), pre-activation. Frozen: no gradients to its weights, always in eval mode
@@ -114,7 +119,7 @@ class VGG19FeatureExtractor(nn.Module):
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
         if weights is None:
             self._random_init(seed)
-            self.weights_label = f"vgg19-random-seed{seed}"
+            self.weights_label = random_label(seed)
         else:
             self._load(Path(weights))
             self.weights_label = Path(weights).stem

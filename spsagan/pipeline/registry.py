@@ -24,12 +24,21 @@ An entry::
       instances:                              # optional: one job per instance, `{instance}` in paths
         rrdb: {preset: esrgan}
         rrsb: {preset: spsagan, deps: {mask: "@prune.mask"}}
+      per_seed: true                          # optional: each instance once per seed (params key `seeds`)
 
 Every named dep, out, metric, state folder and arg reaches the step as `--<name>` (underscores
 become dashes), so a step never builds a path itself. A reference "@stage.name" is that stage's
 output `name`; for a stage with instances it means every instance's, passed as `stage/instance=path`
 pairs, and "@stage.name[inst]" picks one (plain path; `inst` may be a placeholder like `{init}`).
 Placeholders `{instance}` and any key of the instance's dict are filled in paths and args.
+
+Seeds are a dimension of the DAG: a `per_seed` stage runs each instance once per seed of its params
+key `seeds` (the active profile's; `load_registry(params=...)`). Seed 0 keeps the instance's name, seed s
+is `<instance>_s<s>` (`seeded_name`), so adding a seed adds jobs and renames none. Each job's params hold
+its own seed alone (`Stage.job_section`: `seeds: [s]`), so adding a seed changes nothing an existing job
+hashes. "@stage.name[inst]" of a seeded stage is its first seed's run (the primary run); a placeholder
+such as `{init}` that names an instance of a seeded stage follows the job's seed where that stage has it,
+else the primary run; "@stage.name" is every seed's run.
 
 Code dependencies are not listed: each stage depends on its script's import closure inside the
 package (`spsagan.pipeline.imports`), plus `extra_code`. The files and folders named by its
@@ -90,8 +99,10 @@ _STAGE_KEYS = {
     "runtime",
     "mem_mb",
     "instances",
+    "per_seed",
 }
 _INSTANCE_RESERVED = {"deps"}
+SEEDS_KEY = "seeds"  # the params key a `per_seed` stage's seeds come from
 _REF = re.compile(r"^@(?P<stage>\w+)\.(?P<name>\w+)(\[(?P<inst>[^\]]+)\])?$")
 
 
@@ -145,6 +156,7 @@ class Stage:
     runtime: int = 60
     mem_mb: int = 4000
     instances: dict = dataclasses.field(default_factory=dict)  # name -> {placeholder: value, deps: {...}}
+    per_seed: bool = False  # instances expanded over the params' seeds; each has `seed` and `base` values
 
     # -- declared paths (templates) ---------------------------------------------------------
     @property
@@ -186,6 +198,13 @@ class Stage:
         """The named inputs of one job: the stage's and the instance's own."""
         own = self.instances[instance].get("deps", {}) if instance else {}
         return {**self.deps, **own}
+
+    def job_section(self, section: dict, instance: str | None) -> dict:
+        """The params section one job computes from: a `per_seed` stage's job gets its own seed alone
+        (`seeds: [s]`), so adding a seed changes nothing the other jobs hash."""
+        if not self.per_seed or instance is None:
+            return section
+        return {**section, SEEDS_KEY: [self.instances[instance]["seed"]]}
 
     def output_templates(self) -> list[str]:
         """Every output path (outs, metrics, dvclive summary and plots, contents files of folders) with
@@ -270,12 +289,101 @@ def _named(entry: dict, key: str) -> dict[str, tuple[str, ...]]:
     return {name: _as_tuple(v) for name, v in value.items()}
 
 
-def _resolve(value: str, raw: dict, where: str) -> tuple[Dep, ...]:
-    """A dep value: a path template, or "@stage.name[inst]" resolved against the referenced stage."""
+# -- seeds: a dimension of the DAG ----------------------------------------------------------------
+
+
+def seeded_name(base: str, seed: int) -> str:
+    """The instance of `base` for one seed: seed 0 keeps the base name (a one-seed run's results stay where
+    they were), seed s is `<base>_s<s>`."""
+    return base if seed == 0 else f"{base}_s{seed}"
+
+
+def _seed_lists(stages: dict, params: dict | None) -> dict[str, list[int]]:
+    """{stage: its seeds} for every `per_seed` stage: the active profile's `seeds` key ([0] when the params
+    have no such section); the first seed is the stage's primary run."""
+    out = {}
+    for name, entry in stages.items():
+        if not entry.get("per_seed"):
+            continue
+        if not entry.get("instances"):
+            raise ConfigError(f"stage {name}: per_seed needs instances (each is run once per seed)")
+        section = params[name][params["profile"]] if params and name in params else {}
+        seeds = section.get(SEEDS_KEY, [0])
+        where = f"{name}.{params['profile'] if params else '<profile>'}.{SEEDS_KEY}"
+        if (
+            not isinstance(seeds, list)
+            or not seeds
+            or not all(isinstance(v, (int, float)) and v == int(v) and v >= 0 for v in seeds)
+        ):
+            raise ConfigError(f"{where}: expected a non-empty list of seeds (integers >= 0), got {seeds!r}")
+        seeds = [int(v) for v in seeds]
+        if len(set(seeds)) != len(seeds):
+            raise ConfigError(f"{where}: {seeds} lists a seed more than once; each seed is one training run")
+        out[name] = seeds
+    return out
+
+
+def _pointers(entry: dict, spec: dict, targets) -> dict[str, str]:
+    """{placeholder: stage} for each dep "@stage.name[{placeholder}]" of a job pointing into a stage of `targets`."""
+    values = [v for deps in (entry.get("deps"), spec.get("deps")) for d in (deps or {}).values() for v in _as_tuple(d)]
+    found = {}
+    for value in values:
+        match = _REF.match(value) if isinstance(value, str) else None
+        inst = match["inst"] if match else None
+        if inst and inst.startswith("{") and inst.endswith("}") and match["stage"] in targets:
+            found[inst[1:-1]] = match["stage"]
+    return found
+
+
+def _expand_seeds(stages: dict, seeds: dict[str, list[int]]) -> tuple[dict, dict[str, dict[str, str]]]:
+    """The raw stage entries with every `per_seed` stage's instances expanded over its seeds (each instance gets
+    the values `seed` and `base`), and {seeded stage: {base instance: its primary (first seed's) instance}}.
+
+    A placeholder naming an instance of a seeded stage (`init` in "@pretrain_psnr.model[{init}]") is re-pointed
+    per job: to that stage's run with the same seed when it has one, else to its primary run.
+    """
+    primary = {name: {b: seeded_name(b, s[0]) for b in stages[name]["instances"]} for name, s in seeds.items()}
+    out = dict(stages)
+    for name, entry in stages.items():
+        if not entry.get("instances"):
+            continue
+        expanded = {}
+        for base, spec in entry["instances"].items():
+            spec = spec or {}
+            reserved = sorted({"seed", "base"} & set(spec)) if name in seeds else []
+            if reserved:
+                raise ConfigError(f"stage {name}, instance {base}: {reserved} are set per seed (per_seed)")
+            pointers = _pointers(entry, spec, seeds)
+            for ph, target in pointers.items():
+                if spec.get(ph) not in stages[target]["instances"]:
+                    raise ConfigError(
+                        f"stage {name}, instance {base}: {ph}={spec.get(ph)!r} is no instance of {target}"
+                    )
+            for seed in seeds.get(name, [None]):
+                values = dict(spec)
+                for ph, target in pointers.items():
+                    chosen = seed if seed in seeds[target] else seeds[target][0]
+                    values[ph] = seeded_name(spec[ph], chosen)
+                if seed is None:
+                    expanded[base] = values
+                else:
+                    expanded[seeded_name(base, seed)] = {**values, "seed": seed, "base": base}
+        out[name] = {**entry, "instances": expanded}
+    return out, primary
+
+
+# -- references ------------------------------------------------------------------------------
+
+
+def _resolve(value: str, raw: dict, where: str, primary: dict | None = None) -> tuple[Dep, ...]:
+    """A dep value: a path template, or "@stage.name[inst]" resolved against the referenced stage.
+
+    primary: {seeded stage: {base: instance}}: "@stage.name[base]" of a `per_seed` stage is its primary run."""
     match = _REF.match(value)
     if not match:
         return (Dep(value, (value,)),)
     stage, name, inst = match["stage"], match["name"], match["inst"]
+    inst = (primary or {}).get(stage, {}).get(inst, inst)
     target = raw.get(stage)
     if target is None:
         raise ConfigError(f"{where}: {value}: no stage {stage!r}")
@@ -302,21 +410,26 @@ def _resolve(value: str, raw: dict, where: str) -> tuple[Dep, ...]:
     return tuple(Dep(a, ps) for a, ps in templates)
 
 
-def _deps(value, raw: dict, where: str) -> dict[str, tuple[Dep, ...]]:
+def _deps(value, raw: dict, where: str, primary: dict | None = None) -> dict[str, tuple[Dep, ...]]:
     if not value:
         return {}
     if not isinstance(value, dict):
         raise ConfigError(f"{where}: deps must map names to paths or @references, got {value!r}")
     return {
-        name: tuple(d for v in _as_tuple(v) for d in _resolve(v, raw, f"{where}.{name}")) for name, v in value.items()
+        name: tuple(d for v in _as_tuple(v) for d in _resolve(v, raw, f"{where}.{name}", primary))
+        for name, v in value.items()
     }
 
 
-def load_registry(path: str | os.PathLike = "workflow/stages.yaml", import_cache: str | None = None) -> Registry:
+def load_registry(
+    path: str | os.PathLike = "workflow/stages.yaml", import_cache: str | None = None, params: dict | None = None
+) -> Registry:
     """Read the registry; code dependencies are derived relative to the registry's repository root.
 
     import_cache: a JSON file that keeps each module's parsed imports between runs (the Snakefile
     uses one under .snakemake/); the derived dependencies are the same with or without it.
+    params: the params (params.yaml's contents, with `profile`) whose `seeds` expand the `per_seed` stages;
+    default: the repository's params.yaml, or one seed (0) where there is none.
     """
     path = Path(path)
     cache = FactCache(import_cache)
@@ -325,18 +438,25 @@ def load_registry(path: str | os.PathLike = "workflow/stages.yaml", import_cache
         raise ConfigError(f"{path}: expected top-level keys 'package', 'params_schema' and 'stages'")
     root = path.resolve().parent.parent  # workflow/stages.yaml -> the repository
     package = Path(raw["package"])
-    stages = {}
     for name, entry in raw["stages"].items():
-        where = f"{path}: stage {name}"
         unknown = set(entry) - _STAGE_KEYS
         if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}")
+            raise ConfigError(f"{path}: stage {name}: unknown key(s) {sorted(unknown)}")
         for key in ("desc", "script", "outs"):
             if key not in entry:
-                raise ConfigError(f"{where}: missing key {key!r}")
+                raise ConfigError(f"{path}: stage {name}: missing key {key!r}")
+    if params is None and (root / "params.yaml").is_file():
+        params = load_yaml(root / "params.yaml")
+    try:
+        entries, primary = _expand_seeds(raw["stages"], _seed_lists(raw["stages"], params))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    stages = {}
+    for name, entry in entries.items():
+        where = f"{path}: stage {name}"
         try:
             instances = {
-                inst: {**spec, "deps": _deps(spec.get("deps"), raw["stages"], f"{where}.{inst}")}
+                inst: {**spec, "deps": _deps(spec.get("deps"), entries, f"{where}.{inst}", primary)}
                 for inst, spec in (entry.get("instances") or {}).items()
             }
             special = ("deps", "outs", "instances", "extra_code", "user_data")
@@ -344,7 +464,7 @@ def load_registry(path: str | os.PathLike = "workflow/stages.yaml", import_cache
             stage = Stage(
                 name=name,
                 **fields,
-                deps=_deps(entry.get("deps"), raw["stages"], where),
+                deps=_deps(entry.get("deps"), entries, where, primary),
                 outs=_named(entry, "outs"),
                 instances=instances,
                 extra_code=tuple(entry.get("extra_code") or ()),
@@ -396,11 +516,12 @@ def _dvc_template(stage: Stage, template: str) -> str:
     return re.sub(r"\{(\w+)\}", lambda m: "${key}" if m[1] == "instance" else f"${{item.{m[1]}}}", template)
 
 
-def _dvc_stage(stage: Stage, user: list[str], hashed: list[str]) -> dict:
+def _dvc_stage(stage: Stage, user: list[str], hashed: list[str], seeded: set[str] = frozenset()) -> dict:
     """One dvc.yaml stage body (inside `do:` for a stage with instances).
 
     user: the user's files and folders the stage reads (`user_data`, resolved for the active profile).
     Folder deps need no contents file here: DVC hashes a folder's files itself. hashed: its computing keys.
+    seeded: the `per_seed` stages.
     """
     fill = lambda p: _dvc_template(stage, p)  # noqa: E731
     outs, metrics, plots = (
@@ -417,7 +538,14 @@ def _dvc_stage(stage: Stage, user: list[str], hashed: list[str]) -> dict:
         dict.fromkeys(_dvc_path(d) for d in (stage.script, *stage.code, *stage.extra_code, *shared, *user))
     )
     # The computing keys one by one: a runtime key (`spsagan.config.runtime_keys`) changes nothing DVC hashes.
+    # A `per_seed` stage's seed is in each instance's name (`seeded_name`), so the list of seeds is left out:
+    # adding one adds stages and changes none.
+    hashed = [key for key in hashed if not (stage.per_seed and key == SEEDS_KEY)]
     body["params"] = ["profile", *(f"{stage.name}.${{profile}}.{key}" for key in hashed)]
+    # A stage reading every run of a seeded stage depends on its seeds: a seed added by `dvc exp run -S` makes
+    # it stale, and its Snakemake then says to rewrite dvc.yaml (which lists one stage per seed).
+    readers = dict.fromkeys(d.label.split("/")[0] for deps in stage.deps.values() for d in deps if d.label)
+    body["params"] += [f"{name}.${{profile}}.{SEEDS_KEY}" for name in readers if name in seeded]
     # persist: DVC leaves outputs in place before running the command, so a `dvc repro` started while
     # Snakemake works stops at Snakemake's lock with every file untouched, and Snakemake (which
     # removes a job's outputs itself) stays the only tool that deletes results.
@@ -460,7 +588,8 @@ def dvc_yaml(registry: Registry, params: dict | None = None) -> str:
     stages: dict = {}
     user = user_deps(registry, params)
     for stage in registry:
-        body = _dvc_stage(stage, user[stage.name], registry.hashed_keys(stage.name))
+        seeded = {s.name for s in registry if s.per_seed}
+        body = _dvc_stage(stage, user[stage.name], registry.hashed_keys(stage.name), seeded)
         if not stage.instances:
             stages[stage.name] = body
             continue
@@ -483,6 +612,24 @@ def write_dvc_yaml(registry: Registry, path: str | os.PathLike = "dvc.yaml", par
     from spsagan.atomic import write_text
 
     write_text(path, dvc_yaml(registry, params))
+
+
+def _dvc_job_names(text: str) -> set[str]:
+    stages = (yaml.safe_load(text) or {}).get("stages") or {}
+    return {
+        f"{name}@{inst}" if "foreach" in body else name
+        for name, body in stages.items()
+        for inst in body.get("foreach") or [None]
+    }
+
+
+def dvc_jobs_missing(registry: Registry, path: str | os.PathLike = "dvc.yaml", params: dict | None = None) -> list[str]:
+    """The registry's jobs (stage or stage@instance, e.g. a newly added seed's) that dvc.yaml at `path` lacks,
+    and the ones it lists that the registry no longer has, prefixed `-`; [] when both plan the same jobs."""
+    path = Path(path)
+    listed = _dvc_job_names(path.read_text(encoding="utf-8")) if path.exists() else set()
+    wanted = _dvc_job_names(dvc_yaml(registry, params))
+    return sorted(wanted - listed) + sorted(f"-{name}" for name in listed - wanted)
 
 
 def dvc_yaml_is_current(registry: Registry, path: str | os.PathLike = "dvc.yaml", params: dict | None = None) -> bool:

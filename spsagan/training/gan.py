@@ -84,7 +84,9 @@ def perceptual_loss(cfg: TrainGANConfig) -> PerceptualLoss | None:
     """The VGG19 feature loss, or None when its weight is 0 (the VGG is then never built)."""
     if cfg.w_perceptual == 0:
         return None
-    vgg = VGG19FeatureExtractor(cfg.perceptual_weights or None, cfg.perceptual_layer, seed=cfg.seed)
+    # The offline stand-in (no weights file) is one fixed network, as ImageNet's VGG19 is one file: every
+    # training seed gets the same perceptual loss (its default seed), never a VGG of its own.
+    vgg = VGG19FeatureExtractor(cfg.perceptual_weights or None, cfg.perceptual_layer)
     return PerceptualLoss(vgg)
 
 

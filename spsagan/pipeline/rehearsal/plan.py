@@ -27,6 +27,7 @@ from pathlib import Path
 
 from spsagan.config import check_across_stages, from_section
 from spsagan.data.assets import get_dataset
+from spsagan.models.vgg import random_label
 from spsagan.pipeline.params import load_params
 from spsagan.segmentation.outdoor_scene_seg import RANDOM_WEIGHTS
 
@@ -187,8 +188,7 @@ def _weights(out: Rehearsal, paper: dict) -> None:
     if gan.perceptual_weights and not Path(gan.perceptual_weights).is_file():
         out.configs["train_gan"] = dataclasses.replace(out.configs["train_gan"], perceptual_weights="")
         out.stand_ins.append(
-            f"perceptual loss: VGG19 with random weights (vgg19-random-seed{gan.seed}), "
-            f"{gan.perceptual_weights} not found"
+            f"perceptual loss: VGG19 with random weights ({random_label()}), {gan.perceptual_weights} not found"
         )
     seg = out.configs["make_seg_maps"]
     if seg.segmenter == "outdoor_scene_seg" and not Path(seg.weights).is_file():
