@@ -37,6 +37,7 @@ PSNR = replace(
     crop_size=32,
     lr=1.0e-3,
     lr_step=6,
+    lr_gamma=0.5,
     val_every=6,
     ckpt_every=4,
     log_every=2,
