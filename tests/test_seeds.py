@@ -12,6 +12,7 @@ import subprocess
 import pytest
 import yaml
 from toy_pipeline import BIN, build_toy, dvc_stale, run, toy_env
+from toy_pipeline import planned_jobs as planned
 
 from spsagan.errors import ConfigError
 from spsagan.pipeline.registry import load_registry, seeded_name
@@ -81,17 +82,6 @@ def set_seeds(repo, stage: str, seeds: list[int]) -> None:
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     # dvc.yaml lists the active seeds' stages: regenerated after the change (the Snakefile warns until then).
     run([PYTHON, "-m", "spsagan.pipeline", "write-dvc"], repo)
-
-
-def planned(repo) -> dict[str, int]:
-    """{rule: jobs} that `snakemake -n` plans (without `all`)."""
-    out = run([SNAKEMAKE, "-n", "--quiet", "rules"], repo)
-    jobs = {}
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[1].isdigit() and parts[0] not in ("all", "total", "job"):
-            jobs[parts[0]] = int(parts[1])
-    return jobs
 
 
 def given(repo, path: str) -> dict:

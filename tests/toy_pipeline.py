@@ -108,16 +108,21 @@ def run(cmd, cwd, env=None, timeout=300) -> str:
     return proc.stdout + proc.stderr
 
 
-def snakemake_jobs(cwd, python=None) -> set[str]:
-    """Rules that `snakemake -n` would run (without the aggregate `all`)."""
+def planned_jobs(cwd, python=None) -> dict[str, int]:
+    """{rule: jobs} that `snakemake -n` would run (without the aggregate `all`)."""
     cmd = [str(python), "-m", "snakemake"] if python else [str(BIN / "snakemake")]
     out = run([*cmd, "-n", "--quiet", "rules"], cwd)
-    jobs = set()
+    jobs = {}
     for line in out.splitlines():
         parts = line.split()
         if len(parts) == 2 and parts[1].isdigit() and parts[0] not in ("all", "total", "job"):
-            jobs.add(parts[0])
+            jobs[parts[0]] = int(parts[1])
     return jobs
+
+
+def snakemake_jobs(cwd, python=None) -> set[str]:
+    """Rules that `snakemake -n` would run (without the aggregate `all`)."""
+    return set(planned_jobs(cwd, python))
 
 
 def dvc_stale(cwd) -> set[str]:

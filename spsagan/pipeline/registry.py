@@ -156,7 +156,7 @@ class Stage:
     runtime: int = 60
     mem_mb: int = 4000
     instances: dict = dataclasses.field(default_factory=dict)  # name -> {placeholder: value, deps: {...}}
-    per_seed: bool = False  # instances expanded over the params' seeds; each has `seed` and `base` values
+    per_seed: bool = False  # instances expanded over the params' seeds; each has a `seed` value
 
     # -- declared paths (templates) ---------------------------------------------------------
     @property
@@ -337,7 +337,7 @@ def _pointers(entry: dict, spec: dict, targets) -> dict[str, str]:
 
 def _expand_seeds(stages: dict, seeds: dict[str, list[int]]) -> tuple[dict, dict[str, dict[str, str]]]:
     """The raw stage entries with every `per_seed` stage's instances expanded over its seeds (each instance gets
-    the values `seed` and `base`), and {seeded stage: {base instance: its primary (first seed's) instance}}.
+    the value `seed`), and {seeded stage: {base instance: its primary (first seed's) instance}}.
 
     A placeholder naming an instance of a seeded stage (`init` in "@pretrain_psnr.model[{init}]") is re-pointed
     per job: to that stage's run with the same seed when it has one, else to its primary run.
@@ -350,9 +350,8 @@ def _expand_seeds(stages: dict, seeds: dict[str, list[int]]) -> tuple[dict, dict
         expanded = {}
         for base, spec in entry["instances"].items():
             spec = spec or {}
-            reserved = sorted({"seed", "base"} & set(spec)) if name in seeds else []
-            if reserved:
-                raise ConfigError(f"stage {name}, instance {base}: {reserved} are set per seed (per_seed)")
+            if name in seeds and "seed" in spec:
+                raise ConfigError(f"stage {name}, instance {base}: `seed` is set per seed (per_seed)")
             pointers = _pointers(entry, spec, seeds)
             for ph, target in pointers.items():
                 if spec.get(ph) not in stages[target]["instances"]:
@@ -367,7 +366,7 @@ def _expand_seeds(stages: dict, seeds: dict[str, list[int]]) -> tuple[dict, dict
                 if seed is None:
                     expanded[base] = values
                 else:
-                    expanded[seeded_name(base, seed)] = {**values, "seed": seed, "base": base}
+                    expanded[seeded_name(base, seed)] = {**values, "seed": seed}
         out[name] = {**entry, "instances": expanded}
     return out, primary
 
