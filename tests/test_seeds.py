@@ -210,7 +210,7 @@ def test_dvc_refuses_seeds_its_dvc_yaml_does_not_list(toy):
     assert dvc_stale(toy) == {"score"}
     proc = subprocess.run([DVC, "repro", "-q"], cwd=toy, env=toy_env(toy), capture_output=True, text=True)
     assert proc.returncode != 0
-    assert "dvc.yaml does not list the jobs of params.yaml's seeds (gan@x_s7, gan@y_s7" in proc.stdout + proc.stderr
+    assert "dvc.yaml does not plan the jobs of params.yaml's seeds: it lacks gan@x_s7, gan@y_s7;" in proc.stderr
     assert "write-dvc" in proc.stdout + proc.stderr
     run([PYTHON, "-m", "spsagan.pipeline", "write-dvc"], toy)
     assert dvc_stale(toy) >= {"gan@x_s7", "gan@y_s7"}

@@ -622,13 +622,15 @@ def _dvc_job_names(text: str) -> set[str]:
     }
 
 
-def dvc_jobs_missing(registry: Registry, path: str | os.PathLike = "dvc.yaml", params: dict | None = None) -> list[str]:
-    """The registry's jobs (stage or stage@instance, e.g. a newly added seed's) that dvc.yaml at `path` lacks,
-    and the ones it lists that the registry no longer has, prefixed `-`; [] when both plan the same jobs."""
+def dvc_jobs_missing(registry: Registry, path: str | os.PathLike = "dvc.yaml", params: dict | None = None) -> str:
+    """What dvc.yaml at `path` plans differently from the registry, in words ('' when the same jobs): the
+    registry's jobs (stage or stage@instance, e.g. a newly added seed's) it lacks, and those it still lists."""
     path = Path(path)
     listed = _dvc_job_names(path.read_text(encoding="utf-8")) if path.exists() else set()
     wanted = _dvc_job_names(dvc_yaml(registry, params))
-    return sorted(wanted - listed) + sorted(f"-{name}" for name in listed - wanted)
+    parts = [f"lacks {', '.join(sorted(wanted - listed))}"] if wanted - listed else []
+    parts += [f"still lists {', '.join(sorted(listed - wanted))}"] if listed - wanted else []
+    return "; ".join(parts)
 
 
 def dvc_yaml_is_current(registry: Registry, path: str | os.PathLike = "dvc.yaml", params: dict | None = None) -> bool:
