@@ -136,10 +136,7 @@ def run_means(frames: dict, seeds: dict[str, int | None], dataset: str, summary:
     """Record each pipeline run's set means (`summary["runs"][method][seed][dataset]`) and each method's mean
     over its runs (`summary["methods"]`). frames: {(method, seed): per-image frame}; seeds: the primary runs'."""
     for (name, seed), frame in frames.items():
-        summary["runs"].setdefault(name, {})[str(seed)] = {
-            **summary["runs"].get(name, {}).get(str(seed), {}),
-            dataset: summarise(frame),
-        }
+        summary["runs"].setdefault(name, {}).setdefault(str(seed), {})[dataset] = summarise(frame)
     for name in seeds:
         every = [frame for (n, _), frame in frames.items() if n == name]
         summary["methods"].setdefault(name, {})[dataset] = summarise(pd.concat(every, ignore_index=True))

@@ -147,8 +147,8 @@ def _plain(obj: Any):
 def training_seed(ckpt: dict) -> int | None:
     """The seed a model file was trained with (its stage's `seeds`, one per job), None when it records none."""
     params = ckpt.get("params") or {}
-    seeds = params.get("seeds") or ([params["seed"]] if "seed" in params else [None])
-    return None if seeds[0] is None else int(seeds[0])
+    seed = (params.get("seeds") or [params.get("seed")])[0]  # `seed`: files written before seeds were a list
+    return None if seed is None else int(seed)
 
 
 def load_generator(path, map_location="cpu") -> tuple[RRDBNet, dict]:
